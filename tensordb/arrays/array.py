@@ -1,0 +1,541 @@
+"""Arrays: metadata records, chunked reads and writes, copy-on-write, resize.
+
+An array is a row of the ``array`` table (dtype, shape, chunk shape, codec,
+fill value) plus a chunk index (``chunk_ref``: grid coordinate -> chunk
+record). Chunks never written, or written with nothing but the fill value,
+have no index row and read as the fill value.
+
+:class:`ArrayStore` does the work on array ids; :class:`Array` is the public,
+lazy handle. A handle that came from a tree has an *owner* (the node holding
+it): before a write, the owner makes sure the array is not shared with any
+other node, cloning the chunk index if it is (copy-on-write at chunk level:
+the clone shares every chunk record until a chunk is rewritten).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..codec import DEFAULT_CODEC, Codec
+from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
+from ..storage.store import Store
+from . import grid as g
+from .dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
+from .indexing import Selection, chunk_valid_sel, grid_shape, orthogonal_get, orthogonal_set
+
+__all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """The metadata of one stored array (a row of the ``array`` table)."""
+
+    array_id: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    codec: Codec
+    fill: bytes  # one element's raw bytes
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return math.prod(self.chunks) * self.itemsize
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return grid_shape(self.shape, self.chunks)
+
+    def fill_value(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.fill, dtype=self.dtype, count=1).reshape(())
+
+    def fill_chunk(self) -> np.ndarray[Any, Any]:
+        chunk = np.empty(self.chunks, dtype=self.dtype)
+        chunk[...] = self.fill_value()
+        return chunk
+
+
+def _fill_bytes(dtype: np.dtype[Any], fill_value: object) -> bytes:
+    if fill_value is None:
+        return bytes(dtype.itemsize)
+    value = np.asarray(fill_value)
+    if value.dtype != dtype:
+        try:
+            value = value.astype(dtype, casting="same_kind" if value.dtype.kind != "V" else "unsafe")
+        except TypeError:
+            value = np.array(fill_value, dtype=dtype)
+    if value.shape != ():
+        raise ValueError(f"fill_value must be a scalar, got shape {value.shape}")
+    return value.tobytes()
+
+
+class ArrayStore:
+    """Array records and their chunk index, on top of a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.chunks = store.chunks
+
+    # -- records -----------------------------------------------------------------
+
+    def create(
+        self,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        chunks: tuple[int, ...] | None = None,
+        codec: Codec | None = None,
+        fill_value: object = None,
+    ) -> ArrayMeta:
+        """Insert an empty array record (every chunk reads as ``fill_value``)."""
+        check_storable_dtype(dtype)
+        shape = g.check_shape(shape, dtype.itemsize)
+        if chunks is None:
+            chunks = g.auto_chunks(shape, dtype.itemsize)
+        else:
+            chunks = g.check_chunks(chunks, shape, dtype.itemsize)
+        codec = codec or DEFAULT_CODEC
+        if not isinstance(codec, Codec):
+            raise TypeError(f"codec must be a tensordb.Codec, got {type(codec).__name__}")
+        fill = _fill_bytes(dtype, fill_value)
+        size = math.prod(shape)
+        self.conn.execute(
+            "INSERT INTO array(dtype, shape, chunks, codec, fill_value, size, nbytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (dtype_to_text(dtype), json.dumps(shape), json.dumps(chunks), codec.to_json(), fill, size,
+             size * dtype.itemsize),
+        )
+        array_id = int(self.conn.conn.last_insert_rowid())
+        return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
+
+    def meta(self, array_id: int) -> ArrayMeta:
+        """Read and validate an array record (its fields are untrusted input)."""
+        row = self.conn.one(
+            "SELECT dtype, shape, chunks, codec, fill_value FROM array WHERE array_id = ?", (array_id,)
+        )
+        if row is None:
+            raise StaleHandleError(f"array {array_id} no longer exists (deleted and garbage-collected)")
+        dtype_text, shape_text, chunks_text, codec_text, fill = row
+        dtype = dtype_from_text(dtype_text)
+        shape = _json_dims(shape_text, "shape", array_id)
+        chunks = _json_dims(chunks_text, "chunks", array_id)
+        try:
+            g.check_shape(shape, dtype.itemsize)
+            g.check_chunks(chunks, shape, dtype.itemsize)
+        except ValueError as exc:
+            raise CorruptionError(f"array {array_id}: {exc}") from None
+        codec = Codec.from_json(codec_text)  # type: ignore[arg-type]
+        if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
+            raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
+        return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
+
+    def refcount(self, array_id: int) -> int:
+        value = self.conn.scalar("SELECT refcount FROM array WHERE array_id = ?", (array_id,))
+        if value is None:
+            raise StaleHandleError(f"array {array_id} no longer exists")
+        return int(value)  # type: ignore[call-overload]
+
+    def clone(self, meta: ArrayMeta) -> ArrayMeta:
+        """A new array record sharing every chunk of ``meta`` (copy-on-write)."""
+        self.conn.execute(
+            "INSERT INTO array(dtype, shape, chunks, codec, fill_value, size, nbytes) "
+            "SELECT dtype, shape, chunks, codec, fill_value, size, nbytes FROM array WHERE array_id = ?",
+            (meta.array_id,),
+        )
+        new_id = int(self.conn.conn.last_insert_rowid())
+        self.conn.execute(
+            "INSERT INTO chunk_ref(array_id, coord, chunk_id) SELECT ?, coord, chunk_id FROM chunk_ref WHERE array_id = ?",
+            (new_id, meta.array_id),
+        )
+        return ArrayMeta(new_id, meta.dtype, meta.shape, meta.chunks, meta.codec, meta.fill)
+
+    def stored_nbytes(self, array_id: int) -> int:
+        return int(
+            self.conn.scalar(  # type: ignore[call-overload]
+                "SELECT coalesce(sum(c.size), 0) FROM chunk_ref r JOIN chunk c ON c.chunk_id = r.chunk_id "
+                "WHERE r.array_id = ?",
+                (array_id,),
+            )
+        )
+
+    # -- chunks ------------------------------------------------------------------
+
+    def _chunk_id(self, meta: ArrayMeta, coords: tuple[int, ...]) -> int | None:
+        value = self.conn.scalar(
+            "SELECT chunk_id FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, g.coord_key(coords))
+        )
+        return None if value is None else int(value)  # type: ignore[call-overload]
+
+    def read_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], out: np.ndarray[Any, Any] | None = None
+                   ) -> np.ndarray[Any, Any]:
+        """One full chunk as an array of shape ``meta.chunks`` (fill value if never written)."""
+        chunk_id = self._chunk_id(meta, coords)
+        if out is None:
+            out = np.empty(meta.chunks, dtype=meta.dtype)
+        if chunk_id is None:
+            out[...] = meta.fill_value()
+            return out
+        try:
+            self.chunks.get(chunk_id, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
+        except CorruptionError as exc:
+            raise CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}") from None
+        return out
+
+    def write_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], chunk: np.ndarray[Any, Any]) -> None:
+        """Store one full chunk; a chunk equal to the fill value everywhere is simply dropped."""
+        key = g.coord_key(coords)
+        raw = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
+        if _is_fill(raw, meta):
+            self.conn.execute("DELETE FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, key))
+            return
+        chunk_id = self.chunks.put(raw, meta.codec, meta.itemsize)
+        self.conn.execute(
+            "INSERT INTO chunk_ref(array_id, coord, chunk_id) VALUES (?, ?, ?) "
+            "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id",
+            (meta.array_id, key, chunk_id),
+        )
+
+    def chunk_coords(self, meta: ArrayMeta) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """Every (coord key, coords) with a stored chunk."""
+        grid = meta.grid
+        rows = self.conn.execute("SELECT coord FROM chunk_ref WHERE array_id = ?", (meta.array_id,)).fetchall()
+        for (key,) in rows:
+            yield key, g.parse_coord_key(key, grid)
+
+    # -- whole arrays ------------------------------------------------------------
+
+    def write_array(self, meta: ArrayMeta, data: np.ndarray[Any, Any]) -> None:
+        """Write a whole array chunk by chunk (the source may be a memmap larger than memory)."""
+        for coords in g.iter_grid(meta.grid):
+            region = tuple(
+                slice(c * n, min((c + 1) * n, s)) for c, n, s in zip(coords, meta.chunks, meta.shape)
+            )
+            block = data[region]
+            if block.shape == meta.chunks:
+                chunk = block
+            else:
+                chunk = meta.fill_chunk()
+                chunk[tuple(slice(0, b) for b in block.shape)] = block
+            self.write_chunk(meta, coords, chunk)
+
+    def read(self, meta: ArrayMeta, key: object) -> Any:
+        """``array[key]`` as numpy would return it (orthogonal indexing)."""
+        sel = Selection(key, meta.shape, meta.chunks)
+        out = np.empty(sel.out_shape, dtype=meta.dtype)
+        buffer = np.empty(meta.chunks, dtype=meta.dtype)
+        with self.store.snapshot():
+            for p in sel.projections():
+                chunk = self.read_chunk(meta, p.coords, out=buffer)
+                orthogonal_set(out, p.out_sel, orthogonal_get(chunk, p.chunk_sel))
+        result = out.reshape(sel.final_shape)
+        return result[()] if sel.is_scalar else result
+
+    def write(self, meta: ArrayMeta, key: object, value: object) -> None:
+        """``array[key] = value``: rewrites only the chunks the selection touches."""
+        sel = Selection(key, meta.shape, meta.chunks)
+        source = np.asarray(value)
+        if source.dtype.hasobject:
+            raise TypeError("cannot write Python objects into an array")
+        try:
+            source = np.broadcast_to(source.astype(meta.dtype, copy=False), sel.final_shape)
+        except ValueError:
+            raise ValueError(
+                f"could not broadcast a value of shape {source.shape} into a selection of shape {sel.final_shape}"
+            ) from None
+        source = source.reshape(sel.out_shape)
+        buffer = np.empty(meta.chunks, dtype=meta.dtype)
+        for p in sel.projections():
+            if p.complete:
+                chunk = buffer
+                chunk[...] = meta.fill_value()
+            else:
+                chunk = self.read_chunk(meta, p.coords, out=buffer)
+            orthogonal_set(chunk, p.chunk_sel, orthogonal_get(source, p.out_sel))
+            self.write_chunk(meta, p.coords, chunk)
+
+    def resize(self, meta: ArrayMeta, shape: tuple[int, ...]) -> ArrayMeta:
+        """Change the shape; data inside both shapes is kept, new space reads as the fill value."""
+        shape = g.check_shape(shape, meta.itemsize)
+        if len(shape) != len(meta.shape):
+            raise ValueError(f"resize cannot change the number of dimensions ({meta.shape} -> {shape})")
+        new = ArrayMeta(meta.array_id, meta.dtype, shape, meta.chunks, meta.codec, meta.fill)
+        new_grid = new.grid
+        for key, coords in list(self.chunk_coords(meta)):
+            if any(c >= n for c, n in zip(coords, new_grid)):
+                self.conn.execute(
+                    "DELETE FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, key)
+                )
+            elif any((c + 1) * n > s for c, n, s in zip(coords, meta.chunks, shape)):
+                # An edge chunk that shrank: reset what now lies outside to the fill value.
+                chunk = self.read_chunk(meta, coords)
+                valid = chunk_valid_sel(coords, shape, meta.chunks)
+                kept = chunk[valid].copy()
+                chunk[...] = meta.fill_value()
+                chunk[valid] = kept
+                self.write_chunk(new, coords, chunk)
+        size = math.prod(shape)
+        self.conn.execute(
+            "UPDATE array SET shape = ?, size = ?, nbytes = ? WHERE array_id = ?",
+            (json.dumps(shape), size, size * meta.itemsize, meta.array_id),
+        )
+        return new
+
+
+def _json_dims(text: object, what: str, array_id: int) -> tuple[int, ...]:
+    try:
+        value = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, json.JSONDecodeError):
+        raise CorruptionError(f"array {array_id}: malformed {what} {text!r}") from None
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise CorruptionError(f"array {array_id}: malformed {what} {text!r}")
+    return tuple(value)
+
+
+def _is_fill(raw: np.ndarray[Any, Any], meta: ArrayMeta) -> bool:
+    if not any(meta.fill):
+        return not raw.any()
+    pattern = np.frombuffer(meta.fill, dtype=np.uint8)
+    return bool((raw.reshape(-1, len(pattern)) == pattern).all())
+
+
+class ArrayOwner(Protocol):
+    """What an :class:`Array` handle needs from the node that holds it."""
+
+    def current_array(self) -> int:
+        """The id of the array the node holds now (StaleHandleError if it holds none)."""
+
+    def exclusive_array(self) -> int:
+        """Make the owning node hold an array no other node shares; return its id."""
+
+    def location(self) -> tuple[str | None, str | None]:
+        """(tree name, JSON Pointer) of the owning node, for messages and reprs."""
+
+
+class ArrayHost(Protocol):
+    """What an :class:`Array` handle needs from its database."""
+
+    filename: str
+    readonly: bool
+
+    @property
+    def arrays(self) -> ArrayStore: ...
+
+    def transaction(self) -> Any: ...
+
+    def _reopen_state(self) -> Any: ...
+
+
+#: Set by the database layer: turns a pickled database state into a read-only host.
+reopen_host: Callable[[Any], ArrayHost] | None = None
+
+
+class Array:
+    """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
+
+    Obtain one from a tree (``tree["/data/points"]``) or from
+    :meth:`tensordb.Tree.create_array`. Slicing reads only the chunks it
+    touches; assignment rewrites only those chunks, copy-on-write if the
+    array is shared with another tree.
+
+    Example
+    -------
+    >>> pts = db["sample"]["/data/points"]
+    >>> pts.shape, pts.dtype
+    ((4778, 3), dtype('float32'))
+    >>> pts[100:200, :2].shape
+    (100, 2)
+    """
+
+    __slots__ = ("_db", "_array_id", "_owner", "__weakref__")
+
+    def __init__(self, db: ArrayHost, array_id: int, owner: ArrayOwner | None = None) -> None:
+        self._db = db
+        self._array_id = array_id
+        self._owner = owner
+
+    # -- metadata ------------------------------------------------------------------
+
+    def _current_id(self) -> int:
+        if self._owner is not None:
+            self._array_id = self._owner.current_array()
+        return self._array_id
+
+    def _meta(self) -> ArrayMeta:
+        with self._context():
+            return self._db.arrays.meta(self._current_id())
+
+    def _context(self) -> Any:
+        tree, path = self._owner.location() if self._owner else (None, None)
+        return context(self._db.filename, tree, path)
+
+    @property
+    def array_id(self) -> int:
+        """The id of the stored array this handle reads now (``arrays.array_id`` in SQL)."""
+        with self._context():
+            return self._current_id()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._meta().shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._meta().dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._meta().shape)
+
+    @property
+    def size(self) -> int:
+        return self._meta().size
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size in bytes."""
+        return self._meta().nbytes
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self._meta().chunks
+
+    @property
+    def codec(self) -> Codec:
+        return self._meta().codec
+
+    @property
+    def fill_value(self) -> Any:
+        return self._meta().fill_value()[()]
+
+    @property
+    def stored_nbytes(self) -> int:
+        """Compressed bytes of the chunks this array references (shared chunks included)."""
+        with self._context():
+            return self._db.arrays.stored_nbytes(self._current_id())
+
+    @property
+    def path(self) -> str | None:
+        return self._owner.location()[1] if self._owner else None
+
+    def __len__(self) -> int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d array")
+        return shape[0]
+
+    def __repr__(self) -> str:
+        try:
+            meta = self._db.arrays.meta(self._current_id())
+        except Exception:
+            return f"<tensordb.Array {self._array_id} (unavailable)>"
+        where = f'"{self.path}" ' if self.path is not None else ""
+        return f"<tensordb.Array {where}{meta.shape} {meta.dtype}>"
+
+    # -- reading -------------------------------------------------------------------
+
+    def __getitem__(self, key: object) -> Any:
+        with self._context():
+            arrays = self._db.arrays
+            return arrays.read(arrays.meta(self._current_id()), key)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
+        if copy is False:
+            raise ValueError("a tensordb.Array cannot be viewed without a copy (copy=False)")
+        data = np.asarray(self[...])
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def read(self) -> np.ndarray[Any, Any]:
+        """The whole array as a numpy array."""
+        return np.asarray(self[...])
+
+    # -- writing -------------------------------------------------------------------
+
+    def _writable_meta(self) -> ArrayMeta:
+        if self._db.readonly:
+            raise ReadOnlyError("database is open read-only")
+        if self._owner is None:
+            raise ReadOnlyError("this array handle is not attached to a tree and cannot be written")
+        self._array_id = self._owner.exclusive_array()
+        return self._db.arrays.meta(self._array_id)
+
+    def __setitem__(self, key: object, value: object) -> None:
+        with self._context(), self._db.transaction():
+            meta = self._writable_meta()
+            self._db.arrays.write(meta, key, value)
+
+    def resize(self, shape: tuple[int, ...] | int) -> None:
+        """Change the shape in place; kept data is unchanged, new space reads as the fill value."""
+        new_shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        with self._context(), self._db.transaction():
+            self._db.arrays.resize(self._writable_meta(), new_shape)
+
+    def append(self, values: object, axis: int = 0) -> None:
+        """Grow along ``axis`` and write ``values`` into the new space."""
+        data = np.asarray(values)
+        with self._context(), self._db.transaction():
+            meta = self._writable_meta()
+            if not meta.shape:
+                raise ValueError("cannot append to a 0-d array")
+            axis = axis + len(meta.shape) if axis < 0 else axis
+            if not 0 <= axis < len(meta.shape):
+                raise ValueError(f"axis {axis} out of range for {len(meta.shape)} dimensions")
+            if data.ndim != len(meta.shape):
+                raise ValueError(f"appended values have {data.ndim} dimensions, the array has {len(meta.shape)}")
+            old = meta.shape[axis]
+            new_shape = list(meta.shape)
+            new_shape[axis] += data.shape[axis]
+            meta = self._db.arrays.resize(meta, tuple(new_shape))
+            region = tuple(slice(old, None) if i == axis else slice(None) for i in range(len(new_shape)))
+            self._db.arrays.write(meta, region, data)
+
+    # -- pickling ------------------------------------------------------------------
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        tree, path = self._owner.location() if self._owner else (None, None)
+        return (self._db._reopen_state(), self._current_id(), tree, path)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        db_state, array_id, tree, path = state
+        if reopen_host is None:
+            raise RuntimeError("tensordb is not fully imported")
+        self._db = reopen_host(db_state)
+        self._array_id = array_id
+        self._owner = _DetachedOwner(tree, path, array_id)
+
+
+@dataclass(frozen=True)
+class _DetachedOwner:
+    """The location of a handle that was pickled: good for messages, not for writes."""
+
+    tree: str | None
+    path: str | None
+    array_id: int
+
+    def current_array(self) -> int:
+        return self.array_id
+
+    def exclusive_array(self) -> int:
+        raise ReadOnlyError("an unpickled array handle is read-only")
+
+    def location(self) -> tuple[str | None, str | None]:
+        return self.tree, self.path

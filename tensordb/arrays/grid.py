@@ -1,0 +1,105 @@
+"""The chunk grid: automatic chunk shapes, chunk coordinate keys, bounds checks.
+
+Every stored chunk is a full ``chunks``-shaped block; the part of an edge
+chunk that lies outside the array always holds the fill value, so growing an
+array never exposes stale data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Iterator, Sequence
+
+from ..codec import MAX_CHUNK_BYTES
+from ..errors import CorruptionError
+
+__all__ = [
+    "auto_chunks",
+    "coord_key",
+    "parse_coord_key",
+    "iter_grid",
+    "check_shape",
+    "MAX_NDIM",
+    "MAX_NBYTES",
+    "TARGET_CHUNK_BYTES",
+]
+
+#: Automatic chunks aim at about this many uncompressed bytes.
+TARGET_CHUNK_BYTES = 1 << 20
+MAX_NDIM = 32
+#: No array may claim more logical bytes than this (a guard against hostile shapes).
+MAX_NBYTES = 1 << 60
+
+
+def check_shape(shape: Sequence[int], itemsize: int, what: str = "shape") -> tuple[int, ...]:
+    """Validate a shape (ints >= 0, bounded total size); ValueError otherwise."""
+    dims = _ints(shape, what)
+    if len(dims) > MAX_NDIM:
+        raise ValueError(f"{what} has {len(dims)} dimensions (at most {MAX_NDIM})")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{what} {dims} has a negative dimension")
+    if math.prod(dims) * max(itemsize, 1) > MAX_NBYTES:
+        raise ValueError(f"{what} {dims} is too large ({math.prod(dims) * itemsize} bytes)")
+    return dims
+
+
+def _ints(values: Sequence[int], what: str) -> tuple[int, ...]:
+    try:
+        if isinstance(values, (str, bytes)) or any(isinstance(v, bool) for v in values):
+            raise TypeError
+        return tuple(operator.index(v) for v in values)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of ints, got {values!r}") from None
+
+
+def check_chunks(chunks: Sequence[int], shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Validate an explicit chunk shape for ``shape``; ValueError otherwise."""
+    dims = _ints(chunks, "chunks")
+    if len(dims) != len(shape):
+        raise ValueError(f"chunks {dims} must have one entry per dimension of shape {shape}")
+    if any(c < 1 for c in dims):
+        raise ValueError(f"chunks {dims} must be >= 1 along every axis")
+    if math.prod(dims) * itemsize > MAX_CHUNK_BYTES:
+        raise ValueError(f"chunks {dims} hold {math.prod(dims) * itemsize} bytes (limit {MAX_CHUNK_BYTES})")
+    return dims
+
+
+def auto_chunks(shape: tuple[int, ...], itemsize: int, target: int = TARGET_CHUNK_BYTES) -> tuple[int, ...]:
+    """A chunk shape of roughly ``target`` bytes; the whole array when it is smaller.
+
+    Halves the longest chunk axis until the chunk fits, which gives squarish
+    chunks that serve row, column and box reads alike.
+    """
+    chunks = [max(d, 1) for d in shape]
+    itemsize = max(itemsize, 1)
+    while math.prod(chunks) * itemsize > target:
+        axis = max(range(len(chunks)), key=lambda i: chunks[i])
+        if chunks[axis] == 1:
+            break  # a single item larger than the target: one item per chunk
+        chunks[axis] = (chunks[axis] + 1) // 2
+    return tuple(chunks)
+
+
+def coord_key(coords: Sequence[int]) -> str:
+    """The ``chunk_ref.coord`` text of a chunk: grid coordinates joined by dots ("" for 0-d)."""
+    return ".".join(str(c) for c in coords)
+
+
+def parse_coord_key(key: object, grid: tuple[int, ...]) -> tuple[int, ...]:
+    """Parse a stored coord key and check it lies inside ``grid``; CorruptionError otherwise."""
+    if not isinstance(key, str):
+        raise CorruptionError(f"invalid chunk coordinate {key!r}")
+    parts = key.split(".") if key else []
+    if len(parts) != len(grid) or not all(p.isdigit() and len(p) < 20 for p in parts):
+        raise CorruptionError(f"invalid chunk coordinate {key!r} for a grid of {len(grid)} dimensions")
+    coords = tuple(int(p) for p in parts)
+    if any(c >= g for c, g in zip(coords, grid)):
+        raise CorruptionError(f"chunk coordinate {key!r} lies outside the grid {grid}")
+    return coords
+
+
+def iter_grid(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Every chunk coordinate of a grid in C order."""
+    return itertools.product(*(range(g) for g in grid))

@@ -1,0 +1,391 @@
+"""The Database: a MutableMapping of named trees in one SQLite file (plus its pack folder).
+
+Example
+-------
+>>> import numpy as np, tensordb
+>>> with tensordb.open("runs.tdb") as db:
+...     db["s1"] = {"time": 51, "points": np.zeros((10, 3), "f4")}
+...     db["s1"]["time"]
+51
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, MutableMapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+import apsw
+
+from . import maintenance
+from .arrays import array as array_module
+from .arrays.array import Array, ArrayStore
+from .errors import PathNotFoundError, ReadOnlyError, TensorDBError, context
+from .storage.chunks import Counters
+from .storage.store import Store
+from .trees.tree import Node, Tree, TreeOps
+
+__all__ = ["Database", "open", "SQLResult"]
+
+
+def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> Database:
+    """Open (or create) a tensordb database.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The database file. Large chunks go to the folder ``<path>-packs`` beside it.
+    mode : {"a", "r", "r+", "w", "x"}
+        ``a`` read/write, created if missing (default); ``r`` read-only;
+        ``r+`` read/write, must exist; ``w`` create, replacing an existing
+        database; ``x`` create, must not exist.
+    inline_threshold : int, optional
+        Compressed chunks of at most this many bytes are stored inside the
+        SQLite file, larger ones in pack files. Defaults to the value stored
+        in the database (64 KiB when it is created).
+
+    Example
+    -------
+    >>> db = tensordb.open("runs.tdb")
+    >>> with tensordb.open("runs.tdb", mode="r") as db: ...
+    """
+    return Database(path, mode, inline_threshold=inline_threshold)
+
+
+class Database(MutableMapping[str, Tree]):
+    """Named trees in one file. ``db[name]`` is a lazy :class:`Tree`; assigning stores a value.
+
+    Assigning a handle (``db["b"] = db["a"]``, ``db["g"] = {"p": tree["/points"]}``)
+    stores a reference: no array bytes are copied, and later writes to either
+    tree never show in the other (copy-on-write).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
+        self.filename = os.fspath(path)
+        self._store = Store(self.filename, mode, inline_threshold)
+        self.mode = mode
+        self.readonly = self._store.readonly
+        self._arrays = ArrayStore(self._store)
+        self._ops = TreeOps(self)
+
+    # -- plumbing used by handles ------------------------------------------------------
+
+    @property
+    def arrays(self) -> ArrayStore:
+        return self._arrays
+
+    @property
+    def counters(self) -> Counters:
+        """Storage event counters (chunks decoded/written, pack traffic) since open."""
+        return self._store.counters
+
+    @property
+    def pack_dir(self) -> str:
+        """The sidecar folder holding this database's pack files."""
+        return self._store.packs.dir
+
+    def _reopen_state(self) -> tuple[str]:
+        return (os.path.abspath(self.filename),)
+
+    @property
+    def closed(self) -> bool:
+        return self._store.conn.closed
+
+    # -- transactions ------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """An atomic block: everything inside commits together or not at all.
+
+        Nested blocks are savepoints: an exception inside one rolls back only
+        that block (if the outer block catches it).
+
+        Example
+        -------
+        >>> with db.transaction():
+        ...     db["a"] = 1
+        ...     db["b"] = 2
+        """
+        if self.readonly:
+            raise ReadOnlyError(f"{self.filename}: database is open read-only")
+        return self._store.transaction()
+
+    # -- trees ---------------------------------------------------------------------------
+
+    def _tree_id(self, name: str) -> int | None:
+        if not isinstance(name, str):
+            raise TypeError(f"tree names are str, got {type(name).__name__}")
+        found = self._store.conn.scalar("SELECT tree_id FROM tree WHERE name = ?", (name,))
+        return None if found is None else int(found)  # type: ignore[call-overload]
+
+    def __getitem__(self, name: str) -> Tree:
+        tree_id = self._tree_id(name)
+        if tree_id is None:
+            raise PathNotFoundError(f"{self.filename}: no tree named {name!r}")
+        return Tree(self._ops, tree_id)
+
+    def __setitem__(self, name: str, value: object) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tree names are non-empty str, got {name!r}")
+        with context(self.filename, name, ""):
+            if isinstance(value, Tree) and value._ops is self._ops and self._tree_id(name) == value._tree_id:
+                return  # db["a"] = db["a"]
+            with self.transaction():
+                tree_id = self._tree_id(name)
+                if tree_id is None:
+                    self._store.conn.execute(
+                        "INSERT INTO tree(name, created, modified) VALUES "
+                        "(?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                        (name,),
+                    )
+                    tree_id = int(self._store.conn.conn.last_insert_rowid())
+                self._ops.set(tree_id, "", value)
+
+    def __delitem__(self, name: str) -> None:
+        with self.transaction():
+            tree_id = self._tree_id(name)
+            if tree_id is None:
+                raise PathNotFoundError(f"{self.filename}: no tree named {name!r}")
+            self._store.conn.execute("DELETE FROM node WHERE tree_id = ?", (tree_id,))
+            self._store.conn.execute("DELETE FROM tree WHERE tree_id = ?", (tree_id,))
+
+    def __iter__(self) -> Iterator[str]:
+        names = self._store.conn.execute("SELECT name FROM tree ORDER BY tree_id").fetchall()
+        return iter([n for (n,) in names])
+
+    def __len__(self) -> int:
+        return int(self._store.conn.scalar("SELECT count(*) FROM tree"))  # type: ignore[call-overload]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._tree_id(name) is not None
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a tree (metadata only). The new name must not exist yet."""
+        if not isinstance(new, str) or not new:
+            raise TypeError(f"tree names are non-empty str, got {new!r}")
+        with self.transaction():
+            tree_id = self._tree_id(old)
+            if tree_id is None:
+                raise PathNotFoundError(f"{self.filename}: no tree named {old!r}")
+            if old == new:
+                return
+            if self._tree_id(new) is not None:
+                raise ValueError(f"{self.filename}: a tree named {new!r} already exists")
+            self._store.conn.execute("UPDATE tree SET name = ? WHERE tree_id = ?", (new, tree_id))
+            self._ops.touch(tree_id)
+
+    # -- SQL -----------------------------------------------------------------------------
+
+    def sql(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> SQLResult:
+        """Run read-only SQL over the metadata; rows stream and know their column names.
+
+        The public relations are ``trees``, ``nodes`` and ``arrays`` (see
+        docs/format.md). Any statement that would write raises ReadOnlyError.
+
+        Example
+        -------
+        >>> rows = db.sql("SELECT tree, value FROM nodes WHERE key = ? AND value > ?", ("time", 50))
+        >>> rows.columns
+        ('tree', 'value')
+        """
+        return SQLResult(self, query, params)
+
+    def glob(self, pattern: str, trees: str | None = None) -> Iterator[tuple[str, str, Any]]:
+        """Yield ``(tree_name, pointer, value)`` for every node matching a JSON-Pointer pattern.
+
+        ``*`` matches one path segment (or part of it), ``**`` any number of
+        segments; ``trees`` is an optional glob over tree names.
+
+        Example
+        -------
+        >>> for name, path, points in db.glob("/data/*/points", trees="bm01-*"): ...
+        """
+        sql, params = _glob_sql(pattern, trees)
+        rows = self._store.conn.execute(sql, params).fetchall()
+        for tree_name, node_id in rows:
+            row = self._ops.nodes.row(node_id)
+            if row is not None:
+                yield tree_name, row.path, self._ops.value_of(row)
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def gc(self) -> dict[str, int]:
+        """Delete unreferenced arrays and chunks, compact sparse pack files, reclaim orphaned bytes.
+
+        Returns a dict with at least ``arrays_removed``, ``chunks_removed`` and ``bytes_reclaimed``.
+        """
+        if self.readonly:
+            raise ReadOnlyError(f"{self.filename}: database is open read-only")
+        with context(self.filename):
+            return maintenance.gc(self._store)
+
+    def check(self) -> maintenance.CheckReport:
+        """Verify structure, reference counts and every chunk's checksum and content key.
+
+        Returns a report with ``ok`` and ``findings`` (empty when healthy);
+        raises only if the file cannot be read at all.
+        """
+        return maintenance.check(self._store)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs."""
+        return maintenance.stats(self._store)
+
+    def bundle(self, path: str | os.PathLike[str]) -> None:
+        """Write a self-contained copy (no pack folder: every chunk inline) to ``path``."""
+        with context(self.filename):
+            maintenance.bundle(self._store, os.fspath(path))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; handles obtained from it stop working."""
+        self._store.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f'<tensordb.Database "{self.filename}" (closed)>'
+        return f'<tensordb.Database "{self.filename}" mode={self.mode!r}, {len(self)} trees>'
+
+    def __getstate__(self) -> Any:
+        raise TypeError("a Database cannot be pickled; pickle its Tree/Node/Array handles instead")
+
+
+# -- read-only SQL -------------------------------------------------------------------
+
+_ALLOWED_ACTIONS = {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
+_READ_PRAGMAS = {
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+    "table_list", "user_version", "application_id", "page_count", "page_size", "freelist_count",
+    "compile_options", "function_list", "pragma_list", "collation_list", "data_version",
+}
+
+
+def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
+    if action in _ALLOWED_ACTIONS:
+        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_PRAGMA and p2 is None and (p1 or "").lower() in _READ_PRAGMAS:
+        return apsw.SQLITE_OK
+    return apsw.SQLITE_DENY
+
+
+class SQLResult:
+    """Rows of a read-only query, streamed. ``columns`` names them; iterate for tuples."""
+
+    def __init__(self, db: Database, query: str, params: tuple[Any, ...] | dict[str, Any]) -> None:
+        self._db = db
+        conn = db._store.conn
+        conn.ensure_usable()
+        self._conn = conn.conn
+        self._cursor: apsw.Cursor | None = None
+        with self._guard():
+            self._cursor = self._conn.cursor()
+            self._rows = self._cursor.execute(query, params)
+            self.columns = self._columns()
+
+    def _columns(self) -> tuple[str, ...]:
+        try:
+            return tuple(d[0] for d in self._cursor.get_description())  # type: ignore[union-attr]
+        except apsw.ExecutionCompleteError:
+            return ()
+
+    def _guard(self) -> Any:
+        return _ReadOnlyGuard(self._conn, self._db.filename)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while True:
+            with self._guard():
+                try:
+                    row = next(self._rows)
+                except StopIteration:
+                    return
+            yield tuple(row)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self)
+
+    def dicts(self) -> Iterator[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        for row in self:
+            yield dict(zip(self.columns, row))
+
+
+class _ReadOnlyGuard:
+    """Authorise only reads while a query is prepared or stepped; map denials to ReadOnlyError."""
+
+    def __init__(self, conn: apsw.Connection, filename: str) -> None:
+        self.conn = conn
+        self.filename = filename
+
+    def __enter__(self) -> None:
+        self.saved = self.conn.authorizer
+        self.conn.authorizer = _deny_writes
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.authorizer = self.saved
+        if isinstance(exc, apsw.AuthError):
+            raise ReadOnlyError(f"{self.filename}: db.sql() runs read-only queries only ({exc})") from None
+        if isinstance(exc, apsw.ReadOnlyError):
+            raise ReadOnlyError(f"{self.filename}: {exc}") from None
+        if isinstance(exc, apsw.SQLError):
+            raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
+
+
+# -- glob -------------------------------------------------------------------------------
+
+def _glob_literal(text: str) -> str:
+    return re.sub(r"([\[\]?*])", lambda m: "[" + m.group(1) + "]", text)
+
+
+def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...]]:
+    if not pattern.startswith("/") and pattern != "":
+        raise ValueError(f"glob patterns are JSON Pointers starting with '/', got {pattern!r}")
+    segments = pattern[1:].split("/") if pattern else []
+    glob_parts = []
+    any_depth = False
+    for seg in segments:
+        if seg == "**":
+            any_depth = True
+            glob_parts.append("*")
+        else:
+            glob_parts.append("*".join(_glob_literal(p) for p in seg.split("*")))
+    path_glob = "".join("/" + p for p in glob_parts)
+    where = ["n.path GLOB ?"]
+    params: list[Any] = [path_glob]
+    if not any_depth:
+        where.append("length(n.path) - length(replace(n.path, '/', '')) = ?")
+        params.append(len(segments))
+    if trees is not None:
+        where.append("t.name GLOB ?")
+        params.append(trees)
+    sql = (
+        "SELECT t.name, n.node_id FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
+        + " AND ".join(where)
+        + " ORDER BY t.tree_id, n.path"
+    )
+    return sql, tuple(params)
+
+
+# -- pickled handles reopen read-only, once per process ----------------------------------
+
+_REOPENED: dict[tuple[int, str], Database] = {}
+
+
+def reopen_readonly(state: tuple[str]) -> Database:
+    """The read-only Database a pickled handle uses in this process (opened once)."""
+    key = (os.getpid(), state[0])
+    db = _REOPENED.get(key)
+    if db is None or db.closed:
+        db = _REOPENED[key] = Database(state[0], mode="r")
+    return db
+
+
+array_module.reopen_host = reopen_readonly
+_ = (Node, Array)

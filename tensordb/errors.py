@@ -1,0 +1,112 @@
+"""Errors raised by tensordb.
+
+The hierarchy::
+
+    TensorDBError                         base of every tensordb-specific error
+    ├── ReadOnlyError                     a write on a read-only database or through db.sql()
+    ├── CorruptionError                   bad checksum, missing pack bytes, malformed rows
+    ├── FormatError                       not a tensordb file, or a newer format version
+    ├── ClosedError                       the database (or handle) is closed
+    ├── StaleHandleError                  a handle whose node/array no longer exists
+    └── PathNotFoundError (also KeyError) a missing tree or path
+
+Builtin errors are used where they fit: ``KeyError`` (through
+``PathNotFoundError``) for a missing tree or path, ``TypeError`` for values
+tensordb cannot store, ``IndexError`` for out-of-range indexing,
+``ValueError`` for bad arguments.
+
+Low layers raise bare messages; :func:`context` adds the file, tree and path
+at the boundary so that every message reads
+``"runs.tdb: sample037: /data/points: what is wrong"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+__all__ = [
+    "TensorDBError",
+    "ReadOnlyError",
+    "CorruptionError",
+    "FormatError",
+    "ClosedError",
+    "StaleHandleError",
+    "PathNotFoundError",
+    "context",
+]
+
+
+class TensorDBError(Exception):
+    """Base class of every tensordb-specific error."""
+
+
+class ReadOnlyError(TensorDBError):
+    """A write was attempted on a read-only database or through ``db.sql()``."""
+
+
+class CorruptionError(TensorDBError):
+    """Stored data is damaged: bad checksum, missing pack bytes, malformed rows."""
+
+
+class FormatError(TensorDBError):
+    """The file is not a tensordb database, or was written by a newer format version."""
+
+
+class ClosedError(TensorDBError):
+    """The database has been closed."""
+
+
+class StaleHandleError(TensorDBError):
+    """A handle refers to a node or array that no longer exists (or was replaced)."""
+
+
+class PathNotFoundError(TensorDBError, KeyError):
+    """A tree name or a path inside a tree does not exist."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ quotes its argument; show the message as written.
+        return str(self.args[0]) if self.args else ""
+
+
+def _prefix(file: str | None, tree: str | None, path: str | None) -> str:
+    parts = [p for p in (file, tree) if p]
+    if path is not None and tree:
+        parts.append(path if path else "(root)")
+    return ": ".join(parts)
+
+
+def with_context(
+    exc: BaseException, file: str | None, tree: str | None = None, path: str | None = None
+) -> BaseException:
+    """Return ``exc`` re-created with ``file: tree: path:`` in front of its message.
+
+    Errors that already carry a prefix are returned unchanged, so nested
+    boundaries do not stack prefixes.
+    """
+    prefix = _prefix(file, tree, path)
+    message = str(exc)
+    if not prefix or getattr(exc, "_tensordb_context", False):
+        return exc
+    if isinstance(exc, (TensorDBError, KeyError, TypeError, IndexError, ValueError)):
+        try:
+            new = type(exc)(f"{prefix}: {message}")
+        except Exception:  # exotic constructor: keep the original
+            return exc
+        new._tensordb_context = True  # type: ignore[attr-defined]
+        new.__cause__ = exc.__cause__
+        new.__traceback__ = exc.__traceback__
+        return new
+    return exc
+
+
+@contextlib.contextmanager
+def context(file: str | None, tree: str | None = None, path: str | None = None) -> Iterator[None]:
+    """Add ``file: tree: path:`` to errors raised inside the block."""
+    try:
+        yield
+    except (TensorDBError, KeyError, TypeError, IndexError, ValueError) as exc:
+        new = with_context(exc, file, tree, path)
+        if new is exc:
+            raise
+        raise new from exc.__cause__

@@ -1,0 +1,233 @@
+"""The apsw connection: open flags per mode, connection policy, nestable transactions.
+
+Policy is a handful of small named functions applied to our own connection
+only. Writers start with ``BEGIN IMMEDIATE``: a DEFERRED transaction that
+upgrades from read to write can fail with ``BUSY_SNAPSHOT``, which no busy
+timeout retries. Nested transactions are savepoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+import apsw
+
+from ..errors import ClosedError, ReadOnlyError, TensorDBError
+
+__all__ = ["Connection", "check_sqlite_version"]
+
+# SQLite before 3.51.3 has a WAL-reset corruption bug hit by two connections
+# writing and checkpointing; 3.52.0 was withdrawn.
+_MIN_SQLITE = (3, 51, 3)
+_WITHDRAWN = {(3, 52, 0)}
+BUSY_TIMEOUT_MS = 10_000
+
+
+def check_sqlite_version(version: str | None = None) -> None:
+    """Refuse to run on an SQLite with known corruption bugs."""
+    text = version or apsw.sqlite_lib_version()
+    parts = tuple(int(p) for p in text.split(".")[:3])
+    if parts < _MIN_SQLITE or parts in _WITHDRAWN:
+        raise ImportError(
+            f"tensordb needs SQLite >= 3.51.3 and not 3.52.0 (bundled with apsw); found {text}: "
+            "upgrade apsw"
+        )
+
+
+def _use_wal(conn: apsw.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
+def _durable_commits(conn: apsw.Connection) -> None:
+    # FULL: a commit survives power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous = FULL")
+
+
+def _enforce_foreign_keys(conn: apsw.Connection) -> None:
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _strict_sql(conn: apsw.Connection) -> None:
+    # "double-quoted strings" silently become literals when a column name is mistyped.
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+
+
+def _wait_when_busy(conn: apsw.Connection) -> None:
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+
+
+_POLICY_ALL = (_wait_when_busy, _strict_sql)
+_POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
+
+
+class Connection:
+    """One apsw connection with nestable transactions and commit hooks.
+
+    ``transaction()`` is ``BEGIN IMMEDIATE`` when outermost and a ``SAVEPOINT``
+    inside. Hooks registered for the outermost transaction run just before
+    ``COMMIT`` (flush pack files), just after it (delete replaced files) and
+    on rollback of each level (truncate pack bytes nobody references).
+    """
+
+    def __init__(self, filename: str, *, readonly: bool, create: bool) -> None:
+        self.filename = filename
+        self.readonly = readonly
+        if readonly:
+            flags = apsw.SQLITE_OPEN_READONLY
+        else:
+            flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+        try:
+            self.conn = apsw.Connection(filename, flags=flags)
+        except apsw.CantOpenError as exc:
+            raise FileNotFoundError(f"{filename}: cannot open database ({exc})") from None
+        self.pid = os.getpid()
+        for policy in _POLICY_ALL:
+            policy(self.conn)
+        self._depth = 0
+        self._read_depth = 0
+        self._before_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
+
+    def apply_writer_policy(self) -> None:
+        for policy in _POLICY_WRITER:
+            policy(self.conn)
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.conn is None  # type: ignore[comparison-overlap]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def ensure_usable(self) -> None:
+        if self.closed:
+            raise ClosedError(f"{self.filename}: database is closed")
+        if os.getpid() != self.pid:
+            raise TensorDBError(
+                f"{self.filename}: this database handle was opened in another process; "
+                "open the database again in this process (pickled handles do this for you)"
+            )
+
+    def close(self) -> None:
+        if not self.closed:
+            self.conn.close()
+            self.conn = None  # type: ignore[assignment]
+
+    # -- SQL -------------------------------------------------------------------
+
+    def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> apsw.Cursor:
+        self.ensure_usable()
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, seq: object) -> apsw.Cursor:
+        self.ensure_usable()
+        return self.conn.executemany(sql, seq)  # type: ignore[arg-type]
+
+    def one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+        for row in self.execute(sql, params):
+            return tuple(row)
+        return None
+
+    def scalar(self, sql: str, params: tuple[object, ...] = ()) -> object:
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    # -- hooks -----------------------------------------------------------------
+
+    def on_savepoint(self, begin: Callable[[int], None], rollback: Callable[[int], None]) -> None:
+        """Call ``begin(level)`` when a (sub)transaction starts and ``rollback(level)`` when it rolls back."""
+        self._savepoint_hooks.append((begin, rollback))
+
+    def before_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` before every outermost ``COMMIT`` (for example, flush pack files)."""
+        self._before_commit.append(fn)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the outermost transaction has committed (now if none is open)."""
+        if self._depth == 0:
+            fn()
+        else:
+            self._after_commit.append(fn)
+
+    # -- transactions ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Atomic block: all or nothing. Nested blocks roll back only their own part."""
+        self.ensure_usable()
+        if self.readonly:
+            raise ReadOnlyError(f"{self.filename}: database is open read-only")
+        level = self._depth
+        if level == 0:
+            if self._read_depth:
+                raise TensorDBError("cannot start a write while a read snapshot is open")
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.execute(f"SAVEPOINT tdb_{level}")
+        self._depth += 1
+        for begin, _ in self._savepoint_hooks:
+            begin(level)
+        try:
+            yield
+        except BaseException:
+            self._rollback(level)
+            raise
+        else:
+            self._commit(level)
+
+    def _rollback(self, level: int) -> None:
+        try:
+            if level == 0:
+                self.conn.execute("ROLLBACK")
+            else:
+                self.conn.execute(f"ROLLBACK TO tdb_{level}; RELEASE tdb_{level}")
+        finally:
+            self._depth = level
+            for _, rollback in self._savepoint_hooks:
+                rollback(level)
+            if level == 0:
+                self._after_commit.clear()
+
+    def _commit(self, level: int) -> None:
+        if level > 0:
+            self.conn.execute(f"RELEASE tdb_{level}")
+            self._depth = level
+            return
+        try:
+            for fn in self._before_commit:
+                fn()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(0)
+            raise
+        self._depth = 0
+        hooks, self._after_commit = self._after_commit, []
+        for fn in hooks:
+            fn()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read view across several statements (no-op inside a transaction)."""
+        self.ensure_usable()
+        if self._depth or self._read_depth:
+            self._read_depth += 1
+            try:
+                yield
+            finally:
+                self._read_depth -= 1
+            return
+        self.conn.execute("BEGIN DEFERRED")
+        self._read_depth = 1
+        try:
+            yield
+        finally:
+            self._read_depth = 0
+            if not self.closed and not self.conn.getautocommit():
+                self.conn.execute("COMMIT")

@@ -1,0 +1,247 @@
+"""The SQL schema, in one place: identity, version, tables, triggers, public views, upgrades.
+
+``PRAGMA application_id`` marks the file as tensordb's and ``PRAGMA
+user_version`` holds the format version. :func:`prepare` is called on every
+open: it creates a fresh file, checks an existing one, and runs the ordered
+upgrade steps of an older one inside a single transaction.
+
+``docs/format.md`` documents every table and column below; a test keeps the
+two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import apsw
+
+from ..errors import FormatError
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "prepare", "TABLES", "VIEWS"]
+
+#: ``PRAGMA application_id``: the bytes "TDB1".
+APPLICATION_ID = 0x54444231
+#: ``PRAGMA user_version``: the on-disk format version this code writes.
+SCHEMA_VERSION = 1
+
+META = """
+CREATE TABLE meta(
+    key   TEXT PRIMARY KEY,
+    value
+) WITHOUT ROWID;
+"""
+
+TREE = """
+CREATE TABLE tree(
+    tree_id  INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    root_id  INTEGER,
+    created  TEXT NOT NULL,
+    modified TEXT NOT NULL
+);
+"""
+
+# One row per node. `path` is the node's JSON Pointer inside its tree, kept
+# materialised so that path look-ups and prefix queries are index range scans.
+# `pos` orders siblings: the list index for list items, insertion order for
+# dict items. `value` and `exact` have no declared type on purpose: a typed
+# column would convert values (affinity). `value` holds scalars natively; `exact` holds what SQLite cannot
+# (ints beyond 64 bits, NaN and -0.0 bits, zstd-compressed large str/bytes).
+NODE = """
+CREATE TABLE node(
+    node_id   INTEGER PRIMARY KEY,
+    tree_id   INTEGER NOT NULL REFERENCES tree(tree_id) ON DELETE CASCADE,
+    parent_id INTEGER,
+    path      TEXT NOT NULL,
+    key       TEXT,
+    pos       INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    value,
+    exact,
+    dtype     TEXT,
+    array_id  INTEGER REFERENCES array(array_id)
+);
+CREATE UNIQUE INDEX node_by_path ON node(tree_id, path);
+CREATE INDEX node_by_parent ON node(parent_id, pos);
+CREATE INDEX node_by_array ON node(array_id) WHERE array_id IS NOT NULL;
+CREATE INDEX node_by_key_value ON node(key, value);
+"""
+
+ARRAY = """
+CREATE TABLE array(
+    array_id   INTEGER PRIMARY KEY,
+    dtype      TEXT NOT NULL,
+    shape      TEXT NOT NULL,
+    chunks     TEXT NOT NULL,
+    codec      TEXT NOT NULL,
+    fill_value BLOB NOT NULL,
+    size       INTEGER NOT NULL,
+    nbytes     INTEGER NOT NULL,
+    refcount   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX array_unreferenced ON array(array_id) WHERE refcount <= 0;
+"""
+
+CHUNK = """
+CREATE TABLE pack(
+    pack_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name    TEXT NOT NULL UNIQUE
+);
+CREATE TABLE chunk(
+    chunk_id INTEGER PRIMARY KEY,
+    hash     BLOB NOT NULL UNIQUE,
+    checksum INTEGER NOT NULL,
+    raw_size INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    refcount INTEGER NOT NULL DEFAULT 0,
+    data     BLOB,
+    pack_id  INTEGER REFERENCES pack(pack_id),
+    offset   INTEGER,
+    CHECK ((data IS NULL) = (pack_id IS NOT NULL)),
+    CHECK ((pack_id IS NULL) = (offset IS NULL))
+);
+CREATE INDEX chunk_by_pack ON chunk(pack_id, offset) WHERE pack_id IS NOT NULL;
+CREATE INDEX chunk_unreferenced ON chunk(chunk_id) WHERE refcount <= 0;
+CREATE TABLE chunk_ref(
+    array_id INTEGER NOT NULL REFERENCES array(array_id) ON DELETE CASCADE,
+    coord    TEXT NOT NULL,
+    chunk_id INTEGER NOT NULL REFERENCES chunk(chunk_id),
+    PRIMARY KEY (array_id, coord)
+) WITHOUT ROWID;
+CREATE INDEX chunk_ref_by_chunk ON chunk_ref(chunk_id);
+"""
+
+# Reference counts are kept by triggers so that no code path can forget one;
+# check() recomputes them from scratch and compares.
+TRIGGERS = """
+CREATE TRIGGER node_ref_insert AFTER INSERT ON node WHEN NEW.array_id IS NOT NULL
+BEGIN UPDATE array SET refcount = refcount + 1 WHERE array_id = NEW.array_id; END;
+CREATE TRIGGER node_ref_delete AFTER DELETE ON node WHEN OLD.array_id IS NOT NULL
+BEGIN UPDATE array SET refcount = refcount - 1 WHERE array_id = OLD.array_id; END;
+CREATE TRIGGER node_ref_update AFTER UPDATE OF array_id ON node
+WHEN OLD.array_id IS NOT NEW.array_id
+BEGIN
+    UPDATE array SET refcount = refcount - 1 WHERE array_id = OLD.array_id;
+    UPDATE array SET refcount = refcount + 1 WHERE array_id = NEW.array_id;
+END;
+CREATE TRIGGER chunk_ref_insert AFTER INSERT ON chunk_ref
+BEGIN UPDATE chunk SET refcount = refcount + 1 WHERE chunk_id = NEW.chunk_id; END;
+CREATE TRIGGER chunk_ref_delete AFTER DELETE ON chunk_ref
+BEGIN UPDATE chunk SET refcount = refcount - 1 WHERE chunk_id = OLD.chunk_id; END;
+CREATE TRIGGER chunk_ref_update AFTER UPDATE OF chunk_id ON chunk_ref
+WHEN OLD.chunk_id IS NOT NEW.chunk_id
+BEGIN
+    UPDATE chunk SET refcount = refcount - 1 WHERE chunk_id = OLD.chunk_id;
+    UPDATE chunk SET refcount = refcount + 1 WHERE chunk_id = NEW.chunk_id;
+END;
+"""
+
+# The public, documented SQL interface. Plain SQL only (no application
+# functions), so that the stdlib sqlite3 module and the sqlite3 shell read it.
+VIEWS = """
+CREATE VIEW trees AS
+SELECT t.name AS name,
+       r.kind AS root_kind,
+       (SELECT count(*) FROM node n WHERE n.tree_id = t.tree_id) AS n_nodes,
+       (SELECT count(*) FROM node n WHERE n.tree_id = t.tree_id AND n.array_id IS NOT NULL) AS n_arrays,
+       (SELECT coalesce(sum(a.nbytes), 0) FROM node n JOIN array a ON a.array_id = n.array_id
+         WHERE n.tree_id = t.tree_id) AS logical_bytes,
+       t.created AS created,
+       t.modified AS modified
+FROM tree t LEFT JOIN node r ON r.node_id = t.root_id;
+
+CREATE VIEW nodes AS
+SELECT t.name AS tree,
+       n.path AS path,
+       p.path AS parent_path,
+       n.key AS key,
+       CASE WHEN p.kind = 'list' THEN n.pos END AS idx,
+       n.kind AS kind,
+       n.value AS value,
+       n.array_id AS array_id
+FROM node n
+JOIN tree t ON t.tree_id = n.tree_id
+LEFT JOIN node p ON p.node_id = n.parent_id;
+
+CREATE VIEW arrays AS
+SELECT a.array_id AS array_id,
+       a.dtype AS dtype,
+       a.shape AS shape,
+       json_array_length(a.shape) AS ndim,
+       a.size AS size,
+       a.nbytes AS nbytes,
+       (SELECT coalesce(sum(c.size), 0) FROM chunk_ref r JOIN chunk c ON c.chunk_id = r.chunk_id
+         WHERE r.array_id = a.array_id) AS stored_bytes,
+       a.chunks AS chunks,
+       a.codec AS codec,
+       a.refcount AS refcount
+FROM array a;
+"""
+
+#: Every internal table, in creation order (docs/format.md documents each).
+TABLES = ("meta", "tree", "node", "array", "pack", "chunk", "chunk_ref")
+
+_DDL = (META, TREE, NODE, ARRAY, CHUNK, TRIGGERS, VIEWS)
+
+# Ordered upgrade steps: _UPGRADES[n] turns a version-n file into version n+1.
+_UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {}
+
+
+def _read_identity(conn: apsw.Connection) -> tuple[int, int, int]:
+    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    n_objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
+    return int(app_id), int(version), int(n_objects)
+
+
+def _create(conn: apsw.Connection, settings: dict[str, object]) -> None:
+    # auto_vacuum must be chosen before the first table exists; INCREMENTAL
+    # lets gc() give freed pages back to the file system.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    with conn:
+        for ddl in _DDL:
+            conn.execute(ddl)
+        for key, value in settings.items():
+            conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, value))
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict[str, object]) -> None:
+    """Create, check or upgrade the schema of ``conn``.
+
+    Raises :class:`FormatError` for a file that is not a tensordb database,
+    one written by a newer format version, or an older one opened read-only.
+    """
+    try:
+        app_id, version, n_objects = _read_identity(conn)
+    except apsw.NotADBError:
+        raise FormatError(f"{filename} is not a tensordb file (not an SQLite database)") from None
+    if app_id == 0 and version == 0 and n_objects == 0:
+        if not writable:
+            raise FormatError(f"{filename} is not a tensordb file (empty database)")
+        _create(conn, settings)
+        return
+    if app_id != APPLICATION_ID:
+        raise FormatError(f"{filename} is not a tensordb file (SQLite application_id is {app_id:#x})")
+    if version > SCHEMA_VERSION:
+        raise FormatError(
+            f"{filename} uses tensordb format version {version}; this tensordb reads "
+            f"versions up to {SCHEMA_VERSION}: upgrade tensordb"
+        )
+    if version < SCHEMA_VERSION:
+        if not writable:
+            raise FormatError(
+                f"{filename} uses format version {version} and needs an upgrade to "
+                f"{SCHEMA_VERSION}: open it writable once"
+            )
+        _upgrade(conn, version)
+
+
+def _upgrade(conn: apsw.Connection, version: int) -> None:
+    with conn:
+        for step in range(version, SCHEMA_VERSION):
+            if step not in _UPGRADES:
+                raise FormatError(f"no upgrade path from format version {step}")
+            _UPGRADES[step](conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,246 @@
+"""Operations on the node table: insert a value, copy a subtree by reference, delete, move.
+
+Paths are materialised in ``node.path``, so a subtree is one index range
+(``path = P OR P || '/' <= path < P || '0'``). Moving or copying a subtree
+rewrites at most one row per node and never touches array data: copied
+array nodes reference the same array ids (the triggers count the new
+references).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..arrays.array import Array, ArrayStore
+from ..codec import Codec
+from ..errors import PathNotFoundError
+from ..storage.connection import Connection
+from . import paths
+from .values import NodeSpec, flatten
+
+__all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "ArrayIdRef", "NODE_COLUMNS"]
+
+NODE_COLUMNS = "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id"
+_INSERT = f"INSERT INTO node({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_IN_SUBTREE = "(path = ? OR (path >= ? AND path < ?))"
+# Paths of real nodes are "" or start with "/": this prefix can never collide.
+_SCRATCH = "\x01"
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: int
+    tree_id: int
+    parent_id: int | None
+    path: str
+    key: str | None
+    pos: int
+    kind: str
+    value: Any
+    exact: Any
+    dtype: str | None
+    array_id: int | None
+
+
+@dataclass(frozen=True)
+class ArrayIdRef:
+    """A stored array to reference by id (used by create_array)."""
+
+    array_id: int
+
+
+class SubtreeHandle:
+    """Base of handles (Node, Tree) that can be assigned elsewhere by reference."""
+
+    def _subtree_ref(self) -> tuple[Any, int, str]:
+        """(database, tree id, path) of the subtree this handle designates."""
+        raise NotImplementedError
+
+
+def _subtree_params(path: str) -> tuple[str, str, str]:
+    lo, hi = paths.subtree_bounds(path)
+    return path, lo, hi
+
+
+class NodeTable:
+    """Node-table operations for one database."""
+
+    def __init__(self, db: Any, conn: Connection, arrays: ArrayStore) -> None:
+        self.db = db
+        self.conn = conn
+        self.arrays = arrays
+
+    # -- reading -----------------------------------------------------------------
+
+    def row(self, node_id: int) -> NodeRow | None:
+        found = self.conn.one(f"SELECT {NODE_COLUMNS} FROM node WHERE node_id = ?", (node_id,))
+        return NodeRow(*found) if found else None
+
+    def row_at(self, tree_id: int, path: str) -> NodeRow | None:
+        found = self.conn.one(f"SELECT {NODE_COLUMNS} FROM node WHERE tree_id = ? AND path = ?", (tree_id, path))
+        return NodeRow(*found) if found else None
+
+    def children(self, node_id: int) -> list[NodeRow]:
+        cursor = self.conn.execute(f"SELECT {NODE_COLUMNS} FROM node WHERE parent_id = ? ORDER BY pos", (node_id,))
+        return [NodeRow(*r) for r in cursor]
+
+    def count_children(self, node_id: int) -> int:
+        return int(self.conn.scalar("SELECT count(*) FROM node WHERE parent_id = ?", (node_id,)))  # type: ignore[call-overload]
+
+    def subtree(self, tree_id: int, path: str) -> list[NodeRow]:
+        cursor = self.conn.execute(
+            f"SELECT {NODE_COLUMNS} FROM node WHERE tree_id = ? AND {_IN_SUBTREE} ORDER BY path",
+            (tree_id, *_subtree_params(path)),
+        )
+        return [NodeRow(*r) for r in cursor]
+
+    # -- inserting ---------------------------------------------------------------
+
+    def prepare(self, value: object) -> list[NodeSpec]:
+        """Validate a value and resolve the handles in it, before anything is written."""
+        from .tree import Node, Tree  # handles live one module up in this layer
+
+        specs = flatten(value, (Array, Node, Tree, ArrayIdRef))
+        for spec in specs:
+            if spec.kind != "handle":
+                continue
+            handle = spec.payload
+            if isinstance(handle, ArrayIdRef):
+                spec.kind, spec.payload = "array", ("ref", handle.array_id)
+            elif isinstance(handle, Array):
+                if handle._db is self.db:
+                    spec.kind, spec.payload = "array", ("ref", handle.array_id)
+                else:  # another database: the bytes must be copied in
+                    spec.kind, spec.payload = "array", np.asarray(handle)
+            else:
+                db, tree_id, path = handle._subtree_ref()
+                spec.payload = ("subtree", db, tree_id, path, handle)
+        return specs
+
+    def insert(
+        self,
+        specs: list[NodeSpec],
+        tree_id: int,
+        parent_id: int | None,
+        path: str,
+        key: str | None,
+        pos: int,
+        chunks: tuple[int, ...] | None = None,
+        codec: Codec | None = None,
+    ) -> int:
+        """Write prepared specs as the subtree at ``path``; returns the new root node id."""
+        base = int(self.conn.scalar("SELECT coalesce(max(node_id), 0) + 1 FROM node"))  # type: ignore[call-overload]
+        rows = []
+        copies: list[tuple[int, NodeSpec]] = []
+        for i, spec in enumerate(specs):
+            is_root = spec.parent < 0
+            node_parent = parent_id if is_root else base + spec.parent
+            node_key = key if is_root else spec.key
+            node_pos = pos if is_root else spec.pos
+            if spec.kind == "handle":
+                copies.append((i, spec))
+                continue
+            array_id = None
+            if spec.kind == "array":
+                array_id = self._store_array(spec.payload, chunks, codec)
+            rows.append((base + i, tree_id, node_parent, path + spec.path, node_key, node_pos, spec.kind,
+                         spec.value, spec.exact, spec.dtype, array_id))
+        if rows:
+            self.conn.executemany(_INSERT, rows)
+        root_id = base
+        for i, spec in copies:
+            is_root = spec.parent < 0
+            new_id = self._insert_copy(
+                spec.payload, tree_id, parent_id if is_root else base + spec.parent, path + spec.path,
+                key if is_root else spec.key, pos if is_root else spec.pos,
+            )
+            if is_root:
+                root_id = new_id
+        return root_id
+
+    def _store_array(self, payload: Any, chunks: tuple[int, ...] | None, codec: Codec | None) -> int:
+        if isinstance(payload, tuple):  # ("ref", array_id): shared, not copied
+            return int(payload[1])
+        data: np.ndarray[Any, Any] = payload
+        use_chunks = chunks if chunks is not None and len(chunks) == data.ndim else None
+        meta = self.arrays.create(data.shape, data.dtype, use_chunks, codec)
+        self.arrays.write_array(meta, data)
+        return meta.array_id
+
+    def _insert_copy(self, payload: Any, tree_id: int, parent_id: int | None, path: str, key: str | None,
+                     pos: int) -> int:
+        _, db, src_tree, src_path, handle = payload
+        if db is not self.db:  # another database: copy the values in
+            specs = self.prepare(handle.load(lazy=True))
+            return self.insert(specs, tree_id, parent_id, path, key, pos)
+        return self.copy_subtree(src_tree, src_path, tree_id, path, parent_id, key, pos)
+
+    def copy_subtree(self, src_tree: int, src_path: str, dst_tree: int, dst_path: str, parent_id: int | None,
+                     key: str | None, pos: int) -> int:
+        """Copy node rows (one per node, arrays by reference); returns the new root id."""
+        source = self.row_at(src_tree, src_path)
+        if source is None:
+            raise PathNotFoundError(f"{src_path or '(root)'}: the source subtree no longer exists")
+        params = _subtree_params(src_path)
+        min_id = int(self.conn.scalar(  # type: ignore[call-overload]
+            f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
+        ))
+        delta = int(self.conn.scalar("SELECT max(node_id) FROM node")) + 1 - min_id  # type: ignore[call-overload]
+        self.conn.execute(
+            f"""INSERT INTO node({NODE_COLUMNS})
+            SELECT node_id + :delta, :dst_tree,
+                   CASE WHEN node_id = :root THEN :parent ELSE parent_id + :delta END,
+                   :dst_path || substr(path, :src_len + 1),
+                   CASE WHEN node_id = :root THEN :key ELSE key END,
+                   CASE WHEN node_id = :root THEN :pos ELSE pos END,
+                   kind, value, exact, dtype, array_id
+            FROM node WHERE tree_id = :src_tree AND (path = :p OR (path >= :lo AND path < :hi))""",
+            {"delta": delta, "dst_tree": dst_tree, "root": source.node_id, "parent": parent_id,
+             "dst_path": dst_path, "src_len": len(src_path), "key": key, "pos": pos, "src_tree": src_tree,
+             "p": params[0], "lo": params[1], "hi": params[2]},
+        )
+        return source.node_id + delta
+
+    # -- structure edits -----------------------------------------------------------
+
+    def delete_subtree(self, tree_id: int, path: str) -> None:
+        self.conn.execute(f"DELETE FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (tree_id, *_subtree_params(path)))
+
+    def rewrite_prefix(self, tree_id: int, old: str, new: str) -> None:
+        """Give the subtree at ``old`` the path ``new`` (one UPDATE over its rows)."""
+        self.conn.execute(
+            f"UPDATE node SET path = ? || substr(path, ?) WHERE tree_id = ? AND {_IN_SUBTREE}",
+            (new, len(old) + 1, tree_id, *_subtree_params(old)),
+        )
+
+    def shift_list(self, parent: NodeRow, start: int, delta: int) -> None:
+        """Renumber the items of a list from index ``start`` on by ``delta`` (+1 or -1)."""
+        items = [r for r in self.children(parent.node_id) if r.pos >= start]
+        if delta > 0:
+            items.reverse()  # move the last one first so no two paths collide
+        for item in items:
+            new_pos = item.pos + delta
+            self.rewrite_prefix(parent.tree_id, item.path, paths.child(parent.path, new_pos))
+            self.conn.execute("UPDATE node SET pos = ? WHERE node_id = ?", (new_pos, item.node_id))
+
+    def next_pos(self, parent_id: int) -> int:
+        return int(self.conn.scalar(  # type: ignore[call-overload]
+            "SELECT coalesce(max(pos) + 1, 0) FROM node WHERE parent_id = ?", (parent_id,)
+        ))
+
+    def scratch_path(self, path: str) -> str:
+        return _SCRATCH + path
+
+    def overlaps(self, specs: list[NodeSpec], tree_id: int, path: str) -> bool:
+        """Whether a subtree handle in ``specs`` designates a part of the subtree at ``path``."""
+        for spec in specs:
+            if spec.kind == "handle":
+                _, db, src_tree, src_path, _ = spec.payload
+                if db is self.db and src_tree == tree_id and (
+                    src_path == path or src_path.startswith(path + "/") or path == ""
+                ):
+                    return True
+        return False

@@ -1,0 +1,585 @@
+"""Tree and Node handles: lazy, cheap, and shaped like Python's own containers.
+
+A :class:`Tree` designates a named tree; a :class:`Node` a dict or list
+inside one (``DictNode`` is a MutableMapping, ``ListNode`` a
+MutableSequence). Handles hold ids, not data: every access reads the current
+rows. Indexing takes a key (``node["data"]``), a list index (``node[0]``) or
+a JSON Pointer relative to the node (``node["/data/points"]``; ``""`` is the
+node itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping, MutableSequence
+from typing import Any
+
+import numpy as np
+
+from ..arrays.array import Array
+from ..codec import Codec
+from ..errors import PathNotFoundError, StaleHandleError, TensorDBError, context
+from . import paths
+from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
+from .values import CONTAINER_KINDS, decode_scalar
+
+__all__ = ["Tree", "Node", "DictNode", "ListNode", "TreeOps"]
+
+_MISSING = object()
+
+
+class NodeOwner:
+    """The node that holds an array: follows it for reads, clones the array before a shared write."""
+
+    __slots__ = ("ops", "node_id")
+
+    def __init__(self, ops: TreeOps, node_id: int) -> None:
+        self.ops = ops
+        self.node_id = node_id
+
+    def _row(self) -> NodeRow:
+        row = self.ops.nodes.row(self.node_id)
+        if row is None or row.array_id is None:
+            raise StaleHandleError("the array's node was deleted or replaced; get a new handle from the tree")
+        return row
+
+    def current_array(self) -> int:
+        return int(self._row().array_id)  # type: ignore[arg-type]
+
+    def exclusive_array(self) -> int:
+        row = self._row()
+        array_id = int(row.array_id)  # type: ignore[arg-type]
+        arrays = self.ops.arrays
+        if arrays.refcount(array_id) > 1:
+            array_id = arrays.clone(arrays.meta(array_id)).array_id
+            self.ops.conn.execute("UPDATE node SET array_id = ? WHERE node_id = ?", (array_id, self.node_id))
+        self.ops.touch(row.tree_id)
+        return array_id
+
+    def location(self) -> tuple[str | None, str | None]:
+        row = self.ops.nodes.row(self.node_id)
+        if row is None:
+            return None, None
+        return self.ops.tree_name(row.tree_id), row.path
+
+
+class TreeOps:
+    """Tree-level operations shared by the handles of one database."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.conn = db._store.conn
+        self.arrays = db.arrays
+        self.nodes = NodeTable(db, self.conn, self.arrays)
+
+    def tree_name(self, tree_id: int) -> str | None:
+        name = self.conn.scalar("SELECT name FROM tree WHERE tree_id = ?", (tree_id,))
+        return None if name is None else str(name)
+
+    def touch(self, tree_id: int) -> None:
+        self.conn.execute(
+            "UPDATE tree SET modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE tree_id = ?", (tree_id,)
+        )
+
+    # -- values ------------------------------------------------------------------
+
+    def value_of(self, row: NodeRow) -> Any:
+        """What indexing returns: a handle for containers and arrays, a Python value for scalars."""
+        if row.kind == "dict":
+            return DictNode(self, row.node_id)
+        if row.kind == "list":
+            return ListNode(self, row.node_id)
+        if row.kind == "array":
+            if row.dtype is not None:  # a numpy scalar stored as a 0-d array
+                return self.arrays.read(self.arrays.meta(int(row.array_id)), ())  # type: ignore[arg-type]
+            return Array(self.db, int(row.array_id), NodeOwner(self, row.node_id))  # type: ignore[arg-type]
+        return decode_scalar(row.kind, row.value, row.exact, row.dtype)
+
+    def load(self, tree_id: int, path: str, lazy: bool) -> Any:
+        """The subtree at ``path`` as plain Python values (one query for the structure)."""
+        with self.db._store.snapshot():
+            rows = self.nodes.subtree(tree_id, path)
+            if not rows:
+                raise PathNotFoundError(f"{path or '(root)'}: no such path")
+            made: dict[int, Any] = {}
+            children: dict[int, list[tuple[int, str | None, Any]]] = {}
+            for row in rows:  # ordered by path: parents before children
+                if row.kind == "dict":
+                    value: Any = {}
+                elif row.kind == "list":
+                    value = []
+                elif row.kind == "array" and (not lazy or row.dtype is not None):
+                    value = self.arrays.read(self.arrays.meta(int(row.array_id)), ...)  # type: ignore[arg-type]
+                    if row.dtype is not None:
+                        value = value[()]
+                else:
+                    value = self.value_of(row)
+                made[row.node_id] = value
+                if row.path != path:
+                    children.setdefault(int(row.parent_id), []).append((row.pos, row.key, value))  # type: ignore[arg-type]
+        for parent_id, items in children.items():
+            container = made[parent_id]
+            items.sort(key=lambda item: item[0])
+            if isinstance(container, dict):
+                for _, key, value in items:
+                    container[key] = value
+            else:
+                container.extend(value for _, _, value in items)
+        return made[rows[0].node_id]
+
+    # -- edits -------------------------------------------------------------------
+
+    def set(self, tree_id: int, path: str, value: object, chunks: tuple[int, ...] | None = None,
+            codec: Codec | None = None) -> int:
+        """Set or replace the value at ``path`` (its parent must exist); returns the node id."""
+        specs = self.nodes.prepare(value)
+        with self.db.transaction():
+            if path == "":
+                return self._replace_root(tree_id, specs, chunks, codec)
+            parent, key, pos, existing = self._slot(tree_id, path)
+            if existing is None:
+                node_id = self.nodes.insert(specs, tree_id, parent.node_id, path, key, pos, chunks, codec)
+            elif self.nodes.overlaps(specs, tree_id, path):
+                # the new value references part of what it replaces: build it aside first
+                scratch = self.nodes.scratch_path(path)
+                node_id = self.nodes.insert(specs, tree_id, parent.node_id, scratch, key, pos, chunks, codec)
+                self.nodes.delete_subtree(tree_id, path)
+                self.nodes.rewrite_prefix(tree_id, scratch, path)
+            else:
+                self.nodes.delete_subtree(tree_id, path)
+                node_id = self.nodes.insert(specs, tree_id, parent.node_id, path, key, pos, chunks, codec)
+            self.touch(tree_id)
+            return node_id
+
+    def _replace_root(self, tree_id: int, specs: list[Any], chunks: tuple[int, ...] | None,
+                      codec: Codec | None) -> int:
+        old_root = self.nodes.row_at(tree_id, "")
+        if old_root is not None and self.nodes.overlaps(specs, tree_id, ""):
+            scratch = self.nodes.scratch_path("")
+            root_id = self.nodes.insert(specs, tree_id, None, scratch, None, 0, chunks, codec)
+            self.nodes.delete_subtree(tree_id, "")
+            self.nodes.rewrite_prefix(tree_id, scratch, "")
+        else:
+            if old_root is not None:
+                self.nodes.delete_subtree(tree_id, "")
+            root_id = self.nodes.insert(specs, tree_id, None, "", None, 0, chunks, codec)
+        self.conn.execute("UPDATE tree SET root_id = ? WHERE tree_id = ?", (root_id, tree_id))
+        self.touch(tree_id)
+        return root_id
+
+    def _slot(self, tree_id: int, path: str) -> tuple[NodeRow, str | None, int, NodeRow | None]:
+        """(parent row, key, position, existing row) for setting ``path``."""
+        parent_path, token = paths.parent(path)
+        parent = self.require(tree_id, parent_path)
+        if parent.kind == "dict":
+            existing = self.nodes.row_at(tree_id, path)
+            pos = existing.pos if existing else self.nodes.next_pos(parent.node_id)
+            return parent, token, pos, existing
+        if parent.kind == "list":
+            n = self.nodes.count_children(parent.node_id)
+            index = _list_index(token, n, allow_end=True, where=parent_path)
+            if index == n:
+                return parent, None, n, None
+            return parent, None, index, self.nodes.row_at(tree_id, paths.child(parent_path, index))
+        raise TypeError(f"{parent_path or '(root)'}: a {parent.kind} has no children")
+
+    def require(self, tree_id: int, path: str) -> NodeRow:
+        row = self.nodes.row_at(tree_id, path)
+        if row is None:
+            raise PathNotFoundError(f"{path or '(root)'}: no such path")
+        return row
+
+    def insert_item(self, list_row: NodeRow, index: int, value: object) -> None:
+        specs = self.nodes.prepare(value)
+        with self.db.transaction():
+            n = self.nodes.count_children(list_row.node_id)
+            index = max(0, min(n, index + n if index < 0 else index))
+            self.nodes.shift_list(list_row, index, +1)
+            self.nodes.insert(specs, list_row.tree_id, list_row.node_id, paths.child(list_row.path, index), None, index)
+            self.touch(list_row.tree_id)
+
+    def delete(self, tree_id: int, path: str) -> None:
+        with self.db.transaction():
+            row = self.require(tree_id, path)
+            if row.parent_id is None:
+                raise ValueError("cannot delete the root of a tree; delete the tree itself (del db[name])")
+            self.nodes.delete_subtree(tree_id, path)
+            parent = self.nodes.row(row.parent_id)
+            if parent is not None and parent.kind == "list":
+                self.nodes.shift_list(parent, row.pos + 1, -1)
+            self.touch(tree_id)
+
+    def move(self, tree_id: int, src: str, dst: str) -> None:
+        """JSON-Patch move: remove the subtree at ``src``, then add it at ``dst``. Metadata only."""
+        if src == dst:
+            self.require(tree_id, src)
+            return
+        if dst.startswith(src + "/") or src == "":
+            raise ValueError(f"cannot move {src or '(root)'} into itself ({dst})")
+        with self.db.transaction():
+            row = self.require(tree_id, src)
+            scratch = self.nodes.scratch_path(src)
+            self.nodes.rewrite_prefix(tree_id, src, scratch)
+            old_parent = self.nodes.row(row.parent_id)  # type: ignore[arg-type]
+            if old_parent is not None and old_parent.kind == "list":
+                self.nodes.shift_list(old_parent, row.pos + 1, -1)
+            parent, key, pos, existing = self._slot(tree_id, dst)
+            if parent.kind == "list":
+                self.nodes.shift_list(parent, pos, +1)
+            elif existing is not None:
+                self.nodes.delete_subtree(tree_id, dst)
+            self.nodes.rewrite_prefix(tree_id, scratch, dst)
+            self.conn.execute(
+                "UPDATE node SET parent_id = ?, key = ?, pos = ? WHERE node_id = ?",
+                (parent.node_id, key, pos, row.node_id),
+            )
+            self.touch(tree_id)
+
+
+def _list_index(token: str | int, n: int, allow_end: bool, where: str) -> int:
+    if isinstance(token, int):
+        index = token + n if token < 0 else token
+    elif token == "-" and allow_end:
+        index = n
+    elif token.isdigit() and (token == "0" or not token.startswith("0")):
+        index = int(token)
+    else:
+        raise PathNotFoundError(f"{where or '(root)'}: {token!r} is not a list index")
+    if not 0 <= index < n + (1 if allow_end else 0):
+        raise IndexError(f"{where or '(root)'}: list index {token} out of range (length {n})")
+    return index
+
+
+def _pointer(base: str, key: object, kind: str) -> str:
+    """The absolute path that ``node[key]`` designates."""
+    if paths.is_pointer(key):
+        return base + paths.join(paths.split(key))  # type: ignore[arg-type]
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if kind != "list":
+            raise TypeError(f"{base or '(root)'}: a {kind} is indexed by str keys, not ints")
+        return paths.child(base, int(key))
+    if isinstance(key, str):
+        return paths.child(base, key)
+    raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
+
+
+class Node(SubtreeHandle):
+    """A dict or list inside a tree (lazy handle). See :class:`DictNode` and :class:`ListNode`."""
+
+    __slots__ = ("_ops", "_node_id")
+
+    def __init__(self, ops: TreeOps, node_id: int) -> None:
+        self._ops = ops
+        self._node_id = node_id
+
+    def _row(self) -> NodeRow:
+        self._ops.conn.ensure_usable()
+        row = self._ops.nodes.row(self._node_id)
+        if row is None:
+            raise StaleHandleError("this node was deleted or replaced; get a new handle from the tree")
+        return row
+
+    def _context(self, row: NodeRow | None = None, path: str | None = None) -> Any:
+        row = row or self._ops.nodes.row(self._node_id)
+        tree = self._ops.tree_name(row.tree_id) if row else None
+        return context(self._ops.db.filename, tree, path if path is not None else (row.path if row else None))
+
+    def _subtree_ref(self) -> tuple[Any, int, str]:
+        row = self._row()
+        return self._ops.db, row.tree_id, row.path
+
+    def _resolve(self, key: object) -> tuple[NodeRow, str]:
+        row = self._row()
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
+            key = _list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
+        return row, _pointer(row.path, key, row.kind)
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The JSON Pointer of this node in its tree."""
+        return self._row().path
+
+    @property
+    def kind(self) -> str:
+        return self._row().kind
+
+    @property
+    def tree(self) -> Tree:
+        return Tree(self._ops, self._row().tree_id)
+
+    def __repr__(self) -> str:
+        try:
+            row = self._row()
+        except TensorDBError:
+            return "<tensordb.Node (deleted or closed)>"
+        n = self._ops.nodes.count_children(row.node_id)
+        return f'<tensordb.Node "{row.path}" {row.kind} of {n} items in tree "{self._ops.tree_name(row.tree_id)}">'
+
+    # -- access ----------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        row, path = self._resolve(key)
+        with self._context(row, path):
+            return self._ops.value_of(self._ops.require(row.tree_id, path))
+
+    def __setitem__(self, key: Any, value: object) -> None:
+        row, path = self._resolve(key)
+        with self._context(row, path):
+            self._ops.set(row.tree_id, path, value)
+
+    def __delitem__(self, key: Any) -> None:
+        row, path = self._resolve(key)
+        with self._context(row, path):
+            self._ops.delete(row.tree_id, path)
+
+    def __len__(self) -> int:
+        return self._ops.nodes.count_children(self._row().node_id)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, IndexError):
+            return default
+
+    def load(self, lazy: bool = False) -> Any:
+        """This subtree as plain Python values (``lazy=True``: Array handles instead of ndarrays)."""
+        row = self._row()
+        with self._context(row):
+            return self._ops.load(row.tree_id, row.path, lazy)
+
+    def set(self, key: Any, value: object, *, chunks: tuple[int, ...] | None = None,
+            codec: Codec | None = None) -> None:
+        """Like ``node[key] = value``, with a chunk shape and codec for the arrays in ``value``."""
+        row, path = self._resolve(key)
+        with self._context(row, path):
+            self._ops.set(row.tree_id, path, value, chunks, codec)
+
+    def create_array(self, key: Any, shape: tuple[int, ...] | int, dtype: Any = "f8", *,
+                     chunks: tuple[int, ...] | None = None, fill_value: object = None,
+                     codec: Codec | None = None) -> Array:
+        """Create an empty array (every element reads as ``fill_value``) to fill chunk by chunk.
+
+        Example
+        -------
+        >>> arr = tree.create_array("/big", shape=(100_000, 512), dtype="f4", chunks=(1024, 512))
+        >>> arr[0:1024] = np.ones((1024, 512), "f4")
+        """
+        row, path = self._resolve(key)
+        shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
+        with self._context(row, path), self._ops.db.transaction():
+            meta = self._ops.arrays.create(shape_t, np.dtype(dtype), chunks, codec, fill_value)
+            node_id = self._ops.set(row.tree_id, path, ArrayIdRef(meta.array_id))
+            return Array(self._ops.db, meta.array_id, NodeOwner(self._ops, node_id))
+
+
+class DictNode(Node, MutableMapping[str, Any]):
+    """A dict inside a tree: a MutableMapping whose keys keep their insertion order."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([r.key for r in self._ops.nodes.children(self._row().node_id)])  # type: ignore[misc]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        row = self._row()
+        return self._ops.nodes.row_at(row.tree_id, _pointer(row.path, key, row.kind)) is not None
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(self)
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        with self._ops.db._store.snapshot():
+            return [(r.key, self._ops.value_of(r)) for r in self._ops.nodes.children(self._row().node_id)]  # type: ignore[misc]
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [v for _, v in self.items()]
+
+
+class ListNode(Node, MutableSequence[Any]):
+    """A list inside a tree: a MutableSequence (append, insert, negative indices, ...)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            items = self._items()
+            return [items[i] for i in range(*key.indices(len(items)))]
+        return super().__getitem__(key)
+
+    def _items(self) -> list[Any]:
+        with self._ops.db._store.snapshot():
+            return [self._ops.value_of(r) for r in self._ops.nodes.children(self._row().node_id)]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items())
+
+    def insert(self, index: int, value: object) -> None:
+        row = self._row()
+        with self._context(row):
+            self._ops.insert_item(row, index, value)
+
+    def append(self, value: object) -> None:
+        row = self._row()
+        with self._context(row):
+            self._ops.insert_item(row, self._ops.nodes.count_children(row.node_id), value)
+
+
+class Tree(SubtreeHandle):
+    """A named tree of the database (lazy handle; nothing is loaded until asked).
+
+    Example
+    -------
+    >>> tree = db["sample037"]
+    >>> tree["time"]
+    51
+    >>> tree["/data/points"][:2]
+    array([[0., 0., 0.], [1., 0., 0.]], dtype=float32)
+    >>> tree.move("/data/inlet", "/data/inflow")
+    """
+
+    __slots__ = ("_ops", "_tree_id")
+
+    def __init__(self, ops: TreeOps, tree_id: int) -> None:
+        self._ops = ops
+        self._tree_id = tree_id
+
+    def _root(self) -> NodeRow:
+        self._ops.conn.ensure_usable()
+        row = self._ops.nodes.row_at(self._tree_id, "")
+        if row is None:
+            raise StaleHandleError("this tree was deleted")
+        return row
+
+    def _node(self) -> Node:
+        root = self._root()
+        if root.kind not in CONTAINER_KINDS:
+            raise TypeError(f"tree {self.name!r} holds a single {root.kind}, not a dict or list")
+        return self._ops.value_of(root)  # type: ignore[no-any-return]
+
+    def _subtree_ref(self) -> tuple[Any, int, str]:
+        self._root()
+        return self._ops.db, self._tree_id, ""
+
+    def _context(self, path: str | None = None) -> Any:
+        return context(self._ops.db.filename, self._ops.tree_name(self._tree_id), path)
+
+    @property
+    def name(self) -> str:
+        name = self._ops.tree_name(self._tree_id)
+        if name is None:
+            raise StaleHandleError("this tree was deleted")
+        return name
+
+    @property
+    def kind(self) -> str:
+        """The kind of the root value (``dict``, ``list``, or a scalar/array kind)."""
+        return self._root().kind
+
+    @property
+    def root(self) -> Any:
+        """The root as indexing returns values: a Node, an Array or a Python scalar."""
+        return self._ops.value_of(self._root())
+
+    def __repr__(self) -> str:
+        try:
+            root = self._root()
+            n = self._ops.conn.scalar("SELECT count(*) FROM node WHERE tree_id = ?", (self._tree_id,))
+            return f'<tensordb.Tree "{self.name}" {root.kind} root, {n} nodes>'
+        except TensorDBError:
+            return "<tensordb.Tree (deleted or closed)>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tree) and other._ops is self._ops and other._tree_id == self._tree_id
+
+    def __hash__(self) -> int:
+        return hash((id(self._ops), self._tree_id))
+
+    # -- container protocol, delegated to the root node -----------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        if key == "":
+            return self.root
+        return self._node()[key]
+
+    def __setitem__(self, key: Any, value: object) -> None:
+        if key == "":
+            with self._context(""):
+                self._ops.set(self._tree_id, "", value)
+            return
+        self._node()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._node()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._node()
+
+    def __len__(self) -> int:
+        return len(self._node())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._node())
+
+    def keys(self) -> list[str]:
+        return self._node().keys()  # type: ignore[attr-defined,no-any-return]
+
+    def values(self) -> list[Any]:
+        return self._node().values()  # type: ignore[attr-defined,no-any-return]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return self._node().items()  # type: ignore[attr-defined,no-any-return]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, IndexError):
+            return default
+
+    def append(self, value: object) -> None:
+        self._node().append(value)  # type: ignore[attr-defined]
+
+    def insert(self, index: int, value: object) -> None:
+        self._node().insert(index, value)  # type: ignore[attr-defined]
+
+    # -- whole-tree operations -------------------------------------------------------
+
+    def load(self, lazy: bool = False) -> Any:
+        """The whole tree as plain Python values: dicts, lists, scalars and numpy arrays.
+
+        With ``lazy=True`` arrays come back as :class:`tensordb.Array` handles.
+        """
+        with self._context(""):
+            return self._ops.load(self._tree_id, "", lazy)
+
+    def set(self, path: str, value: object, *, chunks: tuple[int, ...] | None = None,
+            codec: Codec | None = None) -> None:
+        """Set ``value`` at ``path`` with a chunk shape and/or codec for its arrays.
+
+        Example
+        -------
+        >>> tree.set("/f", data, chunks=(4096,), codec=tensordb.Codec("zstd", level=5, shuffle="bit"))
+        """
+        if path == "":
+            with self._context(""):
+                self._ops.set(self._tree_id, "", value, chunks, codec)
+            return
+        self._node().set(path, value, chunks=chunks, codec=codec)
+
+    def create_array(self, path: str, shape: tuple[int, ...] | int, dtype: Any = "f8", *,
+                     chunks: tuple[int, ...] | None = None, fill_value: object = None,
+                     codec: Codec | None = None) -> Array:
+        """Create an array at ``path`` to be written chunk by chunk (see :meth:`Node.create_array`)."""
+        return self._node().create_array(path, shape, dtype, chunks=chunks, fill_value=fill_value, codec=codec)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move the subtree at JSON Pointer ``src`` to ``dst`` (metadata only; no array bytes move).
+
+        Follows JSON Patch: ``dst``'s parent must exist; an existing dict entry
+        at ``dst`` is replaced; a list index at ``dst`` inserts there.
+        """
+        src_path, dst_path = paths.join(paths.split(src)), paths.join(paths.split(dst))
+        with self._context(src_path):
+            self._ops.move(self._tree_id, src_path, dst_path)

@@ -1,0 +1,252 @@
+"""Python values <-> node rows.
+
+:func:`flatten` walks a value iteratively (deep nesting cannot overflow the
+stack; a cycle is a TypeError naming its path) and returns one
+:class:`NodeSpec` per node in pre-order, without touching the database, so
+that an unsupported value anywhere is refused before anything is written.
+
+Scalars are stored natively in ``node.value`` so SQL can compare them;
+what SQLite cannot hold exactly goes to ``node.exact``:
+
+=============================  ===========================  =========================
+value                          ``value``                    ``exact``
+=============================  ===========================  =========================
+int beyond 64 bits             REAL approximation           decimal TEXT
+NaN                            NULL                         hex of its IEEE bits
+str/bytes over 64 KiB          NULL                         zstd frame (BLOB)
+=============================  ===========================  =========================
+
+numpy scalars keep their dtype in ``node.dtype``; those without a native SQL
+form (complex, datetime64, timedelta64, records, long double) are stored as
+0-d arrays with ``node.dtype`` set, and come back as numpy scalars.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..arrays.dtypes import check_storable_dtype
+from ..codec import compress_payload, decompress_payload
+from ..errors import CorruptionError
+from .paths import child
+
+__all__ = ["NodeSpec", "flatten", "decode_scalar", "CONTAINER_KINDS", "SCALAR_KINDS", "KINDS"]
+
+CONTAINER_KINDS = ("dict", "list")
+SCALAR_KINDS = ("null", "bool", "int", "float", "str", "bytes")
+KINDS = (*CONTAINER_KINDS, *SCALAR_KINDS, "array")
+
+#: str/bytes payloads larger than this are stored compressed, out of ``node.value``.
+LARGE_PAYLOAD = 64 * 1024
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass
+class NodeSpec:
+    """One node to insert. ``parent`` indexes the spec list (-1 for the root of the value)."""
+
+    parent: int
+    key: str | None
+    pos: int
+    path: str  # relative to the value's root ("" for the root)
+    kind: str
+    value: Any = None
+    exact: Any = None
+    dtype: str | None = None
+    payload: Any = None  # an ndarray to store, or a handle (Array/Node/Tree) to reference
+
+
+def flatten(value: object, handle_types: tuple[type, ...] = ()) -> list[NodeSpec]:
+    """Validate ``value`` and list its nodes in pre-order.
+
+    ``handle_types`` are tensordb handles (Array, Node, Tree) accepted as
+    leaves: they are referenced, not copied.
+    """
+    specs: list[NodeSpec] = []
+    # stack of (value, parent index, key, pos, relative path, ancestor container ids)
+    stack: list[tuple[Any, int, str | None, int, str, frozenset[int]]] = [(value, -1, None, 0, "", frozenset())]
+    while stack:
+        item, parent, key, pos, path, ancestors = stack.pop()
+        index = len(specs)
+        if isinstance(item, dict):
+            if id(item) in ancestors:
+                raise TypeError(f"{path or '(root)'}: the value contains itself (a cycle)")
+            specs.append(NodeSpec(parent, key, pos, path, "dict"))
+            inner = ancestors | {id(item)}
+            children = []
+            for i, (k, v) in enumerate(item.items()):
+                if not isinstance(k, str):
+                    raise TypeError(f"{path or '(root)'}: dict keys must be str, got {type(k).__name__} {k!r}")
+                _check_text(k, path, "key")
+                children.append((v, index, k, i, child(path, k), inner))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            if id(item) in ancestors:
+                raise TypeError(f"{path or '(root)'}: the value contains itself (a cycle)")
+            specs.append(NodeSpec(parent, key, pos, path, "list"))
+            inner = ancestors | {id(item)}
+            stack.extend(reversed([(v, index, None, i, child(path, i), inner) for i, v in enumerate(item)]))
+        else:
+            spec = NodeSpec(parent, key, pos, path, "null")
+            try:
+                _encode_leaf(item, spec, handle_types)
+            except TypeError as exc:
+                raise TypeError(f"{path or '(root)'}: {exc}") from None
+            specs.append(spec)
+    return specs
+
+
+def _check_text(text: str, path: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(f"{path or '(root)'}: {what} {text!r} is not valid unicode (lone surrogate)") from None
+
+
+def _encode_leaf(item: object, spec: NodeSpec, handle_types: tuple[type, ...]) -> None:
+    kind = type(item)
+    if item is None:
+        spec.kind = "null"
+    elif kind is bool:
+        spec.kind, spec.value = "bool", int(item)  # type: ignore[arg-type]
+    elif kind is int:
+        _encode_int(item, spec)  # type: ignore[arg-type]
+    elif kind is float:
+        _encode_float(item, spec)  # type: ignore[arg-type]
+    elif kind is str:
+        _check_text(item, "", "string")  # type: ignore[arg-type]
+        _encode_payload(item.encode("utf-8"), item, "str", spec)  # type: ignore[union-attr]
+    elif kind is bytes:
+        _encode_payload(item, item, "bytes", spec)  # type: ignore[arg-type]
+    elif isinstance(item, np.generic):
+        _encode_numpy_scalar(item, spec)
+    elif isinstance(item, np.ndarray):
+        if isinstance(item, np.ma.MaskedArray) or type(item) is np.matrix:
+            raise TypeError(f"{type(item).__name__} cannot be stored exactly; pass a plain numpy array")
+        check_storable_dtype(item.dtype)
+        spec.kind, spec.payload = "array", item
+    elif handle_types and isinstance(item, handle_types):
+        spec.kind, spec.payload = "handle", item
+    else:
+        hint = " (use numpy scalars or arrays for complex and datetime values)" if isinstance(
+            item, (complex,)
+        ) or type(item).__module__ == "datetime" else ""
+        raise TypeError(f"values of type {type(item).__name__} cannot be stored{hint}")
+
+
+def _encode_int(value: int, spec: NodeSpec) -> None:
+    spec.kind = "int"
+    if _INT64[0] <= value <= _INT64[1]:
+        spec.value = value
+    else:
+        try:
+            spec.value = float(value)
+        except OverflowError:
+            spec.value = math.copysign(math.inf, value)
+        spec.exact = str(value)
+
+
+def _encode_float(value: float, spec: NodeSpec) -> None:
+    spec.kind = "float"
+    if math.isnan(value):
+        spec.exact = struct.pack("<d", value).hex()  # SQLite would store NaN as NULL
+    else:
+        spec.value = value
+
+
+def _encode_payload(data: bytes, original: object, kind: str, spec: NodeSpec) -> None:
+    spec.kind = kind
+    if len(data) > LARGE_PAYLOAD:
+        spec.exact = compress_payload(data)
+    else:
+        spec.value = original
+
+
+def _encode_numpy_scalar(item: np.generic, spec: NodeSpec) -> None:
+    dtype = item.dtype
+    check_storable_dtype(dtype)
+    spec.dtype = dtype.str
+    if dtype.kind == "b":
+        spec.kind, spec.value = "bool", int(item)
+    elif dtype.kind in "iu":
+        _encode_int(int(item), spec)
+    elif dtype.kind == "f" and dtype.itemsize <= 8:
+        _encode_float(float(item), spec)
+        if spec.exact is not None:
+            spec.exact = item.tobytes().hex()  # NaN payload bits in the scalar's own width
+    elif dtype.kind == "U":
+        text = str(item)
+        _check_text(text, "", "string")
+        _encode_payload(text.encode("utf-8"), text, "str", spec)
+    elif dtype.kind == "S":
+        _encode_payload(bytes(item), bytes(item), "bytes", spec)
+    else:
+        spec.kind, spec.payload = "array", np.asarray(item).reshape(())
+
+
+def decode_scalar(kind: str, value: Any, exact: Any, dtype: str | None) -> Any:
+    """The Python (or numpy) value of a scalar node row."""
+    if kind == "null":
+        return None
+    if kind == "bool":
+        result: Any = bool(value)
+    elif kind == "int":
+        result = int(exact) if isinstance(exact, str) else value
+        if not isinstance(result, int):
+            raise CorruptionError(f"int node holds {type(result).__name__}")
+    elif kind == "float":
+        if value is None:
+            result = _nan_from_bits(exact, dtype)
+            if dtype is not None:
+                return result
+        else:
+            result = float(value)
+    elif kind in ("str", "bytes"):
+        data = decompress_payload(exact) if isinstance(exact, bytes) else value
+        if kind == "str":
+            result = data.decode("utf-8") if isinstance(data, bytes) else data
+        else:
+            result = bytes(data)
+        if not isinstance(result, str if kind == "str" else bytes):
+            raise CorruptionError(f"{kind} node holds {type(result).__name__}")
+    else:
+        raise CorruptionError(f"unknown node kind {kind!r}")
+    if dtype is None:
+        return result
+    return _numpy_scalar(result, dtype)
+
+
+def _numpy_scalar(value: Any, dtype: str) -> Any:
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise CorruptionError(f"invalid scalar dtype {dtype!r}") from None
+    if dt.kind == "U":
+        return np.str_(value)
+    if dt.kind == "S":
+        return np.bytes_(value)
+    if dt.kind not in "biuf":
+        raise CorruptionError(f"invalid scalar dtype {dtype!r}")
+    return dt.type(value)
+
+
+def _nan_from_bits(exact: Any, dtype: str | None) -> Any:
+    if not isinstance(exact, str):
+        raise CorruptionError("float node without a value or NaN bits")
+    try:
+        raw = bytes.fromhex(exact)
+    except ValueError:
+        raise CorruptionError(f"invalid NaN bits {exact!r}") from None
+    if dtype is None:
+        if len(raw) != 8:
+            raise CorruptionError(f"invalid NaN bits {exact!r}")
+        return struct.unpack("<d", raw)[0]
+    dt = np.dtype(dtype)
+    if dt.kind != "f" or len(raw) != dt.itemsize:
+        raise CorruptionError(f"invalid NaN bits {exact!r} for {dtype}")
+    return np.frombuffer(raw, dtype=dt)[0]

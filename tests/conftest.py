@@ -1,0 +1,53 @@
+"""Shared fixtures and hypothesis profiles.
+
+Profiles (select with the environment variable HYPOTHESIS_PROFILE):
+
+* ``ci`` (default): 100 examples, no deadline;
+* ``thorough``: 1000 examples, no deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Make ``import strategies`` work from every test module, whatever the
+# rootdir / import mode / presence of __init__.py files.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    parent=settings.get_profile("ci"),
+    max_examples=1000,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Path of a database file that does not exist yet."""
+    return tmp_path / "t.tdb"
+
+
+@pytest.fixture
+def db(db_path: Path):
+    """A fresh, open database; closed after the test."""
+    import tensordb
+
+    database = tensordb.open(db_path)
+    try:
+        yield database
+    finally:
+        database.close()

@@ -1,0 +1,331 @@
+"""Hypothesis strategies and an exact tree-equality helper, reused across the suite.
+
+Everything here depends only on numpy and hypothesis (not on tensordb), so the
+strategies can be exercised on their own::
+
+    from strategies import trees, assert_tree_equal
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+from hypothesis import strategies as st
+
+__all__ = [
+    "BASIC_DTYPE_STRS",
+    "DATETIME_UNITS",
+    "basic_dtypes",
+    "dtypes",
+    "structured_dtypes",
+    "arrays",
+    "small_arrays",
+    "scalars",
+    "python_scalars",
+    "numpy_scalars",
+    "keys",
+    "trees",
+    "tree_names",
+    "escape",
+    "pointer",
+    "assert_tree_equal",
+    "array_bytes_equal",
+    "iter_leaves",
+]
+
+# --------------------------------------------------------------------------- dtypes
+
+DATETIME_UNITS = ("Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns")
+
+#: Concrete dtype strings (both byte orders where byte order applies).
+BASIC_DTYPE_STRS: tuple[str, ...] = (
+    ("|b1", "|i1", "|u1")
+    + tuple(f"{o}{k}{n}" for k in "iu" for n in (2, 4, 8) for o in "<>")
+    + tuple(f"{o}f{n}" for n in (2, 4, 8) for o in "<>")
+    + tuple(f"{o}c{n}" for n in (8, 16) for o in "<>")
+    + tuple(f"{o}{k}8[{u}]" for k in "Mm" for u in ("s", "ms", "us", "ns", "D") for o in "<>")
+)
+
+_byteorders = st.sampled_from("<>")
+
+
+def _numeric_dtypes() -> st.SearchStrategy[np.dtype]:
+    return st.sampled_from([np.dtype(s) for s in BASIC_DTYPE_STRS if s[1] not in "Mm"])
+
+
+def _time_dtypes() -> st.SearchStrategy[np.dtype]:
+    return st.builds(
+        lambda order, kind, unit: np.dtype(f"{order}{kind}8[{unit}]"),
+        _byteorders,
+        st.sampled_from("Mm"),
+        st.sampled_from(DATETIME_UNITS),
+    )
+
+
+def _string_dtypes() -> st.SearchStrategy[np.dtype]:
+    return st.one_of(
+        st.integers(1, 8).map(lambda n: np.dtype(f"S{n}")),
+        st.builds(lambda o, n: np.dtype(f"{o}U{n}"), _byteorders, st.integers(1, 8)),
+    )
+
+
+def basic_dtypes() -> st.SearchStrategy[np.dtype]:
+    """Every non-structured fixed-size dtype, both byte orders where they apply."""
+    numeric = _numeric_dtypes()
+    return st.one_of(numeric, numeric, numeric, _time_dtypes(), _string_dtypes())
+
+
+_field_names = st.sampled_from(["a", "b", "c", "x", "y", "f0", "long_field_name", "é"])
+
+
+def structured_dtypes(allow_nested: bool = True) -> st.SearchStrategy[np.dtype]:
+    """Record dtypes: 1-3 basic fields, optionally a nested record and a subarray field."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> np.dtype:
+        names = draw(st.lists(_field_names, min_size=1, max_size=3, unique=True))
+        fields: list[tuple[Any, ...]] = [(n, draw(basic_dtypes())) for n in names]
+        if draw(st.booleans()):  # one subarray field
+            sub_shape = draw(st.sampled_from([(2,), (3,), (2, 2), (1, 3)]))
+            fields.append(("sub", draw(basic_dtypes()), sub_shape))
+        if allow_nested and draw(st.booleans()):  # one nested record field
+            fields.append(("nested", draw(structured_dtypes(allow_nested=False))))
+        order = draw(st.permutations(range(len(fields))))
+        fields = [fields[i] for i in order]
+        return np.dtype(fields, align=draw(st.booleans()))
+
+    return build()
+
+
+def dtypes() -> st.SearchStrategy[np.dtype]:
+    """Every fixed-size dtype tensordb supports (no object dtype)."""
+    return st.one_of(basic_dtypes(), structured_dtypes())
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+@st.composite
+def _arrays(draw: st.DrawFn, dtype: Any, max_dims: int, max_side: int, min_dims: int, min_side: int) -> np.ndarray:
+    dt = draw(dtype) if isinstance(dtype, st.SearchStrategy) else np.dtype(dtype)
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side))
+    a = draw(hnp.arrays(dt, shape))
+    layout = draw(st.sampled_from(["c", "c", "c", "fortran", "step", "reverse", "transpose"]))
+    if layout == "fortran":
+        a = np.asfortranarray(a)
+    elif layout == "step" and a.ndim >= 1:
+        a = a[::2]
+    elif layout == "reverse" and a.ndim >= 1:
+        a = a[..., ::-1]
+    elif layout == "transpose" and a.ndim >= 2:
+        a = a.T
+    return a
+
+
+def arrays(
+    dtype: Any = None, max_dims: int = 4, max_side: int = 6, min_dims: int = 0, min_side: int = 0
+) -> st.SearchStrategy[np.ndarray]:
+    """numpy arrays: 0-d, zero-size, NaN/inf, sometimes non-contiguous views or Fortran order."""
+    return _arrays(dtypes() if dtype is None else dtype, max_dims, max_side, min_dims, min_side)
+
+
+def small_arrays() -> st.SearchStrategy[np.ndarray]:
+    return arrays(max_dims=3, max_side=4)
+
+
+# --------------------------------------------------------------------------- scalars
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)))
+
+
+def numpy_scalars() -> st.SearchStrategy[np.generic]:
+    return st.one_of(
+        st.floats(width=32).map(np.float32),
+        st.floats(width=16).map(np.float16),
+        st.floats().map(np.float64),
+        st.integers(-(2**15), 2**15 - 1).map(np.int16),
+        st.integers(-(2**63), 2**63 - 1).map(np.int64),
+        st.integers(0, 2**64 - 1).map(np.uint64),
+        st.just(np.uint64(2**64 - 1)),
+        st.integers(0, 255).map(np.uint8),
+        st.booleans().map(np.bool_),
+        st.complex_numbers(width=64).map(np.complex64),
+        st.complex_numbers().map(np.complex128),  # note: np.complex128 subclasses complex
+        st.just(np.datetime64("2020-01-01", "s")),
+        st.just(np.datetime64("NaT", "ns")),
+        st.integers(-(10**12), 10**12).map(lambda n: np.timedelta64(n, "ms")),
+        _text.filter(lambda s: not s.endswith("\x00")).map(np.str_),
+        st.binary(max_size=8).filter(lambda b: not b.endswith(b"\x00")).map(np.bytes_),
+    )
+
+
+def _branch(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Wrap a strategy so that st.one_of() does not flatten its own branches into the parent's
+    (which would make a one_of with many branches dominate the others)."""
+    return st.deferred(lambda: strategy)
+
+
+def python_scalars() -> st.SearchStrategy[Any]:
+    """None, bool, int (any size), float (specials too), str and bytes."""
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 2**64 - 1, -(2**70), 10**40]),
+        st.floats(),
+        st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, 1.7976931348623157e308]),
+        st.just(struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0]),  # NaN with a payload
+        _text,
+        st.sampled_from(["", "/", "~", "a/b", "~1", "~0", "0", "null", "\x00", "é\u2603\U0001f600"]),
+        st.binary(),
+        st.just(b""),
+    )
+
+
+def scalars() -> st.SearchStrategy[Any]:
+    """JSON-like scalars plus bytes, big ints, special floats and numpy scalars (1 in 3)."""
+    py = _branch(python_scalars())
+    return st.one_of(py, py, _branch(numpy_scalars()))
+
+
+# --------------------------------------------------------------------------- keys / trees
+
+
+def keys() -> st.SearchStrategy[str]:
+    """Dict keys: any unicode text (no lone surrogates), with the JSON-Pointer specials."""
+    return st.one_of(
+        st.sampled_from(["", "/", "~", "a/b", "~1", "~0", "0", "1", "-", "a~1b", "//", " ", "é"]),
+        _text,
+    )
+
+
+def tree_names() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(["t", "a", "b", "sample/1", "~", "x y", "é"]),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1),
+    )
+
+
+def trees(max_leaves: int = 10, leaves: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[Any]:
+    """Recursive JSON-like values whose leaves are scalars and arrays (lists only, no tuples)."""
+    if leaves is None:
+        leaves = st.one_of(_branch(scalars()), _branch(scalars()), small_arrays())
+    base = st.one_of(
+        _branch(leaves),
+        _branch(leaves),
+        _branch(leaves),
+        st.builds(dict),  # fresh objects: st.just({}) would share one dict between nodes
+        st.builds(list),
+        st.lists(st.dictionaries(keys(), small_arrays(), max_size=3), max_size=3),
+    )
+    return st.recursive(
+        base,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(keys(), children, max_size=4),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+# --------------------------------------------------------------------------- pointers
+
+
+def escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*parts: str | int) -> str:
+    """JSON Pointer (RFC 6901) from unescaped parts: pointer("a", 0, "b/c") == "/a/0/b~1c"."""
+    return "".join("/" + (str(p) if isinstance(p, int) else escape(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------- equality
+
+
+def _fail(path: str, message: str) -> None:
+    raise AssertionError(f"trees differ at {path or '(root)'!r}: {message}")
+
+
+def _dtype_equal(a: np.dtype, b: np.dtype) -> bool:
+    if a != b or a.str != b.str:
+        return False
+    if a.names is not None or b.names is not None:
+        return a.descr == b.descr
+    if a.subdtype is not None or b.subdtype is not None:
+        return a.subdtype == b.subdtype and a.base.str == b.base.str
+    return True
+
+
+def array_bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise equality of two arrays of equal dtype and shape.
+
+    Structured arrays are compared field by field (recursively) so that
+    padding bytes of aligned records, which hold no value, do not count.
+    """
+    if a.dtype.names is not None:
+        return all(array_bytes_equal(a[n], b[n]) for n in a.dtype.names)
+    return np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def _float_bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+def assert_tree_equal(actual: Any, expected: Any, path: str = "") -> None:
+    """Exact equality: types, key order, dtypes (byte order too), shapes and bits."""
+    if type(actual) is not type(expected):
+        _fail(path, f"type {type(actual).__name__} != expected {type(expected).__name__} "
+                    f"({actual!r:.200} vs {expected!r:.200})")
+    if isinstance(expected, dict):
+        ka, ke = list(actual.keys()), list(expected.keys())
+        if ka != ke:
+            _fail(path, f"dict keys (in order) {ka!r:.300} != expected {ke!r:.300}")
+        for k in ke:
+            assert_tree_equal(actual[k], expected[k], path + "/" + escape(k))
+    elif isinstance(expected, list):
+        if len(actual) != len(expected):
+            _fail(path, f"list length {len(actual)} != expected {len(expected)}")
+        for i, (x, y) in enumerate(zip(actual, expected)):
+            assert_tree_equal(x, y, f"{path}/{i}")
+    elif isinstance(expected, np.ndarray):
+        if not _dtype_equal(actual.dtype, expected.dtype):
+            _fail(path, f"dtype {actual.dtype.descr} != expected {expected.dtype.descr}")
+        if actual.shape != expected.shape:
+            _fail(path, f"shape {actual.shape} != expected {expected.shape}")
+        if not array_bytes_equal(actual, expected):
+            _fail(path, f"array values differ:\n{actual!r:.600}\nexpected\n{expected!r:.600}")
+    elif isinstance(expected, np.generic):
+        if not _dtype_equal(actual.dtype, expected.dtype):
+            _fail(path, f"numpy scalar dtype {actual.dtype} != expected {expected.dtype}")
+        if isinstance(expected, (np.str_, np.bytes_)):
+            ok = actual == expected
+        else:
+            ok = array_bytes_equal(np.asarray(actual), np.asarray(expected))
+        if not ok:
+            _fail(path, f"numpy scalar {actual!r} != expected {expected!r}")
+    elif isinstance(expected, float):
+        if _float_bits(actual) != _float_bits(expected):
+            _fail(path, f"float {actual!r} != expected {expected!r} (bitwise)")
+    elif isinstance(expected, (bool, int, str, bytes)) or expected is None:
+        if actual != expected:
+            _fail(path, f"{actual!r:.200} != expected {expected!r:.200}")
+    else:
+        _fail(path, f"unexpected value of type {type(expected).__name__} in the expected tree")
+
+
+def iter_leaves(value: Any, path: str = "") -> Iterable[tuple[str, Any]]:
+    """(pointer, leaf) pairs of a plain tree, depth first."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_leaves(v, path + "/" + escape(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_leaves(v, f"{path}/{i}")
+    else:
+        yield path, value
