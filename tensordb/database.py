@@ -128,7 +128,7 @@ class Database(MutableMapping[str, Tree]):
     def __setitem__(self, name: str, value: object) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"tree names are non-empty str, got {name!r}")
-        with context(self.filename, name, ""):
+        with context(self.filename, name):
             if isinstance(value, Tree) and value._ops is self._ops and self._tree_id(name) == value._tree_id:
                 return  # db["a"] = db["a"]
             with self.transaction():
@@ -360,7 +360,7 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...]]:
     where = ["n.path GLOB ?"]
     params: list[Any] = [path_glob]
     if not any_depth:
-        where.append("length(n.path) - length(replace(n.path, '/', '')) = ?")
+        where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
         params.append(len(segments))
     if trees is not None:
         where.append("t.name GLOB ?")

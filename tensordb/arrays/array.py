@@ -226,7 +226,7 @@ class ArrayStore:
             region = tuple(
                 slice(c * n, min((c + 1) * n, s)) for c, n, s in zip(coords, meta.chunks, meta.shape)
             )
-            block = data[region]
+            block = data[region + (Ellipsis,)]  # an array even when 0-d
             if block.shape == meta.chunks:
                 chunk = block
             else:

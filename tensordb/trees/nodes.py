@@ -60,6 +60,11 @@ class SubtreeHandle:
         raise NotImplementedError
 
 
+def _nbytes(text: str) -> int:
+    # Paths are cut as bytes: SQLite's text functions stop at a NUL, and keys may hold one.
+    return len(text.encode("utf-8"))
+
+
 def _subtree_params(path: str) -> tuple[str, str, str]:
     lo, hi = paths.subtree_bounds(path)
     return path, lo, hi
@@ -99,11 +104,11 @@ class NodeTable:
 
     # -- inserting ---------------------------------------------------------------
 
-    def prepare(self, value: object) -> list[NodeSpec]:
-        """Validate a value and resolve the handles in it, before anything is written."""
+    def prepare(self, value: object, base: str = "") -> list[NodeSpec]:
+        """Validate a value bound for ``base`` and resolve its handles, before anything is written."""
         from .tree import Node, Tree  # handles live one module up in this layer
 
-        specs = flatten(value, (Array, Node, Tree, ArrayIdRef))
+        specs = flatten(value, (Array, Node, Tree, ArrayIdRef), base)
         for spec in specs:
             if spec.kind != "handle":
                 continue
@@ -193,13 +198,13 @@ class NodeTable:
             f"""INSERT INTO node({NODE_COLUMNS})
             SELECT node_id + :delta, :dst_tree,
                    CASE WHEN node_id = :root THEN :parent ELSE parent_id + :delta END,
-                   :dst_path || substr(path, :src_len + 1),
+                   :dst_path || coalesce(CAST(substr(CAST(path AS BLOB), :src_len + 1) AS TEXT), ''),
                    CASE WHEN node_id = :root THEN :key ELSE key END,
                    CASE WHEN node_id = :root THEN :pos ELSE pos END,
                    kind, value, exact, dtype, array_id
             FROM node WHERE tree_id = :src_tree AND (path = :p OR (path >= :lo AND path < :hi))""",
             {"delta": delta, "dst_tree": dst_tree, "root": source.node_id, "parent": parent_id,
-             "dst_path": dst_path, "src_len": len(src_path), "key": key, "pos": pos, "src_tree": src_tree,
+             "dst_path": dst_path, "src_len": _nbytes(src_path), "key": key, "pos": pos, "src_tree": src_tree,
              "p": params[0], "lo": params[1], "hi": params[2]},
         )
         return source.node_id + delta
@@ -212,8 +217,9 @@ class NodeTable:
     def rewrite_prefix(self, tree_id: int, old: str, new: str) -> None:
         """Give the subtree at ``old`` the path ``new`` (one UPDATE over its rows)."""
         self.conn.execute(
-            f"UPDATE node SET path = ? || substr(path, ?) WHERE tree_id = ? AND {_IN_SUBTREE}",
-            (new, len(old) + 1, tree_id, *_subtree_params(old)),
+            f"UPDATE node SET path = ? || coalesce(CAST(substr(CAST(path AS BLOB), ?) AS TEXT), '') "
+            f"WHERE tree_id = ? AND {_IN_SUBTREE}",
+            (new, _nbytes(old) + 1, tree_id, *_subtree_params(old)),
         )
 
     def shift_list(self, parent: NodeRow, start: int, delta: int) -> None:

@@ -131,7 +131,7 @@ class TreeOps:
     def set(self, tree_id: int, path: str, value: object, chunks: tuple[int, ...] | None = None,
             codec: Codec | None = None) -> int:
         """Set or replace the value at ``path`` (its parent must exist); returns the node id."""
-        specs = self.nodes.prepare(value)
+        specs = self.nodes.prepare(value, path)
         with self.db.transaction():
             if path == "":
                 return self._replace_root(tree_id, specs, chunks, codec)
@@ -189,7 +189,7 @@ class TreeOps:
         return row
 
     def insert_item(self, list_row: NodeRow, index: int, value: object) -> None:
-        specs = self.nodes.prepare(value)
+        specs = self.nodes.prepare(value, paths.child(list_row.path, index))
         with self.db.transaction():
             n = self.nodes.count_children(list_row.node_id)
             index = max(0, min(n, index + n if index < 0 else index))
@@ -279,9 +279,9 @@ class Node(SubtreeHandle):
         return row
 
     def _context(self, row: NodeRow | None = None, path: str | None = None) -> Any:
+        # tree operations name the path in their own messages: add the file and tree only
         row = row or self._ops.nodes.row(self._node_id)
-        tree = self._ops.tree_name(row.tree_id) if row else None
-        return context(self._ops.db.filename, tree, path if path is not None else (row.path if row else None))
+        return context(self._ops.db.filename, self._ops.tree_name(row.tree_id) if row else None)
 
     def _subtree_ref(self) -> tuple[Any, int, str]:
         row = self._row()
@@ -464,7 +464,7 @@ class Tree(SubtreeHandle):
         return self._ops.db, self._tree_id, ""
 
     def _context(self, path: str | None = None) -> Any:
-        return context(self._ops.db.filename, self._ops.tree_name(self._tree_id), path)
+        return context(self._ops.db.filename, self._ops.tree_name(self._tree_id))
 
     @property
     def name(self) -> str:

@@ -61,11 +61,12 @@ class NodeSpec:
     payload: Any = None  # an ndarray to store, or a handle (Array/Node/Tree) to reference
 
 
-def flatten(value: object, handle_types: tuple[type, ...] = ()) -> list[NodeSpec]:
+def flatten(value: object, handle_types: tuple[type, ...] = (), base: str = "") -> list[NodeSpec]:
     """Validate ``value`` and list its nodes in pre-order.
 
     ``handle_types`` are tensordb handles (Array, Node, Tree) accepted as
-    leaves: they are referenced, not copied.
+    leaves: they are referenced, not copied. ``base`` is where the value
+    will go, so that error messages name the full path.
     """
     specs: list[NodeSpec] = []
     # stack of (value, parent index, key, pos, relative path, ancestor container ids)
@@ -75,19 +76,19 @@ def flatten(value: object, handle_types: tuple[type, ...] = ()) -> list[NodeSpec
         index = len(specs)
         if isinstance(item, dict):
             if id(item) in ancestors:
-                raise TypeError(f"{path or '(root)'}: the value contains itself (a cycle)")
+                raise TypeError(f"{base + path or '(root)'}: the value contains itself (a cycle)")
             specs.append(NodeSpec(parent, key, pos, path, "dict"))
             inner = ancestors | {id(item)}
             children = []
             for i, (k, v) in enumerate(item.items()):
                 if not isinstance(k, str):
-                    raise TypeError(f"{path or '(root)'}: dict keys must be str, got {type(k).__name__} {k!r}")
-                _check_text(k, path, "key")
+                    raise TypeError(f"{base + path or '(root)'}: dict keys must be str, got {type(k).__name__} {k!r}")
+                _check_text(k, base + path, "key")
                 children.append((v, index, k, i, child(path, k), inner))
             stack.extend(reversed(children))
         elif isinstance(item, (list, tuple)):
             if id(item) in ancestors:
-                raise TypeError(f"{path or '(root)'}: the value contains itself (a cycle)")
+                raise TypeError(f"{base + path or '(root)'}: the value contains itself (a cycle)")
             specs.append(NodeSpec(parent, key, pos, path, "list"))
             inner = ancestors | {id(item)}
             stack.extend(reversed([(v, index, None, i, child(path, i), inner) for i, v in enumerate(item)]))
@@ -96,7 +97,7 @@ def flatten(value: object, handle_types: tuple[type, ...] = ()) -> list[NodeSpec
             try:
                 _encode_leaf(item, spec, handle_types)
             except TypeError as exc:
-                raise TypeError(f"{path or '(root)'}: {exc}") from None
+                raise TypeError(f"{base + path or '(root)'}: {exc}") from None
             specs.append(spec)
     return specs
 
