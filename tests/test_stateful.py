@@ -178,8 +178,8 @@ class TensorDBMachine(RuleBasedStateMachine):
             return
         sname, sptr, svalue = src
         dname, dptr, dnode = dst
-        if sname == dname and _inside(dptr, sptr):
-            return  # would put a node inside itself
+        # dst may be inside src (tree["/a/x"] = tree["/a"]): value semantics make that a
+        # snapshot of /a, which _copy(svalue) below takes before the model changes.
         handle = self.db[sname][sptr] if sptr else self.db[sname]
         self.db[dname][dptr + "/" + escape(key)] = handle
         dnode[key] = _copy(svalue)
@@ -213,7 +213,8 @@ class TensorDBMachine(RuleBasedStateMachine):
         if pick is None:
             return
         name, ptr, node = pick
-        i = data.draw(st.integers(-len(node), len(node)), label="index")
+        # out-of-range indices clamp, as list.insert does
+        i = data.draw(st.integers(-len(node) - 2, len(node) + 2), label="index")
         target = self.db[name][ptr]
         target.insert(i, value)
         node.insert(i, _copy(value))

@@ -1,0 +1,5 @@
+"""``python -m tensordb``: the command line."""
+
+from .cli import main
+
+main()
