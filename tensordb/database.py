@@ -21,11 +21,11 @@ import apsw
 
 from . import maintenance
 from .arrays import array as array_module
-from .arrays.array import Array, ArrayStore
+from .arrays.array import ArrayStore
 from .errors import PathNotFoundError, ReadOnlyError, TensorDBError, context
 from .storage.chunks import Counters
 from .storage.store import Store
-from .trees.tree import Node, Tree, TreeOps
+from .trees.tree import Tree, TreeOps
 
 __all__ = ["Database", "open", "SQLResult"]
 
@@ -201,9 +201,11 @@ class Database(MutableMapping[str, Tree]):
         -------
         >>> for name, path, points in db.glob("/data/*/points", trees="bm01-*"): ...
         """
-        sql, params = _glob_sql(pattern, trees)
+        sql, params, exact = _glob_sql(pattern, trees)
         rows = self._store.conn.execute(sql, params).fetchall()
-        for tree_name, node_id in rows:
+        for tree_name, node_id, path in rows:
+            if not exact.fullmatch(path):
+                continue
             row = self._ops.nodes.row(node_id)
             if row is not None:
                 yield tree_name, row.path, self._ops.value_of(row)
@@ -340,37 +342,36 @@ class _ReadOnlyGuard:
 
 # -- glob -------------------------------------------------------------------------------
 
-def _glob_literal(text: str) -> str:
-    return re.sub(r"([\[\]?*])", lambda m: "[" + m.group(1) + "]", text)
+def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re.Pattern[str]]:
+    """SQL that narrows candidates with GLOB, and the exact regex they must match.
 
-
-def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...]]:
-    if not pattern.startswith("/") and pattern != "":
+    ``*`` matches within one segment; a ``**`` segment matches zero or more segments.
+    """
+    if not isinstance(pattern, str) or (pattern and not pattern.startswith("/")):
         raise ValueError(f"glob patterns are JSON Pointers starting with '/', got {pattern!r}")
     segments = pattern[1:].split("/") if pattern else []
-    glob_parts = []
-    any_depth = False
+    regex = ""
     for seg in segments:
         if seg == "**":
-            any_depth = True
-            glob_parts.append("*")
+            regex += "(?:/[^/]*)*"
         else:
-            glob_parts.append("*".join(_glob_literal(p) for p in seg.split("*")))
-    path_glob = "".join("/" + p for p in glob_parts)
+            regex += "/" + "[^/]*".join(re.escape(p) for p in seg.split("*"))
+    literal = re.sub(r"([\[\]?])", r"[\1]", pattern)  # GLOB treats [ ] ? specially
+    path_glob = literal.replace("/**", "*")
     where = ["n.path GLOB ?"]
     params: list[Any] = [path_glob]
-    if not any_depth:
+    if "**" not in segments:
         where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
         params.append(len(segments))
     if trees is not None:
         where.append("t.name GLOB ?")
         params.append(trees)
     sql = (
-        "SELECT t.name, n.node_id FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
+        "SELECT t.name, n.node_id, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
         + " AND ".join(where)
         + " ORDER BY t.tree_id, n.path"
     )
-    return sql, tuple(params)
+    return sql, tuple(params), re.compile(regex, re.S)
 
 
 # -- pickled handles reopen read-only, once per process ----------------------------------
@@ -388,4 +389,3 @@ def reopen_readonly(state: tuple[str]) -> Database:
 
 
 array_module.reopen_host = reopen_readonly
-_ = (Node, Array)

@@ -241,12 +241,14 @@ class NodeTable:
         return _SCRATCH + path
 
     def overlaps(self, specs: list[NodeSpec], tree_id: int, path: str) -> bool:
-        """Whether a subtree handle in ``specs`` designates a part of the subtree at ``path``."""
+        """Whether a subtree handle in ``specs`` designates a subtree that contains or is inside ``path``."""
         for spec in specs:
             if spec.kind == "handle":
                 _, db, src_tree, src_path, _ = spec.payload
-                if db is self.db and src_tree == tree_id and (
-                    src_path == path or src_path.startswith(path + "/") or path == ""
-                ):
+                if db is self.db and src_tree == tree_id and (_nested(src_path, path) or _nested(path, src_path)):
                     return True
         return False
+
+
+def _nested(inner: str, outer: str) -> bool:
+    return inner == outer or outer == "" or inner.startswith(outer + "/")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
 from ..errors import PathNotFoundError, StaleHandleError, TensorDBError, context
@@ -235,6 +236,13 @@ class TreeOps:
             self.touch(tree_id)
 
 
+def _reopen_ops(db_state: Any) -> TreeOps:
+    """The tree operations of the read-only database a pickled handle reopens."""
+    if array_module.reopen_host is None:
+        raise RuntimeError("tensordb is not fully imported")
+    return array_module.reopen_host(db_state)._ops  # type: ignore[attr-defined,no-any-return]
+
+
 def _list_index(token: str | int, n: int, allow_end: bool, where: str) -> int:
     if isinstance(token, int):
         index = token + n if token < 0 else token
@@ -286,6 +294,13 @@ class Node(SubtreeHandle):
     def _subtree_ref(self) -> tuple[Any, int, str]:
         row = self._row()
         return self._ops.db, row.tree_id, row.path
+
+    def __getstate__(self) -> tuple[Any, int]:
+        return self._ops.db._reopen_state(), self._node_id
+
+    def __setstate__(self, state: tuple[Any, int]) -> None:
+        self._ops = _reopen_ops(state[0])
+        self._node_id = state[1]
 
     def _resolve(self, key: object) -> tuple[NodeRow, str]:
         row = self._row()
@@ -462,6 +477,13 @@ class Tree(SubtreeHandle):
     def _subtree_ref(self) -> tuple[Any, int, str]:
         self._root()
         return self._ops.db, self._tree_id, ""
+
+    def __getstate__(self) -> tuple[Any, int]:
+        return self._ops.db._reopen_state(), self._tree_id
+
+    def __setstate__(self, state: tuple[Any, int]) -> None:
+        self._ops = _reopen_ops(state[0])
+        self._tree_id = state[1]
 
     def _context(self, path: str | None = None) -> Any:
         return context(self._ops.db.filename, self._ops.tree_name(self._tree_id))
