@@ -117,7 +117,7 @@ class Database(MutableMapping[str, Tree]):
         if not isinstance(name, str):
             raise TypeError(f"tree names are str, got {type(name).__name__}")
         found = self._store.conn.scalar("SELECT tree_id FROM tree WHERE name = ?", (name,))
-        return None if found is None else int(found)  # type: ignore[call-overload]
+        return None if found is None else int(found)
 
     def __getitem__(self, name: str) -> Tree:
         tree_id = self._tree_id(name)
@@ -155,7 +155,7 @@ class Database(MutableMapping[str, Tree]):
         return iter([n for (n,) in names])
 
     def __len__(self) -> int:
-        return int(self._store.conn.scalar("SELECT count(*) FROM tree"))  # type: ignore[call-overload]
+        return int(self._store.conn.scalar("SELECT count(*) FROM tree"))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._tree_id(name) is not None

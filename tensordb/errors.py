@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "TensorDBError",
@@ -90,10 +91,10 @@ def with_context(
         return exc
     if isinstance(exc, (TensorDBError, KeyError, TypeError, IndexError, ValueError)):
         try:
-            new = type(exc)(f"{prefix}: {message}")
+            new: Any = type(exc)(f"{prefix}: {message}")
         except Exception:  # exotic constructor: keep the original
             return exc
-        new._tensordb_context = True  # type: ignore[attr-defined]
+        new._tensordb_context = True
         new.__cause__ = exc.__cause__
         new.__traceback__ = exc.__traceback__
         return new

@@ -49,8 +49,8 @@ def gc(store: Store) -> dict[str, int]:
         freed = conn.one("SELECT count(*), coalesce(sum(CASE WHEN data IS NOT NULL THEN size END), 0) "
                          "FROM chunk WHERE refcount <= 0")
         assert freed is not None
-        result["chunks_removed"] = int(freed[0])  # type: ignore[call-overload]
-        inline_freed = int(freed[1])  # type: ignore[call-overload]
+        result["chunks_removed"] = int(freed[0])
+        inline_freed = int(freed[1])
         conn.execute("DELETE FROM chunk WHERE refcount <= 0")
         pack_freed = 0
         for pack_id, name in conn.execute("SELECT pack_id, name FROM pack ORDER BY pack_id").fetchall():
@@ -70,11 +70,11 @@ def gc(store: Store) -> dict[str, int]:
                 conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
                 packs.forget(pack_id)
                 to_delete.append(name)
-                pack_freed += size - int(live)  # type: ignore[call-overload]
+                pack_freed += size - int(live)
                 result["packs_compacted"] += 1
-            elif size > int(end):  # type: ignore[call-overload]
-                packs.truncate(pack_id, int(end))  # type: ignore[call-overload]
-                pack_freed += size - max(int(end), len(HEADER))  # type: ignore[call-overload]
+            elif size > int(end):
+                packs.truncate(pack_id, int(end))
+                pack_freed += size - max(int(end), len(HEADER))
         known = {n for (n,) in conn.execute("SELECT name FROM pack").fetchall()}
         for name in packs.list_files():
             if name not in known and name not in to_delete:
@@ -189,10 +189,10 @@ def _check_sqlite(store: Store, report: CheckReport) -> None:
 
 def _check_trees(store: Store, report: CheckReport) -> None:
     rows = store.conn.execute(
-        "SELECT t.name, t.root_id, n.node_id, n.tree_id, n.path, n.parent_id FROM tree t "
+        "SELECT t.name, t.root_id, n.node_id, n.path, n.parent_id FROM tree t "
         "LEFT JOIN node n ON n.node_id = t.root_id"
     ).fetchall()
-    for name, root_id, node_id, tree_id, path, parent_id in rows:
+    for name, root_id, node_id, path, parent_id in rows:
         if node_id is None:
             _add(report, "tree-root-missing", f"root node {root_id} does not exist", tree=name)
         elif path != "" or parent_id is not None:
@@ -207,11 +207,11 @@ def _check_trees(store: Store, report: CheckReport) -> None:
 def _check_nodes(store: Store, report: CheckReport) -> None:
     """Every node's path must be its parent's path plus its own key or index."""
     cursor = store.conn.execute(
-        "SELECT t.name, n.node_id, n.path, n.key, n.pos, n.kind, n.array_id, p.node_id, p.path, p.kind, "
+        "SELECT t.name, n.path, n.key, n.pos, n.kind, n.array_id, p.node_id, p.path, p.kind, "
         "p.tree_id = n.tree_id, n.parent_id FROM node n JOIN tree t ON t.tree_id = n.tree_id "
         "LEFT JOIN node p ON p.node_id = n.parent_id"
     )
-    for tree, node_id, path, key, pos, kind, array_id, p_id, p_path, p_kind, same_tree, parent_id in cursor:
+    for tree, path, key, pos, kind, array_id, p_id, p_path, p_kind, same_tree, parent_id in cursor:
         where = {"tree": tree, "path": path}
         if kind not in KINDS:
             _add(report, "node-kind", f"unknown node kind {kind!r}", **where)
@@ -283,7 +283,7 @@ def _where_chunk(store: Store, chunk_id: int) -> dict[str, Any]:
     array_id = store.conn.scalar("SELECT array_id FROM chunk_ref WHERE chunk_id = ? LIMIT 1", (chunk_id,))
     if array_id is None:
         return {}
-    return {"array_id": array_id, **_where_array(store, int(array_id))}  # type: ignore[call-overload]
+    return {"array_id": array_id, **_where_array(store, int(array_id))}
 
 
 def _check_arrays(store: Store, report: CheckReport) -> None:
@@ -342,7 +342,7 @@ def _check_packs(store: Store, report: CheckReport) -> None:
             "SELECT count(*), coalesce(sum(size), 0), coalesce(max(offset + size), 0) FROM chunk WHERE pack_id = ?",
             (pack_id,),
         ) or (0, 0, 0)
-        n_chunks, live, end = (int(v) for v in used)  # type: ignore[call-overload]
+        n_chunks, live, end = (int(v) for v in used)
         if size is None:
             if n_chunks:
                 _add(report, "pack-missing", f"pack file {name} is missing ({n_chunks} chunks live in it)")
@@ -369,7 +369,7 @@ def stats(store: Store) -> dict[str, Any]:
     conn = store.conn
     with store.snapshot():
         def one(sql: str) -> int:
-            return int(conn.scalar(sql) or 0)  # type: ignore[call-overload]
+            return int(conn.scalar(sql) or 0)
 
         result: dict[str, Any] = {
             "trees": one("SELECT count(*) FROM tree"),
@@ -377,7 +377,9 @@ def stats(store: Store) -> dict[str, Any]:
             "arrays": one("SELECT count(*) FROM array WHERE refcount > 0"),
             "unreferenced_arrays": one("SELECT count(*) FROM array WHERE refcount <= 0"),
             "chunks": one("SELECT count(*) FROM chunk"),
-            "logical_bytes": one("SELECT coalesce(sum(a.nbytes), 0) FROM node n JOIN array a ON a.array_id = n.array_id"),
+            "logical_bytes": one(
+                "SELECT coalesce(sum(a.nbytes), 0) FROM node n JOIN array a ON a.array_id = n.array_id"
+            ),
             "stored_bytes": one("SELECT coalesce(sum(size), 0) FROM chunk"),
             "inline_bytes": one("SELECT coalesce(sum(size), 0) FROM chunk WHERE data IS NOT NULL"),
             "pack_bytes": one("SELECT coalesce(sum(size), 0) FROM chunk WHERE pack_id IS NOT NULL"),
@@ -388,7 +390,8 @@ def stats(store: Store) -> dict[str, Any]:
             "JOIN chunk c ON c.chunk_id = r.chunk_id"
         )
         unique = one("SELECT coalesce(sum(raw_size), 0) FROM chunk")
-        pack_files = [(pid, store.packs.file_size(pid)) for (pid,) in conn.execute("SELECT pack_id FROM pack").fetchall()]
+        pack_ids = [pid for (pid,) in conn.execute("SELECT pack_id FROM pack").fetchall()]
+        pack_files = [(pid, store.packs.file_size(pid)) for pid in pack_ids]
     result["dedup_ratio"] = referenced / unique if unique else 1.0
     result["compression_ratio"] = unique / result["stored_bytes"] if result["stored_bytes"] else 1.0
     result["pack_files"] = len(pack_files)
@@ -420,9 +423,9 @@ def bundle(store: Store, target: str) -> None:
         out = apsw.Connection(tmp)
         try:
             with out:
-                moved = out.execute("SELECT chunk_id, pack_id, offset, size FROM chunk WHERE pack_id IS NOT NULL")
+                moved: Any = out.execute("SELECT chunk_id, pack_id, offset, size FROM chunk WHERE pack_id IS NOT NULL")
                 for chunk_id, pack_id, offset, size in moved.fetchall():
-                    data = store.packs.read(pack_id, offset, size)
+                    data = store.packs.read(int(pack_id), int(offset), int(size))
                     out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
                                 (data, chunk_id))
                 out.execute("DELETE FROM pack")

@@ -11,15 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
-
-import tensordb
+from hypothesis import given
+from hypothesis import strategies as st
 from strategies import (
     arrays,
     assert_tree_equal,
     scalars,
     trees,
 )
+
+import tensordb
 
 # --------------------------------------------------------------------------- helpers
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from strategies import arrays, assert_tree_equal, escape, keys, scalars, trees
 
 import tensordb
-from strategies import arrays, assert_tree_equal, escape, keys, scalars, trees
 
 NAMES = st.sampled_from(["a", "b", "c", "d/e", "~", "é"])
 _leaves = st.deferred(scalars)

@@ -140,7 +140,7 @@ class ArrayStore:
             g.check_chunks(chunks, shape, dtype.itemsize)
         except ValueError as exc:
             raise CorruptionError(f"array {array_id}: {exc}") from None
-        codec = Codec.from_json(codec_text)  # type: ignore[arg-type]
+        codec = Codec.from_json(codec_text)
         if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
             raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
         return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
@@ -149,7 +149,7 @@ class ArrayStore:
         value = self.conn.scalar("SELECT refcount FROM array WHERE array_id = ?", (array_id,))
         if value is None:
             raise StaleHandleError(f"array {array_id} no longer exists")
-        return int(value)  # type: ignore[call-overload]
+        return int(value)
 
     def clone(self, meta: ArrayMeta) -> ArrayMeta:
         """A new array record sharing every chunk of ``meta`` (copy-on-write)."""
@@ -160,14 +160,15 @@ class ArrayStore:
         )
         new_id = int(self.conn.conn.last_insert_rowid())
         self.conn.execute(
-            "INSERT INTO chunk_ref(array_id, coord, chunk_id) SELECT ?, coord, chunk_id FROM chunk_ref WHERE array_id = ?",
+            "INSERT INTO chunk_ref(array_id, coord, chunk_id) "
+            "SELECT ?, coord, chunk_id FROM chunk_ref WHERE array_id = ?",
             (new_id, meta.array_id),
         )
         return ArrayMeta(new_id, meta.dtype, meta.shape, meta.chunks, meta.codec, meta.fill)
 
     def stored_nbytes(self, array_id: int) -> int:
         return int(
-            self.conn.scalar(  # type: ignore[call-overload]
+            self.conn.scalar(
                 "SELECT coalesce(sum(c.size), 0) FROM chunk_ref r JOIN chunk c ON c.chunk_id = r.chunk_id "
                 "WHERE r.array_id = ?",
                 (array_id,),
@@ -180,7 +181,7 @@ class ArrayStore:
         value = self.conn.scalar(
             "SELECT chunk_id FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, g.coord_key(coords))
         )
-        return None if value is None else int(value)  # type: ignore[call-overload]
+        return None if value is None else int(value)
 
     def read_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], out: np.ndarray[Any, Any] | None = None
                    ) -> np.ndarray[Any, Any]:

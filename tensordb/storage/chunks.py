@@ -85,7 +85,7 @@ class ChunkStore:
         found = self.conn.scalar("SELECT chunk_id FROM chunk WHERE hash = ?", (key,))
         if found is not None:
             self.counters.chunks_deduplicated += 1
-            return int(found)  # type: ignore[call-overload]
+            return int(found)
         stored = codec.encode(raw, typesize)
         raw_size = memoryview(raw).nbytes
         if len(stored) <= self.inline_threshold:
@@ -114,7 +114,7 @@ class ChunkStore:
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
         data, pack_id, offset, size, expected, raw_size = row
         if data is not None:
-            stored = bytes(data)  # type: ignore[arg-type]
+            stored = bytes(data)
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
             stored = self.packs.read(pack_id, offset, size)
             self.counters.pack_reads += 1
@@ -124,7 +124,7 @@ class ChunkStore:
             raise CorruptionError(f"chunk {chunk_id}: {len(stored)} stored bytes, the record says {size}")
         if checksum(stored) != expected:
             raise CorruptionError(f"chunk {chunk_id}: checksum mismatch (stored bytes are damaged)")
-        return stored, int(raw_size), int(size)  # type: ignore[call-overload]
+        return stored, int(raw_size), int(size)
 
     def get(self, chunk_id: int, codec: Codec, expected_raw: int, out: Any = None) -> Any:
         """Decompress a chunk into ``out`` (a writable buffer of ``expected_raw`` bytes) or a new bytearray."""

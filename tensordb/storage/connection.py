@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import apsw
 
@@ -100,7 +101,7 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        return self.conn is None  # type: ignore[comparison-overlap]
+        return self.conn is None
 
     @property
     def in_transaction(self) -> bool:
@@ -122,20 +123,22 @@ class Connection:
 
     # -- SQL -------------------------------------------------------------------
 
-    def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> apsw.Cursor:
+    # Rows are typed Any: their columns are checked where they are used, since
+    # everything read from a file is untrusted anyway.
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
         self.ensure_usable()
         return self.conn.execute(sql, params)
 
-    def executemany(self, sql: str, seq: object) -> apsw.Cursor:
+    def executemany(self, sql: str, seq: Any) -> Any:
         self.ensure_usable()
-        return self.conn.executemany(sql, seq)  # type: ignore[arg-type]
+        return self.conn.executemany(sql, seq)
 
-    def one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         for row in self.execute(sql, params):
             return tuple(row)
         return None
 
-    def scalar(self, sql: str, params: tuple[object, ...] = ()) -> object:
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]
 

@@ -95,7 +95,7 @@ class PackStore:
                 return self._writer
         row = self.conn.one("SELECT pack_id, name FROM pack ORDER BY pack_id DESC LIMIT 1")
         if row is not None:
-            pack_id, name = int(row[0]), str(row[1])  # type: ignore[call-overload]
+            pack_id, name = int(row[0]), str(row[1])
             path = self.path_of(name)
             if os.path.exists(path) and os.path.getsize(path) + incoming <= self.max_pack_bytes:
                 self._set_writer(pack_id, open(path, "ab"))

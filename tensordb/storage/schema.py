@@ -12,6 +12,7 @@ two in step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import apsw
 
@@ -188,9 +189,9 @@ _UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {}
 
 
 def _read_identity(conn: apsw.Connection) -> tuple[int, int, int]:
-    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
-    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-    n_objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
+    app_id: Any = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    version: Any = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    n_objects: Any = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
     return int(app_id), int(version), int(n_objects)
 
 

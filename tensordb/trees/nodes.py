@@ -34,7 +34,7 @@ _SCRATCH = "\x01"
 class NodeRow:
     node_id: int
     tree_id: int
-    parent_id: int | None
+    parent_id: Any
     path: str
     key: str | None
     pos: int
@@ -42,7 +42,7 @@ class NodeRow:
     value: Any
     exact: Any
     dtype: str | None
-    array_id: int | None
+    array_id: Any
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class NodeTable:
         return [NodeRow(*r) for r in cursor]
 
     def count_children(self, node_id: int) -> int:
-        return int(self.conn.scalar("SELECT count(*) FROM node WHERE parent_id = ?", (node_id,)))  # type: ignore[call-overload]
+        return int(self.conn.scalar("SELECT count(*) FROM node WHERE parent_id = ?", (node_id,)))
 
     def subtree(self, tree_id: int, path: str) -> list[NodeRow]:
         cursor = self.conn.execute(
@@ -137,16 +137,16 @@ class NodeTable:
         codec: Codec | None = None,
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
-        base = int(self.conn.scalar("SELECT coalesce(max(node_id), 0) + 1 FROM node"))  # type: ignore[call-overload]
+        base = int(self.conn.scalar("SELECT coalesce(max(node_id), 0) + 1 FROM node"))
         rows = []
-        copies: list[tuple[int, NodeSpec]] = []
+        copies: list[NodeSpec] = []
         for i, spec in enumerate(specs):
             is_root = spec.parent < 0
             node_parent = parent_id if is_root else base + spec.parent
             node_key = key if is_root else spec.key
             node_pos = pos if is_root else spec.pos
             if spec.kind == "handle":
-                copies.append((i, spec))
+                copies.append(spec)
                 continue
             array_id = None
             if spec.kind == "array":
@@ -156,7 +156,7 @@ class NodeTable:
         if rows:
             self.conn.executemany(_INSERT, rows)
         root_id = base
-        for i, spec in copies:
+        for spec in copies:
             is_root = spec.parent < 0
             new_id = self._insert_copy(
                 spec.payload, tree_id, parent_id if is_root else base + spec.parent, path + spec.path,
@@ -190,10 +190,10 @@ class NodeTable:
         if source is None:
             raise PathNotFoundError(f"{src_path or '(root)'}: the source subtree no longer exists")
         params = _subtree_params(src_path)
-        min_id = int(self.conn.scalar(  # type: ignore[call-overload]
+        min_id = int(self.conn.scalar(
             f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
         ))
-        delta = int(self.conn.scalar("SELECT max(node_id) FROM node")) + 1 - min_id  # type: ignore[call-overload]
+        delta = int(self.conn.scalar("SELECT max(node_id) FROM node")) + 1 - min_id
         self.conn.execute(
             f"""INSERT INTO node({NODE_COLUMNS})
             SELECT node_id + :delta, :dst_tree,
@@ -233,7 +233,7 @@ class NodeTable:
             self.conn.execute("UPDATE node SET pos = ? WHERE node_id = ?", (new_pos, item.node_id))
 
     def next_pos(self, parent_id: int) -> int:
-        return int(self.conn.scalar(  # type: ignore[call-overload]
+        return int(self.conn.scalar(
             "SELECT coalesce(max(pos) + 1, 0) FROM node WHERE parent_id = ?", (parent_id,)
         ))
 

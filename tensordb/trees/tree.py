@@ -44,11 +44,11 @@ class NodeOwner:
         return row
 
     def current_array(self) -> int:
-        return int(self._row().array_id)  # type: ignore[arg-type]
+        return int(self._row().array_id)
 
     def exclusive_array(self) -> int:
         row = self._row()
-        array_id = int(row.array_id)  # type: ignore[arg-type]
+        array_id = int(row.array_id)
         arrays = self.ops.arrays
         if arrays.refcount(array_id) > 1:
             array_id = arrays.clone(arrays.meta(array_id)).array_id
@@ -91,8 +91,8 @@ class TreeOps:
             return ListNode(self, row.node_id)
         if row.kind == "array":
             if row.dtype is not None:  # a numpy scalar stored as a 0-d array
-                return self.arrays.read(self.arrays.meta(int(row.array_id)), ())  # type: ignore[arg-type]
-            return Array(self.db, int(row.array_id), NodeOwner(self, row.node_id))  # type: ignore[arg-type]
+                return self.arrays.read(self.arrays.meta(int(row.array_id)), ())
+            return Array(self.db, int(row.array_id), NodeOwner(self, row.node_id))
         return decode_scalar(row.kind, row.value, row.exact, row.dtype)
 
     def load(self, tree_id: int, path: str, lazy: bool) -> Any:
@@ -109,14 +109,14 @@ class TreeOps:
                 elif row.kind == "list":
                     value = []
                 elif row.kind == "array" and (not lazy or row.dtype is not None):
-                    value = self.arrays.read(self.arrays.meta(int(row.array_id)), ...)  # type: ignore[arg-type]
+                    value = self.arrays.read(self.arrays.meta(int(row.array_id)), ...)
                     if row.dtype is not None:
                         value = value[()]
                 else:
                     value = self.value_of(row)
                 made[row.node_id] = value
                 if row.path != path:
-                    children.setdefault(int(row.parent_id), []).append((row.pos, row.key, value))  # type: ignore[arg-type]
+                    children.setdefault(int(row.parent_id), []).append((row.pos, row.key, value))
         for parent_id, items in children.items():
             container = made[parent_id]
             items.sort(key=lambda item: item[0])
@@ -220,7 +220,7 @@ class TreeOps:
             row = self.require(tree_id, src)
             scratch = self.nodes.scratch_path(src)
             self.nodes.rewrite_prefix(tree_id, src, scratch)
-            old_parent = self.nodes.row(row.parent_id)  # type: ignore[arg-type]
+            old_parent = self.nodes.row(row.parent_id)
             if old_parent is not None and old_parent.kind == "list":
                 self.nodes.shift_list(old_parent, row.pos + 1, -1)
             parent, key, pos, existing = self._slot(tree_id, dst)
@@ -260,7 +260,7 @@ def _list_index(token: str | int, n: int, allow_end: bool, where: str) -> int:
 def _pointer(base: str, key: object, kind: str) -> str:
     """The absolute path that ``node[key]`` designates."""
     if paths.is_pointer(key):
-        return base + paths.join(paths.split(key))  # type: ignore[arg-type]
+        return base + paths.join(paths.split(str(key)))
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         if kind != "list":
             raise TypeError(f"{base or '(root)'}: a {kind} is indexed by str keys, not ints")
@@ -537,7 +537,7 @@ class Tree(SubtreeHandle):
         del self._node()[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._node()
+        return key in self._node()  # type: ignore[operator]
 
     def __len__(self) -> int:
         return len(self._node())

@@ -109,21 +109,21 @@ def _check_text(text: str, path: str, what: str) -> None:
         raise TypeError(f"{path or '(root)'}: {what} {text!r} is not valid unicode (lone surrogate)") from None
 
 
-def _encode_leaf(item: object, spec: NodeSpec, handle_types: tuple[type, ...]) -> None:
+def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> None:
     kind = type(item)
     if item is None:
         spec.kind = "null"
     elif kind is bool:
-        spec.kind, spec.value = "bool", int(item)  # type: ignore[arg-type]
+        spec.kind, spec.value = "bool", int(item)
     elif kind is int:
-        _encode_int(item, spec)  # type: ignore[arg-type]
+        _encode_int(item, spec)
     elif kind is float:
-        _encode_float(item, spec)  # type: ignore[arg-type]
+        _encode_float(item, spec)
     elif kind is str:
-        _check_text(item, "", "string")  # type: ignore[arg-type]
-        _encode_payload(item.encode("utf-8"), item, "str", spec)  # type: ignore[union-attr]
+        _check_text(item, "", "string")
+        _encode_payload(item.encode("utf-8"), item, "str", spec)
     elif kind is bytes:
-        _encode_payload(item, item, "bytes", spec)  # type: ignore[arg-type]
+        _encode_payload(item, item, "bytes", spec)
     elif isinstance(item, np.generic):
         _encode_numpy_scalar(item, spec)
     elif isinstance(item, np.ndarray):
@@ -168,7 +168,7 @@ def _encode_payload(data: bytes, original: object, kind: str, spec: NodeSpec) ->
         spec.value = original
 
 
-def _encode_numpy_scalar(item: np.generic, spec: NodeSpec) -> None:
+def _encode_numpy_scalar(item: Any, spec: NodeSpec) -> None:
     dtype = item.dtype
     check_storable_dtype(dtype)
     spec.dtype = dtype.str
