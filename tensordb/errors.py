@@ -97,7 +97,7 @@ def with_context(
         new._tensordb_context = True
         new.__cause__ = exc.__cause__
         new.__traceback__ = exc.__traceback__
-        return new
+        return new  # type: ignore[no-any-return]
     return exc
 
 
