@@ -50,46 +50,57 @@ def gc(store: Store) -> dict[str, int]:
                          "FROM chunk WHERE refcount <= 0")
         assert freed is not None
         result["chunks_removed"] = int(freed[0])
-        inline_freed = int(freed[1])
+        result["bytes_reclaimed"] = int(freed[1])
         conn.execute("DELETE FROM chunk WHERE refcount <= 0")
-        pack_freed = 0
+        rotated = False
         for pack_id, name in conn.execute("SELECT pack_id, name FROM pack ORDER BY pack_id").fetchall():
             size = packs.file_size(pack_id) or 0
-            live, end = conn.one(
-                "SELECT coalesce(sum(size), 0), coalesce(max(offset + size), 0) FROM chunk WHERE pack_id = ?",
-                (pack_id,),
-            ) or (0, 0)
-            if live == 0:
-                conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
-                packs.forget(pack_id)
-                to_delete.append(name)
-                pack_freed += size
-                result["packs_deleted"] += 1
-            elif live < COMPACT_BELOW * (size - len(HEADER)):
+            live = int(conn.scalar("SELECT coalesce(sum(size), 0) FROM chunk WHERE pack_id = ?", (pack_id,)))
+            if live and live >= COMPACT_BELOW * (size - len(HEADER)):
+                continue
+            if live:
+                if not rotated:  # never copy chunks into a pack that is itself being compacted
+                    packs.rotate()
+                    rotated = True
                 _compact(store, pack_id)
-                conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
-                packs.forget(pack_id)
-                to_delete.append(name)
-                pack_freed += size - int(live)
                 result["packs_compacted"] += 1
-            elif size > int(end):
-                packs.truncate(pack_id, int(end))
-                pack_freed += size - max(int(end), len(HEADER))
+            else:
+                result["packs_deleted"] += 1
+            conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
+            packs.forget(pack_id)
+            to_delete.append(name)
+            result["bytes_reclaimed"] += size - live
         known = {n for (n,) in conn.execute("SELECT name FROM pack").fetchall()}
         for name in packs.list_files():
             if name not in known and name not in to_delete:
-                pack_freed += os.path.getsize(packs.path_of(name))
+                result["bytes_reclaimed"] += os.path.getsize(packs.path_of(name))
                 to_delete.append(name)
-        result["bytes_reclaimed"] = inline_freed + pack_freed
 
-    def delete_files() -> None:
+    def after_commit() -> None:
+        # Files and tail bytes go only once no committed row can point at them.
         for name in to_delete:
             packs.delete_file(name)
-
-    conn.after_commit(delete_files)
-    if not conn.in_transaction:
+        result["bytes_reclaimed"] += _trim_pack_tails(store)
         _shrink_file(store)
+
+    conn.after_commit(after_commit)
     return result
+
+
+def _trim_pack_tails(store: Store) -> int:
+    """Cut bytes past the last committed chunk of each pack (left by crashes or rolled-back writers)."""
+    trimmed = 0
+    with store.transaction():  # the write lock: no other writer is appending meanwhile
+        for pack_id, end in store.conn.execute(
+            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
+            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
+        ).fetchall():
+            size = store.packs.file_size(pack_id)
+            end = max(int(end), len(HEADER))
+            if size is not None and size > end:
+                store.packs.truncate(pack_id, end)
+                trimmed += size - end
+    return trimmed
 
 
 def _compact(store: Store, pack_id: int) -> None:

@@ -102,6 +102,10 @@ class PackStore:
                 return self._writer  # type: ignore[return-value]
         return self._new_pack()
 
+    def rotate(self) -> None:
+        """Send the following appends to a new pack (inside a write transaction)."""
+        self._new_pack()
+
     def _set_writer(self, pack_id: int, f: BinaryIO) -> None:
         if self._writer is not None and self._writer[1] is not f and self._writer[0] not in self._touched:
             self._writer[1].close()
