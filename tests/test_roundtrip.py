@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from strategies import (
     arrays,
     assert_tree_equal,
+    escape,
     scalars,
     trees,
 )
@@ -51,8 +52,45 @@ def _materialise(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         raise AssertionError("load(lazy=True) returned an ndarray instead of a tensordb.Array")
     if isinstance(value, tensordb.Array):
-        return np.asarray(value)
+        a = np.asarray(value)
+        assert type(a) is np.ndarray
+        assert (value.shape, value.ndim, value.size, value.nbytes) == (a.shape, a.ndim, a.size, a.nbytes)
+        assert value.dtype == a.dtype and value.dtype.descr == a.dtype.descr
+        return a
     return value
+
+
+def _all_nodes(value: Any, path: str = "", steps: tuple[Any, ...] = ()) -> list[tuple[str, tuple[Any, ...], Any]]:
+    """(pointer, chain of keys/indices, value) of every node, root included."""
+    out = [(path, steps, value)]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _all_nodes(v, path + "/" + escape(k), steps + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _all_nodes(v, f"{path}/{i}", steps + (i,))
+    return out
+
+
+def _check_handle(got: Any, expected: Any, where: str) -> None:
+    """What node[...] returns: Node for containers, Array for arrays, the value for scalars."""
+    if isinstance(expected, dict):
+        assert isinstance(got, tensordb.Node), where
+        assert len(got) == len(expected), where
+        assert list(got) == list(expected) == list(got.keys()), where
+        # keys "" and "/..." are addressed by pointer ("/", "/~1...") so `in` is only
+        # unambiguous for the other keys
+        assert all(k in got for k in expected if k and not k.startswith("/")), where
+        assert_tree_equal(got.load(), expected, path=where)
+    elif isinstance(expected, list):
+        assert isinstance(got, tensordb.Node), where
+        assert len(got) == len(expected), where
+        assert_tree_equal(got.load(), expected, path=where)
+    elif isinstance(expected, np.ndarray):
+        assert isinstance(got, tensordb.Array), where
+        assert_tree_equal(np.asarray(got), expected, path=where)
+    else:
+        assert_tree_equal(got, expected, path=where)
 
 
 def _snapshot(db: tensordb.Database) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
@@ -98,6 +136,32 @@ def test_lazy_load_gives_array_handles(value: Any) -> None:
         with tensordb.open(path) as db:
             lazy = db["t"].load(lazy=True)
             assert_tree_equal(_materialise(lazy), value)
+
+
+@given(trees(max_leaves=10))
+def test_every_node_by_pointer_and_by_chained_keys(value: Any) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        with tensordb.open(Path(d) / "t.tdb") as db:
+            db["t"] = value
+            tree = db["t"]
+            for ptr, steps, expected in _all_nodes(value):
+                _check_handle(tree[ptr], expected, f"pointer {ptr!r}")
+                node: Any = tree
+                for step in steps:
+                    if isinstance(step, str) and (step == "" or step.startswith("/")):
+                        step = "/" + escape(step)  # such keys only have a pointer form
+                    node = node[step]
+                if steps:  # (with no steps, node is the Tree itself)
+                    _check_handle(node, expected, f"chain {steps!r}")
+                if isinstance(expected, list) and expected:
+                    _check_handle(tree[ptr][-1], expected[-1], f"{ptr!r}[-1]")
+                    _check_handle(tree[ptr][-len(expected)], expected[0], f"{ptr!r}[-len]")
+                if isinstance(expected, dict):
+                    d_node = tree[ptr]
+                    for (k1, v1), k2, v2 in zip(d_node.items(), d_node.keys(), d_node.values()):
+                        assert k1 == k2
+                        _check_handle(v1, expected[k1], f"{ptr!r}.items()[{k1!r}]")
+                        _check_handle(v2, expected[k2], f"{ptr!r}.values()[{k2!r}]")
 
 
 # --------------------------------------------------------------------------- chunks and codecs

@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from strategies import arrays, assert_tree_equal, escape, keys, scalars, trees
+from strategies import arrays, assert_tree_equal, basic_dtypes, dtypes, escape, keys, scalars, trees
 
 import tensordb
 
@@ -35,17 +35,38 @@ ROOTS = st.one_of(
     SMALL_TREES,
 )
 CHECK_EVERY = 1  # db.check() after every step (cheap at these sizes)
+CODECS = st.sampled_from(
+    [
+        None,
+        tensordb.Codec("zstd", level=5, shuffle="byte"),
+        tensordb.Codec("lz4", level=1, shuffle="bit"),
+        tensordb.Codec("blosclz", level=9, shuffle="none"),
+        tensordb.Codec("zlib", level=3, shuffle="byte"),
+    ]
+)
 
 
-def _copy(value: Any) -> Any:
-    """Deep copy that never aliases (copy.deepcopy would keep shared sub-objects shared)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    return value
+class Abort(Exception):
+    """Raised inside db.transaction() to roll it back."""
+
+
+@st.composite
+def chunk_shapes(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(draw(st.integers(1, max(1, side))) for side in shape)
+
+
+def _grown(old: np.ndarray, shape: tuple[int, ...], fill: np.ndarray | None) -> np.ndarray:
+    """``old`` resized zarr-style: data inside both shapes kept, new space reads as fill."""
+    new = np.zeros(shape, old.dtype)
+    if fill is not None:
+        new[...] = fill
+    overlap = tuple(slice(0, min(a, b)) for a, b in zip(old.shape, shape))
+    new[overlap] = old[overlap]
+    return new
+
+
+_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str", bytes: "bytes",
+          dict: "dict", list: "list", np.ndarray: "array"}
 
 
 def _nodes(value: Any, path: str = "") -> list[tuple[str, Any]]:
@@ -92,6 +113,8 @@ class TensorDBMachine(RuleBasedStateMachine):
         self.db = tensordb.open(self.path)
         self.model: dict[str, Any] = {}
         self.steps = 0
+        # fill value of model arrays made by create_array, by id(array) (keeps the array alive)
+        self.fills: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def teardown(self) -> None:
         try:
@@ -103,6 +126,43 @@ class TensorDBMachine(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------ helpers
+
+    def _copy(self, value: Any) -> Any:
+        """Deep copy that never aliases (copy.deepcopy keeps shared sub-objects shared)."""
+        if isinstance(value, dict):
+            return {k: self._copy(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._copy(v) for v in value]
+        if isinstance(value, np.ndarray):
+            new = value.copy()
+            if id(value) in self.fills:
+                self.fills[id(new)] = (new, self.fills[id(value)][1])
+            return new
+        return value
+
+    def _fill(self, arr: np.ndarray) -> np.ndarray | None:
+        entry = self.fills.get(id(arr))
+        return entry[1] if entry is not None and entry[0] is arr else None
+
+    def _replace(self, name: str, ptr: str, new: Any) -> None:
+        if ptr == "":
+            self.model[name] = new
+        else:
+            parent, key = _parent(self.model[name], ptr)
+            parent[key] = new
+
+    def _run(self, data: st.DataObject, action: Any, update_model: Any) -> None:
+        """Run ``action``; sometimes inside a transaction that is then rolled back,
+        in which case the model must not change."""
+        if data.draw(st.integers(0, 4), label="abort?") == 0:
+            try:
+                with self.db.transaction():
+                    action()
+                    raise Abort
+            except Abort:
+                return
+        action()
+        update_model()
 
     def _pick_tree(self, data: st.DataObject) -> str:
         return data.draw(st.sampled_from(sorted(self.model)), label="tree")
@@ -118,14 +178,17 @@ class TensorDBMachine(RuleBasedStateMachine):
     @rule(name=NAMES, value=ROOTS)
     def create_tree(self, name: str, value: Any) -> None:
         self.db[name] = value
-        self.model[name] = _copy(value)
+        self.model[name] = self._copy(value)
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
     def delete_tree(self, data: st.DataObject) -> None:
         name = self._pick_tree(data)
-        del self.db[name]
-        del self.model[name]
+
+        def action() -> None:
+            del self.db[name]
+
+        self._run(data, action, lambda: self.model.pop(name))
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), new=NAMES)
@@ -141,7 +204,7 @@ class TensorDBMachine(RuleBasedStateMachine):
     def copy_tree(self, data: st.DataObject, dst: str) -> None:
         src = self._pick_tree(data)
         self.db[dst] = self.db[src]
-        self.model[dst] = _copy(self.model[src])
+        self.model[dst] = self._copy(self.model[src])
 
     # ------------------------------------------------------------ nodes
 
@@ -154,8 +217,11 @@ class TensorDBMachine(RuleBasedStateMachine):
         name, ptr, node = pick
         if data.draw(st.booleans(), label="existing key") and node:
             key = data.draw(st.sampled_from(list(node)), label="key")
-        self.db[name][ptr + "/" + escape(key)] = value
-        node[key] = _copy(value)
+
+        def action() -> None:
+            self.db[name][ptr + "/" + escape(key)] = value
+
+        self._run(data, action, lambda: node.__setitem__(key, self._copy(value)))
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -167,7 +233,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         i = data.draw(st.integers(-len(node), len(node) - 1), label="index")
         value = data.draw(SMALL_TREES, label="value")
         self.db[name][ptr][i] = value
-        node[i] = _copy(value)
+        node[i] = self._copy(value)
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), key=keys())
@@ -180,10 +246,10 @@ class TensorDBMachine(RuleBasedStateMachine):
         sname, sptr, svalue = src
         dname, dptr, dnode = dst
         # dst may be inside src (tree["/a/x"] = tree["/a"]): value semantics make that a
-        # snapshot of /a, which _copy(svalue) below takes before the model changes.
+        # snapshot of /a, which self._copy(svalue) below takes before the model changes.
         handle = self.db[sname][sptr] if sptr else self.db[sname]
         self.db[dname][dptr + "/" + escape(key)] = handle
-        dnode[key] = _copy(svalue)
+        dnode[key] = self._copy(svalue)
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -205,7 +271,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         name, ptr, node = pick
         target = self.db[name][ptr]
         target.append(value)
-        node.append(_copy(value))
+        node.append(self._copy(value))
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), value=SMALL_TREES)
@@ -218,7 +284,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         i = data.draw(st.integers(-len(node) - 2, len(node) + 2), label="index")
         target = self.db[name][ptr]
         target.insert(i, value)
-        node.insert(i, _copy(value))
+        node.insert(i, self._copy(value))
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), key=keys())
@@ -243,23 +309,164 @@ class TensorDBMachine(RuleBasedStateMachine):
             return
         dptr, dnode = data.draw(st.sampled_from(dicts), label="dest dict")
         dst = dptr + "/" + escape(key)
-        self.db[name].move(sptr, dst)
-        dnode[key] = sparent.pop(skey)
+
+        def action() -> None:
+            self.db[name].move(sptr, dst)
+
+        self._run(data, action, lambda: dnode.__setitem__(key, sparent.pop(skey)))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def delete_list_item(self, data: st.DataObject) -> None:
+        pick = self._pick_node(data, lambda p, v: isinstance(v, list) and v, "list")
+        if pick is None:
+            return
+        name, ptr, node = pick
+        i = data.draw(st.integers(-len(node), len(node) - 1), label="index")
+        if i >= 0 and data.draw(st.booleans(), label="by pointer"):
+            del self.db[name][f"{ptr}/{i}"]
+        else:
+            del self.db[name][ptr][i]
+        del node[i]
+
+    # ------------------------------------------------------------ arrays
+
+    def _pick_array(self, data: st.DataObject, pred: Any = lambda a: True) -> tuple[str, str, np.ndarray] | None:
+        return self._pick_node(data, lambda p, v: isinstance(v, np.ndarray) and pred(v), "array")
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
     def write_slice(self, data: st.DataObject) -> None:
-        pick = self._pick_node(data, lambda p, v: isinstance(v, np.ndarray) and v.ndim >= 1 and v.size > 0, "array")
+        pick = self._pick_array(data, lambda a: a.ndim >= 1)
         if pick is None:
             return
         name, ptr, arr = pick
-        n = arr.shape[0]
-        start = data.draw(st.integers(0, n - 1), label="start")
-        stop = data.draw(st.integers(start + 1, n), label="stop")
-        values = data.draw(hnp.arrays(arr.dtype, (stop - start,) + arr.shape[1:], fill=st.nothing()), label="values")
-        h = self.db[name][ptr]  # "" addresses the node itself (an array root)
-        h[start:stop] = values
-        arr[start:stop] = values
+        sl = data.draw(st.slices(arr.shape[0]), label="slice")
+        shape = arr[sl].shape
+        values = data.draw(hnp.arrays(arr.dtype, shape, fill=st.nothing()), label="values")
+
+        def action() -> None:
+            h = self.db[name][ptr]  # "" addresses the node itself (an array root)
+            assert isinstance(h, tensordb.Array)
+            h[sl] = values
+
+        self._run(data, action, lambda: arr.__setitem__(sl, values))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def write_element(self, data: st.DataObject) -> None:
+        pick = self._pick_array(data, lambda a: a.size > 0)
+        if pick is None:
+            return
+        name, ptr, arr = pick
+        idx = tuple(data.draw(st.integers(-n, n - 1), label="index") for n in arr.shape)
+        value = data.draw(hnp.arrays(arr.dtype, ()), label="value")[()]
+        self.db[name][ptr][idx] = value
+        arr[idx] = value
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), key=keys())
+    def set_chunked_array(self, data: st.DataObject, key: str) -> None:
+        """tree.set(ptr, arr, chunks=..., codec=...): many small chunks, so CoW is per chunk."""
+        pick = self._pick_node(data, lambda p, v: isinstance(v, dict), "dict")
+        if pick is None:
+            return
+        name, ptr, node = pick
+        arr = data.draw(arrays(min_dims=1, max_dims=2, min_side=1, max_side=12), label="array")
+        chunks = data.draw(chunk_shapes(arr.shape), label="chunks")
+        codec = data.draw(CODECS, label="codec")
+        self.db[name].set(ptr + "/" + escape(key), arr, chunks=chunks, codec=codec)
+        h = self.db[name][ptr + "/" + escape(key)]
+        assert h.chunks == chunks
+        if codec is not None:
+            assert h.codec == codec
+        node[key] = arr.copy()
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), key=keys())
+    def create_array(self, data: st.DataObject, key: str) -> None:
+        pick = self._pick_node(data, lambda p, v: isinstance(v, dict), "dict")
+        if pick is None:
+            return
+        name, ptr, node = pick
+        dtype = data.draw(st.one_of(basic_dtypes(), dtypes()), label="dtype")
+        shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=10), label="shape")
+        chunks = data.draw(chunk_shapes(shape), label="chunks")
+        fill = data.draw(st.none() | hnp.arrays(dtype, ()), label="fill")
+        h = self.db[name].create_array(
+            ptr + "/" + escape(key), shape=shape, dtype=dtype, chunks=chunks,
+            fill_value=None if fill is None else fill[()], codec=data.draw(CODECS, label="codec"),
+        )
+        assert isinstance(h, tensordb.Array)
+        assert h.shape == shape and h.chunks == chunks
+        assert h.dtype == dtype and h.dtype.str == dtype.str and h.dtype.descr == dtype.descr
+        new = np.zeros(shape, dtype)
+        if fill is not None:
+            new[...] = fill
+            self.fills[id(new)] = (new, fill)
+        node[key] = new
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def append(self, data: st.DataObject) -> None:
+        pick = self._pick_array(data, lambda a: a.ndim >= 1)
+        if pick is None:
+            return
+        name, ptr, arr = pick
+        axis = data.draw(st.integers(0, arr.ndim - 1), label="axis")
+        extra = list(arr.shape)
+        extra[axis] = data.draw(st.integers(0, 4), label="rows")
+        values = data.draw(hnp.arrays(arr.dtype, tuple(extra), fill=st.nothing()), label="values")
+        shape = list(arr.shape)
+        shape[axis] += extra[axis]
+        new = _grown(arr, tuple(shape), self._fill(arr))
+        new[tuple(slice(arr.shape[axis], None) if i == axis else slice(None) for i in range(arr.ndim))] = values
+        if self._fill(arr) is not None:
+            self.fills[id(new)] = (new, self.fills[id(arr)][1])
+
+        axis_arg = data.draw(st.sampled_from([axis, axis - arr.ndim]), label="axis argument")
+
+        def action() -> None:
+            self.db[name][ptr].append(values, axis=axis_arg)
+
+        self._run(data, action, lambda: self._replace(name, ptr, new))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def resize(self, data: st.DataObject) -> None:
+        pick = self._pick_array(data, lambda a: a.ndim >= 1)
+        if pick is None:
+            return
+        name, ptr, arr = pick
+        shape = tuple(data.draw(st.integers(0, 8), label="side") for _ in arr.shape)
+        new = _grown(arr, shape, self._fill(arr))
+        if self._fill(arr) is not None:
+            self.fills[id(new)] = (new, self.fills[id(arr)][1])
+
+        def action() -> None:
+            self.db[name][ptr].resize(shape)
+
+        self._run(data, action, lambda: self._replace(name, ptr, new))
+
+    # ------------------------------------------------------------ transactions
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), k1=keys(), k2=keys(), v1=SMALL_TREES, v2=SMALL_TREES)
+    def nested_transaction(self, data: st.DataObject, k1: str, k2: str, v1: Any, v2: Any) -> None:
+        """The outer block commits, the inner one (a savepoint) is rolled back."""
+        pick = self._pick_node(data, lambda p, v: isinstance(v, dict), "dict")
+        if pick is None:
+            return
+        name, ptr, node = pick
+        with self.db.transaction():
+            self.db[name][ptr + "/" + escape(k1)] = v1
+            try:
+                with self.db.transaction():
+                    self.db[name][ptr + "/" + escape(k2)] = v2
+                    raise Abort
+            except Abort:
+                pass
+        node[k1] = self._copy(v1)
 
     # ------------------------------------------------------------ database
 
@@ -288,6 +495,48 @@ class TensorDBMachine(RuleBasedStateMachine):
     def same_values(self) -> None:
         for name, value in self.model.items():
             assert_tree_equal(self.db[name].load(), value, path=f"tree {name!r}:")
+
+    @invariant()
+    def stats_match_model(self) -> None:
+        stats = self.db.stats()
+        all_nodes = [v for value in self.model.values() for _, v in _nodes(value)]
+        assert stats["trees"] == len(self.model)
+        assert stats["nodes"] == len(all_nodes)
+        arrays_bytes = sum(v.nbytes for v in all_nodes if isinstance(v, np.ndarray))
+        # whether numpy scalars count as (0-d) arrays is not specified: allow both
+        scalar_bytes = sum(v.nbytes for v in all_nodes if isinstance(v, np.generic))
+        assert arrays_bytes <= stats["logical_bytes"] <= arrays_bytes + scalar_bytes
+
+    @invariant()
+    def sql_nodes_match_model(self) -> None:
+        rows = self.db.sql("SELECT tree, path, parent_path, key, idx, kind, value, array_id FROM nodes")
+        got = {(r[0], r[1]): tuple(r[2:]) for r in rows}
+        want: dict[tuple[str, str], Any] = {}
+        for name, value in self.model.items():
+            for path, v in _nodes(value):
+                want[(name, path)] = v
+        assert set(got) == set(want)
+        for (name, path), v in want.items():
+            parent_path, key, idx, kind, value, array_id = got[(name, path)]
+            where = f"{name!r}:{path!r}"
+            if path == "":
+                assert parent_path is None and key is None and idx is None, where
+            else:
+                parent = _resolve(self.model[name], parent_path)
+                assert parent_path == path.rsplit("/", 1)[0], where
+                if isinstance(parent, list):
+                    assert key is None and idx == int(path.rsplit("/", 1)[1]), where
+                else:
+                    assert idx is None and escape(key) == path.rsplit("/", 1)[1], where
+            if type(v) in _KINDS:  # the kind of numpy scalars is not specified
+                assert kind == _KINDS[type(v)], (where, kind)
+                assert (array_id is not None) == isinstance(v, np.ndarray), where
+                if isinstance(v, (bool, str, bytes)) or v is None or (
+                    type(v) is int and -(2**63) <= v < 2**63
+                ) or (type(v) is float and v == v):
+                    assert value == v and type(value) is (int if type(v) is bool else type(v)), (where, value)
+                elif isinstance(v, (dict, list, np.ndarray)):
+                    assert value is None, where
 
     @invariant()
     def healthy(self) -> None:

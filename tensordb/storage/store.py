@@ -42,7 +42,6 @@ class Store:
         try:
             if not self.readonly:
                 _check_is_sqlite(filename)
-                self.conn.apply_writer_policy()
             threshold = DEFAULT_INLINE_THRESHOLD if inline_threshold is None else int(inline_threshold)
             if threshold < 0:
                 raise ValueError(f"inline_threshold must be >= 0, got {threshold}")
@@ -52,6 +51,8 @@ class Store:
                 writable=not self.readonly,
                 settings={"format_version": schema.SCHEMA_VERSION, "inline_threshold": threshold},
             )
+            if not self.readonly:  # only once the file is known to be ours: WAL rewrites the header
+                self.conn.apply_writer_policy()
             if inline_threshold is None:
                 stored = self.conn.scalar("SELECT value FROM meta WHERE key = 'inline_threshold'")
                 threshold = stored if isinstance(stored, int) and stored >= 0 else DEFAULT_INLINE_THRESHOLD
@@ -93,10 +94,15 @@ def _check_is_sqlite(filename: str) -> None:
 
 
 def _remove_database(filename: str) -> None:
-    """Mode "w": remove the database, its WAL files and its pack files (nothing else)."""
+    """Mode "w": remove the database, its WAL files and its pack files (nothing else).
+
+    Refuses any file that is not a tensordb database (checked from the SQLite
+    header: magic string and application_id at offset 68).
+    """
     with open(filename, "rb") as f:
-        head = f.read(16)
-    if head and head != b"SQLite format 3\x00":
+        head = f.read(100)
+    if head and (len(head) < 100 or head[:16] != b"SQLite format 3\x00"
+                 or int.from_bytes(head[68:72], "big") != schema.APPLICATION_ID):
         raise FormatError(f"{filename} is not a tensordb file; refusing to overwrite it")
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):

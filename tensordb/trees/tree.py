@@ -136,7 +136,7 @@ class TreeOps:
         with self.db.transaction():
             if path == "":
                 return self._replace_root(tree_id, specs, chunks, codec)
-            parent, key, pos, existing = self._slot(tree_id, path)
+            parent, key, pos, existing, path = self._slot(tree_id, path)
             if existing is None:
                 node_id = self.nodes.insert(specs, tree_id, parent.node_id, path, key, pos, chunks, codec)
             elif self.nodes.overlaps(specs, tree_id, path):
@@ -167,20 +167,23 @@ class TreeOps:
         self.touch(tree_id)
         return root_id
 
-    def _slot(self, tree_id: int, path: str) -> tuple[NodeRow, str | None, int, NodeRow | None]:
-        """(parent row, key, position, existing row) for setting ``path``."""
+    def _slot(self, tree_id: int, path: str) -> tuple[NodeRow, str | None, int, NodeRow | None, str]:
+        """(parent row, key, position, existing row, canonical path) for setting ``path``.
+
+        In a list, the index may equal the length or be ``-`` (JSON Patch): the end.
+        """
         parent_path, token = paths.parent(path)
         parent = self.require(tree_id, parent_path)
         if parent.kind == "dict":
             existing = self.nodes.row_at(tree_id, path)
             pos = existing.pos if existing else self.nodes.next_pos(parent.node_id)
-            return parent, token, pos, existing
+            return parent, token, pos, existing, path
         if parent.kind == "list":
             n = self.nodes.count_children(parent.node_id)
             index = _list_index(token, n, allow_end=True, where=parent_path)
-            if index == n:
-                return parent, None, n, None
-            return parent, None, index, self.nodes.row_at(tree_id, paths.child(parent_path, index))
+            path = paths.child(parent_path, index)
+            existing = self.nodes.row_at(tree_id, path) if index < n else None
+            return parent, None, index, existing, path
         raise TypeError(f"{parent_path or '(root)'}: a {parent.kind} has no children")
 
     def require(self, tree_id: int, path: str) -> NodeRow:
@@ -220,10 +223,12 @@ class TreeOps:
             row = self.require(tree_id, src)
             scratch = self.nodes.scratch_path(src)
             self.nodes.rewrite_prefix(tree_id, src, scratch)
+            # detached while parked, so that renumbering the lists involved leaves it alone
+            self.conn.execute("UPDATE node SET parent_id = NULL WHERE node_id = ?", (row.node_id,))
             old_parent = self.nodes.row(row.parent_id)
             if old_parent is not None and old_parent.kind == "list":
                 self.nodes.shift_list(old_parent, row.pos + 1, -1)
-            parent, key, pos, existing = self._slot(tree_id, dst)
+            parent, key, pos, existing, dst = self._slot(tree_id, dst)
             if parent.kind == "list":
                 self.nodes.shift_list(parent, pos, +1)
             elif existing is not None:
