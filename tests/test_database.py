@@ -565,3 +565,25 @@ def test_sql_reads_public_relations_and_sees_open_transaction(db: tensordb.Datab
         assert db.sql("SELECT count(*) FROM trees").fetchall() == [(3,)]
     shape = db.sql("SELECT shape, dtype FROM arrays").fetchall()
     assert len(shape) == 1 and shape[0][0].replace(" ", "") == "[10,3]"
+
+
+def test_handles_to_deleted_things_fail_instead_of_finding_new_ones(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "ids.tdb") as db:
+        db["a"] = {"x": {"y": 1}, "arr": np.arange(10)}
+        old_tree, old_node, old_array = db["a"], db["a"]["x"], db["a"]["arr"]
+        del db["a"]
+        db.gc()
+        db["b"] = {"x": {"y": 2}, "arr": np.arange(10, 20)}  # would take the freed ids if they were reused
+        for use in (lambda: old_tree.load(), lambda: old_node.load(), lambda: old_array[:]):
+            with pytest.raises(tensordb.StaleHandleError):
+                use()
+        assert db["b"]["/x/y"] == 2
+
+
+def test_ints_beyond_float_range_round_trip(tmp_path: Path) -> None:
+    huge = [10**400, -(10**400), 2**64, -(2**63) - 1]
+    with tensordb.open(tmp_path / "ints.tdb") as db:
+        db["t"] = {"v": huge}
+        assert db["t"].load() == {"v": huge}
+        rows = db.sql("SELECT value FROM nodes WHERE tree = 't' AND kind = 'int' ORDER BY idx").fetchall()
+        assert [r[0] for r in rows] == [float("inf"), float("-inf"), float(2**64), float(-(2**63) - 1)]

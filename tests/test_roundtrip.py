@@ -60,7 +60,9 @@ def _materialise(value: Any) -> Any:
     return value
 
 
-def _all_nodes(value: Any, path: str = "", steps: tuple[Any, ...] = ()) -> list[tuple[str, tuple[Any, ...], Any]]:
+def _all_nodes(
+    value: Any, path: str = "", steps: tuple[Any, ...] = ()
+) -> list[tuple[str, tuple[Any, ...], Any]]:
     """(pointer, chain of keys/indices, value) of every node, root included."""
     out = [(path, steps, value)]
     if isinstance(value, dict):
@@ -101,7 +103,9 @@ def _snapshot(db: tensordb.Database) -> tuple[list[str], dict[str, Any], dict[st
     return names, loaded, counts
 
 
-def _assert_unchanged(db: tensordb.Database, before: tuple[list[str], dict[str, Any], dict[str, Any]]) -> None:
+def _assert_unchanged(
+    db: tensordb.Database, before: tuple[list[str], dict[str, Any], dict[str, Any]]
+) -> None:
     names, loaded, counts = _snapshot(db)
     assert names == before[0]
     for n in names:
@@ -167,13 +171,40 @@ def test_every_node_by_pointer_and_by_chained_keys(value: Any) -> None:
 # --------------------------------------------------------------------------- chunks and codecs
 
 CONCRETE_DTYPES = [
-    "|b1", "|i1", "|u1",
-    "<i2", ">i2", "<i4", ">i4", "<i8", ">i8",
-    "<u2", ">u2", "<u4", ">u4", "<u8", ">u8",
-    "<f2", ">f2", "<f4", ">f4", "<f8", ">f8",
-    "<c8", ">c8", "<c16", ">c16",
-    "<M8[s]", ">M8[s]", "<M8[ns]", ">M8[D]", "<m8[ms]", ">m8[us]",
-    "S5", "<U3", ">U3",
+    "|b1",
+    "|i1",
+    "|u1",
+    "<i2",
+    ">i2",
+    "<i4",
+    ">i4",
+    "<i8",
+    ">i8",
+    "<u2",
+    ">u2",
+    "<u4",
+    ">u4",
+    "<u8",
+    ">u8",
+    "<f2",
+    ">f2",
+    "<f4",
+    ">f4",
+    "<f8",
+    ">f8",
+    "<c8",
+    ">c8",
+    "<c16",
+    ">c16",
+    "<M8[s]",
+    ">M8[s]",
+    "<M8[ns]",
+    ">M8[D]",
+    "<m8[ms]",
+    ">m8[us]",
+    "S5",
+    "<U3",
+    ">U3",
     np.dtype([("x", "<f4"), ("y", ">i2"), ("s", "S3")]),
     np.dtype([("x", ">f8"), ("v", "<i4", (3,)), ("n", [("a", "u1"), ("b", ">U2")])], align=True),
 ]
@@ -194,8 +225,11 @@ def make_array(dtype: Any, shape: tuple[int, ...], rng: np.random.Generator) -> 
         out = np.zeros(shape, dt)
         for name in dt.names:
             field = dt.fields[name][0]
-            out[name] = make_array(field, shape + field.shape, rng) if field.subdtype is None else \
-                make_array(field.base, shape + field.shape, rng)
+            out[name] = (
+                make_array(field, shape + field.shape, rng)
+                if field.subdtype is None
+                else make_array(field.base, shape + field.shape, rng)
+            )
         return out
     if dt.subdtype is not None:
         return make_array(dt.base, shape + dt.shape, rng)
@@ -229,7 +263,11 @@ def _read_cases(a: np.ndarray) -> list[tuple[Any, Any]]:
 
 
 @pytest.mark.parametrize("codec_factory", CODECS)
-@pytest.mark.parametrize("dtype", CONCRETE_DTYPES, ids=lambda d: np.dtype(d).str if np.dtype(d).names is None else "record" + str(np.dtype(d).itemsize))
+@pytest.mark.parametrize(
+    "dtype",
+    CONCRETE_DTYPES,
+    ids=lambda d: np.dtype(d).str if np.dtype(d).names is None else "record" + str(np.dtype(d).itemsize),
+)
 def test_chunks_and_codecs(db_path: Path, dtype: Any, codec_factory: Any) -> None:
     rng = np.random.default_rng(1234)
     a = make_array(dtype, (37, 11), rng)
@@ -261,9 +299,14 @@ def test_chunks_and_codecs(db_path: Path, dtype: Any, codec_factory: Any) -> Non
         assert_tree_equal(h[-1, -1], a[-1, -1])
 
 
-@pytest.mark.parametrize("shape,chunks", [((), ()), ((0,), (4,)), ((0, 3), (2, 3)), ((5, 0, 2), (2, 1, 2)), ((1,), (1,)), ((3,), (100,))])
+@pytest.mark.parametrize(
+    "shape,chunks",
+    [((), ()), ((0,), (4,)), ((0, 3), (2, 3)), ((5, 0, 2), (2, 1, 2)), ((1,), (1,)), ((3,), (100,))],
+)
 @pytest.mark.parametrize("dtype", ["<f8", ">i2", "S2", np.dtype([("a", ">f4"), ("b", "?")])], ids=str)
-def test_edge_shapes_with_explicit_chunks(db_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any) -> None:
+def test_edge_shapes_with_explicit_chunks(
+    db_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any
+) -> None:
     a = make_array(dtype, shape, np.random.default_rng(7))
     with tensordb.open(db_path) as db:
         db["t"] = {"x": 1}
@@ -276,7 +319,7 @@ def test_edge_shapes_with_explicit_chunks(db_path: Path, shape: tuple[int, ...],
         assert_tree_equal(h[...], a[...])
 
 
-@pytest.mark.parametrize("dtype", CONCRETE_DTYPES[:25], ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("dtype", CONCRETE_DTYPES[:25], ids=_dtype_id)
 def test_large_array_spanning_many_chunks(db_path: Path, dtype: Any) -> None:
     """Enough bytes that a pack-file (non-inline) layout is likely used."""
     a = make_array(dtype, (300_000,), np.random.default_rng(3))

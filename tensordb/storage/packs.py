@@ -27,7 +27,7 @@ from .connection import Connection
 __all__ = ["PackStore", "PACK_NAME", "HEADER"]
 
 HEADER = b"TDBPACK1" + bytes(8)
-PACK_NAME = re.compile(r"\A[0-9]{8}\.pack\Z")
+PACK_NAME = re.compile(r"\A[0-9]{8,19}\.pack\Z")
 #: A pack is closed for appends once it reaches this size.
 MAX_PACK_BYTES = 1 << 30
 

@@ -34,7 +34,7 @@ CREATE TABLE meta(
 
 TREE = """
 CREATE TABLE tree(
-    tree_id  INTEGER PRIMARY KEY,
+    tree_id  INTEGER PRIMARY KEY AUTOINCREMENT,
     name     TEXT NOT NULL UNIQUE,
     root_id  INTEGER,
     created  TEXT NOT NULL,
@@ -42,15 +42,19 @@ CREATE TABLE tree(
 );
 """
 
+# Ids of trees, nodes, arrays and packs are never reused (AUTOINCREMENT): a
+# handle or a pickled reference to a deleted row must fail, not find another.
+#
 # One row per node. `path` is the node's JSON Pointer inside its tree, kept
 # materialised so that path look-ups and prefix queries are index range scans.
 # `pos` orders siblings: the list index for list items, insertion order for
 # dict items. `value` and `exact` have no declared type on purpose: a typed
-# column would convert values (affinity). `value` holds scalars natively; `exact` holds what SQLite cannot
-# (ints beyond 64 bits, NaN and -0.0 bits, zstd-compressed large str/bytes).
+# column would convert values (affinity). `value` holds scalars natively; `exact`
+# holds what SQLite cannot: ints beyond 64 bits (decimal text), NaN (its bits in
+# hex: SQLite stores NaN as NULL), str/bytes over 64 KiB (a zstd frame).
 NODE = """
 CREATE TABLE node(
-    node_id   INTEGER PRIMARY KEY,
+    node_id   INTEGER PRIMARY KEY AUTOINCREMENT,
     tree_id   INTEGER NOT NULL REFERENCES tree(tree_id) ON DELETE CASCADE,
     parent_id INTEGER,
     path      TEXT NOT NULL,
@@ -70,7 +74,7 @@ CREATE INDEX node_by_key_value ON node(key, value);
 
 ARRAY = """
 CREATE TABLE array(
-    array_id   INTEGER PRIMARY KEY,
+    array_id   INTEGER PRIMARY KEY AUTOINCREMENT,
     dtype      TEXT NOT NULL,
     shape      TEXT NOT NULL,
     chunks     TEXT NOT NULL,
@@ -245,4 +249,5 @@ def _upgrade(conn: apsw.Connection, version: int) -> None:
             if step not in _UPGRADES:
                 raise FormatError(f"no upgrade path from format version {step}")
             _UPGRADES[step](conn)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (SCHEMA_VERSION,))
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -137,7 +137,7 @@ class NodeTable:
         codec: Codec | None = None,
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
-        base = int(self.conn.scalar("SELECT coalesce(max(node_id), 0) + 1 FROM node"))
+        base = self._next_node_id()
         rows = []
         copies: list[NodeSpec] = []
         for i, spec in enumerate(specs):
@@ -193,7 +193,7 @@ class NodeTable:
         min_id = int(self.conn.scalar(
             f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
         ))
-        delta = int(self.conn.scalar("SELECT max(node_id) FROM node")) + 1 - min_id
+        delta = self._next_node_id() - min_id
         self.conn.execute(
             f"""INSERT INTO node({NODE_COLUMNS})
             SELECT node_id + :delta, :dst_tree,
@@ -208,6 +208,13 @@ class NodeTable:
              "p": params[0], "lo": params[1], "hi": params[2]},
         )
         return source.node_id + delta
+
+    def _next_node_id(self) -> int:
+        """The first id never used by a node (ids of deleted nodes are not reused)."""
+        return int(self.conn.scalar(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'node'), 0), "
+            "coalesce((SELECT max(node_id) FROM node), 0)) + 1"
+        ))
 
     # -- structure edits -----------------------------------------------------------
 

@@ -578,6 +578,7 @@ class Tree(SubtreeHandle):
 
         With ``lazy=True`` arrays come back as :class:`tensordb.Array` handles.
         """
+        self._root()  # a deleted tree is a stale handle, not a missing path
         with self._context(""):
             return self._ops.load(self._tree_id, "", lazy)
 

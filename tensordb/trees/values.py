@@ -147,8 +147,8 @@ def _encode_int(value: int, spec: NodeSpec) -> None:
     else:
         try:
             spec.value = float(value)
-        except OverflowError:
-            spec.value = math.copysign(math.inf, value)
+        except OverflowError:  # beyond float range: the sign is all SQL can compare
+            spec.value = math.inf if value > 0 else -math.inf
         spec.exact = str(value)
 
 

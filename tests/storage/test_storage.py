@@ -223,7 +223,7 @@ def test_truncated_pack_is_corruption(store: Store) -> None:
         "/etc/passwd",
         "sub/00000001.pack",
         "0000001.pack",
-        "000000001.pack",
+        "00000000000000000001.pack",  # 20 digits: longer than any pack id
         "00000001.pack\n",
         "00000001.packx",
         "0000000a.pack",
