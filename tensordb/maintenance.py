@@ -252,27 +252,27 @@ def _check_nodes(store: Store, report: CheckReport) -> None:
         _add(report, "list-positions", f"list items are not numbered 0..{count - 1}", tree=tree, path=path)
 
 
+def _refcount_mismatches(store: Store, table: str, key: str, referrer: str) -> list[tuple[int, int, int]]:
+    """(id, recorded refcount, actual references) wherever the two differ."""
+    return [tuple(r) for r in store.conn.execute(
+        f"SELECT x.{key}, x.refcount, (SELECT count(*) FROM {referrer} r WHERE r.{key} = x.{key}) AS actual "
+        f"FROM {table} x WHERE x.refcount != actual"
+    ).fetchall()]
+
+
 def _check_refcounts(store: Store, report: CheckReport) -> None:
-    wrong_arrays = store.conn.execute(
-        "SELECT a.array_id, a.refcount, (SELECT count(*) FROM node n WHERE n.array_id = a.array_id) AS actual "
-        "FROM array a WHERE a.refcount != actual"
-    ).fetchall()
-    for array_id, recorded, actual in wrong_arrays:
+    for array_id, recorded, actual in _refcount_mismatches(store, "array", "array_id", "node"):
         _add(report, "array-refcount", f"refcount is {recorded}, {actual} nodes reference it",
              array_id=array_id, **_where_array(store, array_id))
+    for chunk_id, recorded, actual in _refcount_mismatches(store, "chunk", "chunk_id", "chunk_ref"):
+        _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",
+             chunk_id=chunk_id, **_where_chunk(store, chunk_id))
     missing = store.conn.execute(
         "SELECT n.array_id, t.name, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id "
         "LEFT JOIN array a ON a.array_id = n.array_id WHERE n.array_id IS NOT NULL AND a.array_id IS NULL"
     ).fetchall()
     for array_id, tree, path in missing:
         _add(report, "array-missing", f"array {array_id} does not exist", tree=tree, path=path, array_id=array_id)
-    wrong_chunks = store.conn.execute(
-        "SELECT c.chunk_id, c.refcount, (SELECT count(*) FROM chunk_ref r WHERE r.chunk_id = c.chunk_id) AS actual "
-        "FROM chunk c WHERE c.refcount != actual"
-    ).fetchall()
-    for chunk_id, recorded, actual in wrong_chunks:
-        _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",
-             chunk_id=chunk_id, **_where_chunk(store, chunk_id))
     dangling = store.conn.execute(
         "SELECT r.array_id, r.coord, r.chunk_id FROM chunk_ref r LEFT JOIN chunk c ON c.chunk_id = r.chunk_id "
         "WHERE c.chunk_id IS NULL"
