@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import tensordb
@@ -57,3 +58,13 @@ def test_demo_in_a_real_subprocess(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "check() ok" in out.stdout
+
+
+def test_installed_console_script_runs_the_demo(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "tensordb"
+    if not script.exists():
+        pytest.skip("the tensordb console script is not installed (run: pip install .)")
+    out = subprocess.run([str(script), "demo", str(tmp_path / "d.tdb"), "--sims", "2", "--steps", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "0 array bytes written" in out.stdout
