@@ -60,9 +60,7 @@ def _materialise(value: Any) -> Any:
     return value
 
 
-def _all_nodes(
-    value: Any, path: str = "", steps: tuple[Any, ...] = ()
-) -> list[tuple[str, tuple[Any, ...], Any]]:
+def _all_nodes(value: Any, path: str = "", steps: tuple[Any, ...] = ()) -> list[tuple[str, tuple[Any, ...], Any]]:
     """(pointer, chain of keys/indices, value) of every node, root included."""
     out = [(path, steps, value)]
     if isinstance(value, dict):
@@ -78,6 +76,7 @@ def _check_handle(got: Any, expected: Any, where: str) -> None:
     """What node[...] returns: Node for containers, Array for arrays, the value for scalars."""
     if isinstance(expected, dict):
         assert isinstance(got, tensordb.Node), where
+        assert isinstance(got, tensordb.DictNode), where
         assert len(got) == len(expected), where
         assert list(got) == list(expected) == list(got.keys()), where
         # keys "" and "/..." are addressed by pointer ("/", "/~1...") so `in` is only
@@ -103,9 +102,7 @@ def _snapshot(db: tensordb.Database) -> tuple[list[str], dict[str, Any], dict[st
     return names, loaded, counts
 
 
-def _assert_unchanged(
-    db: tensordb.Database, before: tuple[list[str], dict[str, Any], dict[str, Any]]
-) -> None:
+def _assert_unchanged(db: tensordb.Database, before: tuple[list[str], dict[str, Any], dict[str, Any]]) -> None:
     names, loaded, counts = _snapshot(db)
     assert names == before[0]
     for n in names:
@@ -235,7 +232,8 @@ def make_array(dtype: Any, shape: tuple[int, ...], rng: np.random.Generator) -> 
         return make_array(dt.base, shape + dt.shape, rng)
     n = int(np.prod(shape))
     if dt.kind == "b":
-        return (rng.integers(0, 2, size=shape) == 1).astype(dt)
+        bools: np.ndarray = (rng.integers(0, 2, size=shape) == 1).astype(dt)
+        return bools
     if dt.kind == "U":
         cps = rng.integers(1, 0xD7FF, size=n * (dt.itemsize // 4)).astype("<u4")
         return np.frombuffer(cps.tobytes(), dtype="<U" + str(dt.itemsize // 4)).reshape(shape).astype(dt)
@@ -262,12 +260,13 @@ def _read_cases(a: np.ndarray) -> list[tuple[Any, Any]]:
     ]
 
 
+def _dtype_id(d: Any) -> str:
+    dt = np.dtype(d)
+    return dt.str if dt.names is None else f"record{dt.itemsize}"
+
+
 @pytest.mark.parametrize("codec_factory", CODECS)
-@pytest.mark.parametrize(
-    "dtype",
-    CONCRETE_DTYPES,
-    ids=lambda d: np.dtype(d).str if np.dtype(d).names is None else "record" + str(np.dtype(d).itemsize),
-)
+@pytest.mark.parametrize("dtype", CONCRETE_DTYPES, ids=_dtype_id)
 def test_chunks_and_codecs(db_path: Path, dtype: Any, codec_factory: Any) -> None:
     rng = np.random.default_rng(1234)
     a = make_array(dtype, (37, 11), rng)

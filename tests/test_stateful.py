@@ -50,9 +50,8 @@ class Abort(Exception):
     """Raised inside db.transaction() to roll it back."""
 
 
-@st.composite
-def chunk_shapes(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(draw(st.integers(1, max(1, side))) for side in shape)
+def chunk_shapes(shape: tuple[int, ...]) -> st.SearchStrategy[tuple[int, ...]]:
+    return st.tuples(*[st.integers(1, max(1, side)) for side in shape])
 
 
 def _grown(old: np.ndarray, shape: tuple[int, ...], fill: np.ndarray | None) -> np.ndarray:
@@ -65,8 +64,17 @@ def _grown(old: np.ndarray, shape: tuple[int, ...], fill: np.ndarray | None) -> 
     return new
 
 
-_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str", bytes: "bytes",
-          dict: "dict", list: "list", np.ndarray: "array"}
+_KINDS = {
+    type(None): "null",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    bytes: "bytes",
+    dict: "dict",
+    list: "list",
+    np.ndarray: "array",
+}
 
 
 def _nodes(value: Any, path: str = "") -> list[tuple[str, Any]]:
@@ -171,7 +179,8 @@ class TensorDBMachine(RuleBasedStateMachine):
         cands = [(name, p, v) for name in sorted(self.model) for p, v in _nodes(self.model[name]) if pred(p, v)]
         if not cands:
             return None
-        return data.draw(st.sampled_from(cands), label=label)[0:3]
+        name, ptr, value = data.draw(st.sampled_from(cands), label=label)
+        return name, ptr, value
 
     # ------------------------------------------------------------ whole trees
 
@@ -394,8 +403,12 @@ class TensorDBMachine(RuleBasedStateMachine):
         chunks = data.draw(chunk_shapes(shape), label="chunks")
         fill = data.draw(st.none() | hnp.arrays(dtype, ()), label="fill")
         h = self.db[name].create_array(
-            ptr + "/" + escape(key), shape=shape, dtype=dtype, chunks=chunks,
-            fill_value=None if fill is None else fill[()], codec=data.draw(CODECS, label="codec"),
+            ptr + "/" + escape(key),
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            fill_value=None if fill is None else fill[()],
+            codec=data.draw(CODECS, label="codec"),
         )
         assert isinstance(h, tensordb.Array)
         assert h.shape == shape and h.chunks == chunks
@@ -531,9 +544,12 @@ class TensorDBMachine(RuleBasedStateMachine):
             if type(v) in _KINDS:  # the kind of numpy scalars is not specified
                 assert kind == _KINDS[type(v)], (where, kind)
                 assert (array_id is not None) == isinstance(v, np.ndarray), where
-                if isinstance(v, (bool, str, bytes)) or v is None or (
-                    type(v) is int and -(2**63) <= v < 2**63
-                ) or (type(v) is float and v == v):
+                if (
+                    isinstance(v, (bool, str, bytes))
+                    or v is None
+                    or (type(v) is int and -(2**63) <= v < 2**63)
+                    or (type(v) is float and v == v)
+                ):
                     assert value == v and type(value) is (int if type(v) is bool else type(v)), (where, value)
                 elif isinstance(v, (dict, list, np.ndarray)):
                     assert value is None, where
@@ -547,9 +563,9 @@ class TensorDBMachine(RuleBasedStateMachine):
 
 
 # ~30 runs of ~30 steps under the "ci" profile, 10x fewer runs than examples otherwise.
-_runs = settings.default.max_examples
+_runs = settings().max_examples  # the loaded profile's
 TensorDBMachine.TestCase.settings = settings(
-    settings.default,
+    settings(),
     stateful_step_count=30,
     max_examples=min(_runs, 30) if _runs <= 100 else _runs // 10,
 )

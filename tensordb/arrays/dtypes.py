@@ -28,6 +28,7 @@ __all__ = ["dtype_to_text", "dtype_from_text", "check_storable_dtype", "MAX_ITEM
 MAX_ITEMSIZE = 1 << 24
 _MAX_DEPTH = 8
 _MAX_FIELDS = 4096
+_STRUCT_KEYS = {"names", "formats", "offsets", "itemsize"}
 _PLAIN = re.compile(r"\A[<>|][bBiufcmMSUV][0-9]{1,8}(\[[0-9]{0,6}[a-zA-Z]{1,3}\])?\Z")
 
 
@@ -57,13 +58,19 @@ def _describe(dtype: np.dtype[Any]) -> Any:
     if dtype.fields is None:
         return dtype.str
     names = list(dtype.names or ())
-    fields = dtype.fields
-    return {
+    fields: Any = dtype.fields
+    spec: dict[str, Any] = {
         "names": names,
         "formats": [_describe(fields[n][0]) for n in names],
         "offsets": [int(fields[n][1]) for n in names],
         "itemsize": dtype.itemsize,
     }
+    titles = [fields[n][2] if len(fields[n]) > 2 else None for n in names]
+    if any(t is not None for t in titles):
+        spec["titles"] = titles
+    if dtype.isalignedstruct:
+        spec["aligned"] = True
+    return spec
 
 
 def dtype_from_text(text: object) -> np.dtype[Any]:
@@ -113,8 +120,9 @@ def _build(spec: object, depth: int) -> np.dtype[Any]:
         if base.itemsize * int(np.prod(dims, dtype=object)) > MAX_ITEMSIZE:
             raise CorruptionError("subarray dtype is too large")
         return np.dtype((base, tuple(dims)))
-    if isinstance(spec, dict) and set(spec) == {"names", "formats", "offsets", "itemsize"}:
+    if isinstance(spec, dict) and _STRUCT_KEYS <= set(spec) <= _STRUCT_KEYS | {"titles", "aligned"}:
         names, formats, offsets, itemsize = spec["names"], spec["formats"], spec["offsets"], spec["itemsize"]
+        titles, aligned = spec.get("titles"), spec.get("aligned", False)
         if not (
             isinstance(names, list)
             and isinstance(formats, list)
@@ -124,11 +132,18 @@ def _build(spec: object, depth: int) -> np.dtype[Any]:
             and all(isinstance(o, int) and 0 <= o <= MAX_ITEMSIZE for o in offsets)
             and isinstance(itemsize, int)
             and 0 <= itemsize <= MAX_ITEMSIZE
+            and (titles is None or (isinstance(titles, list) and len(titles) == len(names)
+                                    and all(t is None or isinstance(t, str) for t in titles)))
+            and isinstance(aligned, bool)
         ):
             raise CorruptionError(f"invalid structured dtype description {str(spec)[:120]!r}")
         built = [_build(f, depth + 1) for f in formats]
+        layout: dict[str, Any] = {"names": names, "formats": built, "offsets": offsets, "itemsize": itemsize}
+        if titles is not None:
+            layout["titles"] = titles
         try:
-            return np.dtype({"names": names, "formats": built, "offsets": offsets, "itemsize": itemsize})
+            built_dtype: np.dtype[Any] = np.dtype(layout, align=aligned)  # type: ignore[call-overload]
+            return built_dtype
         except (TypeError, ValueError) as exc:
             raise CorruptionError(f"invalid structured dtype: {exc}") from None
     raise CorruptionError(f"invalid dtype description {str(spec)[:120]!r}")

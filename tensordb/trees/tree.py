@@ -271,6 +271,8 @@ def _pointer(base: str, key: object, kind: str) -> str:
             raise TypeError(f"{base or '(root)'}: a {kind} is indexed by str keys, not ints")
         return paths.child(base, int(key))
     if isinstance(key, str):
+        if kind == "list" and not key.isdigit() and key != "-":
+            raise TypeError(f"{base or '(root)'}: a list is indexed by ints, not {key!r}")
         return paths.child(base, key)
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
@@ -307,11 +309,23 @@ class Node(SubtreeHandle):
         self._ops = _reopen_ops(state[0])
         self._node_id = state[1]
 
-    def _resolve(self, key: object) -> tuple[NodeRow, str]:
+    def _resolve(self, key: object, existing: bool = False) -> tuple[NodeRow, str]:
+        """(this node's row, absolute path that ``self[key]`` designates).
+
+        With ``existing``, a pointer-like key of a dict that designates nothing
+        falls back to the literal key, so that every key ``iter()`` yields
+        (even ``""`` or ``"/x"``) can be read back with ``node[key]``.
+        """
         row = self._row()
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
             key = _list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
-        return row, _pointer(row.path, key, row.kind)
+        path = _pointer(row.path, key, row.kind)
+        if existing and row.kind == "dict" and paths.is_pointer(key):
+            if self._ops.nodes.row_at(row.tree_id, path) is None:
+                literal = paths.child(row.path, key)  # type: ignore[arg-type]
+                if self._ops.nodes.row_at(row.tree_id, literal) is not None:
+                    return row, literal
+        return row, path
 
     # -- properties ----------------------------------------------------------------
 
@@ -339,7 +353,7 @@ class Node(SubtreeHandle):
     # -- access ----------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        row, path = self._resolve(key)
+        row, path = self._resolve(key, existing=True)
         with self._context(row, path):
             return self._ops.value_of(self._ops.require(row.tree_id, path))
 
@@ -349,7 +363,7 @@ class Node(SubtreeHandle):
             self._ops.set(row.tree_id, path, value)
 
     def __delitem__(self, key: Any) -> None:
-        row, path = self._resolve(key)
+        row, path = self._resolve(key, existing=True)
         with self._context(row, path):
             self._ops.delete(row.tree_id, path)
 
@@ -404,8 +418,8 @@ class DictNode(Node, MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        row = self._row()
-        return self._ops.nodes.row_at(row.tree_id, _pointer(row.path, key, row.kind)) is not None
+        row, path = self._resolve(key, existing=True)
+        return self._ops.nodes.row_at(row.tree_id, path) is not None
 
     def keys(self) -> list[str]:  # type: ignore[override]
         return list(self)
