@@ -212,15 +212,17 @@ class Database(MutableMapping[str, Tree]):
 
     # -- maintenance -------------------------------------------------------------------
 
-    def gc(self) -> dict[str, int]:
+    def gc(self, dry_run: bool = False) -> dict[str, int]:
         """Delete unreferenced arrays and chunks, compact sparse pack files, reclaim orphaned bytes.
 
-        Returns a dict with at least ``arrays_removed``, ``chunks_removed`` and ``bytes_reclaimed``.
+        Returns a dict with at least ``arrays_removed``, ``chunks_removed`` and
+        ``bytes_reclaimed``. With ``dry_run=True`` nothing changes and the
+        figures say what would be removed (pack compaction not included).
         """
-        if self.readonly:
+        if self.readonly and not dry_run:
             raise ReadOnlyError(f"{self.filename}: database is open read-only")
         with context(self.filename):
-            return maintenance.gc(self._store)
+            return maintenance.gc(self._store, dry_run)
 
     def check(self) -> maintenance.CheckReport:
         """Verify structure, reference counts and every chunk's checksum and content key.

@@ -38,7 +38,9 @@ COMPACT_BELOW = 0.5
 
 # -- gc ------------------------------------------------------------------------------------
 
-def gc(store: Store) -> dict[str, int]:
+def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
+    if dry_run:
+        return _gc_preview(store)
     conn = store.conn
     packs = store.packs
     result = {"arrays_removed": 0, "chunks_removed": 0, "bytes_reclaimed": 0, "packs_compacted": 0,
@@ -85,6 +87,22 @@ def gc(store: Store) -> dict[str, int]:
 
     conn.after_commit(after_commit)
     return result
+
+
+def _gc_preview(store: Store) -> dict[str, int]:
+    """What gc() would remove, without changing anything (packs are not compacted in a preview)."""
+    conn = store.conn
+    with store.snapshot():
+        arrays = int(conn.scalar("SELECT count(*) FROM array WHERE refcount <= 0"))
+        dead = conn.one(
+            "SELECT count(*), coalesce(sum(size), 0) FROM chunk c WHERE NOT EXISTS ("
+            "SELECT 1 FROM chunk_ref r JOIN array a ON a.array_id = r.array_id "
+            "WHERE r.chunk_id = c.chunk_id AND a.refcount > 0)"
+        ) or (0, 0)
+        known = {n for (n,) in conn.execute("SELECT name FROM pack").fetchall()}
+        orphans = sum(os.path.getsize(store.packs.path_of(n)) for n in store.packs.list_files() if n not in known)
+    return {"arrays_removed": arrays, "chunks_removed": int(dead[0]), "bytes_reclaimed": int(dead[1]) + orphans,
+            "packs_compacted": 0, "packs_deleted": 0}
 
 
 def _trim_pack_tails(store: Store) -> int:

@@ -378,3 +378,20 @@ def test_bundle_is_self_contained(tmp_path: Path) -> None:
         assert not db.check().ok
         with pytest.raises(tensordb.CorruptionError):
             db["large"]["/a"][...]
+
+
+def test_gc_dry_run_changes_nothing_and_predicts_gc(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "dry.tdb") as db:
+        rng = np.random.default_rng(3)
+        shared = rng.standard_normal(50_000)
+        db["a"] = {"x": shared, "y": rng.standard_normal(70_000)}
+        db["b"] = {"x": shared}
+        del db["a"]
+        before = db.stats()
+        preview = db.gc(dry_run=True)
+        assert db.stats() == before
+        assert preview["arrays_removed"] == 2 and preview["chunks_removed"] == 1  # "x" is still used by "b"
+        done = db.gc()
+        assert done["arrays_removed"] == preview["arrays_removed"]
+        assert done["chunks_removed"] == preview["chunks_removed"]
+        assert db.check().ok
