@@ -22,7 +22,7 @@ LAYERS = [
     {"trees"},
     {"database", "maintenance"},
     {"__init__"},
-    {"cli", "demo", "__main__"},
+    {"cli", "demo", "jsonbin", "__main__"},
 ]
 
 
