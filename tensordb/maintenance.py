@@ -458,7 +458,8 @@ def bundle(store: Store, target: str) -> None:
                     out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
                                 (data, chunk_id))
                 out.execute("DELETE FROM pack")
-            out.execute("PRAGMA journal_mode = WAL")
+            # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
+            out.execute("PRAGMA journal_mode = DELETE")
             out.execute("VACUUM")
         finally:
             out.close()

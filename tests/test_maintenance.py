@@ -395,3 +395,20 @@ def test_gc_dry_run_changes_nothing_and_predicts_gc(tmp_path: Path) -> None:
         assert done["arrays_removed"] == preview["arrays_removed"]
         assert done["chunks_removed"] == preview["chunks_removed"]
         assert db.check().ok
+
+
+def test_bundle_is_one_file_that_reads_without_creating_others(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rng = np.random.default_rng(5)
+    value = {"big": rng.standard_normal(300_000), "small": np.arange(5)}
+    with tensordb.open(src / "a.tdb") as db:
+        db["t"] = value
+        assert os.listdir(db.pack_dir)  # the big array lives in a pack
+        db.bundle(out_dir / "share.tdb")
+    assert os.listdir(out_dir) == ["share.tdb"]
+    with tensordb.open(out_dir / "share.tdb", mode="r") as db:
+        assert_tree_equal(db["t"].load(), value)
+    assert os.listdir(out_dir) == ["share.tdb"]
