@@ -1,24 +1,51 @@
 """The ``tensordb`` command line, a thin layer over the public API.
 
 Every command reports bad input as one line on stderr and a non-zero exit
-code; ``--debug`` shows the traceback instead.
+code; ``--debug`` shows the traceback instead. Commands that only read open
+the database read-only.
+
+Nodes are addressed as ``TREE[/POINTER]``. Tree names may themselves contain
+``/`` (a folder import names trees ``sim01/step003``), so the longest prefix
+of the address that names an existing tree is the tree, and the rest is a
+JSON Pointer inside it.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import functools
+import json
+import math
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree as RichTree
 
 import tensordb
 
 from .demo import run_demo
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Longest text shown in a table cell or a tree label before it is cut with "…".
+MAX_TEXT = 80
+#: Children shown per container by ``tensordb tree`` before "… N more".
+MAX_CHILDREN = 200
+#: Largest array ``tensordb show`` prints whole; larger ones need --slice (--stats streams any size).
+MAX_PRINT_BYTES = 256 * 2**20
+
+#: The errors that mean bad input (not a bug): reported as one line, without a traceback.
+_EXPECTED = (tensordb.TensorDBError, OSError, KeyError, ValueError, TypeError, IndexError)
 
 
 def _errors_as_messages(fn: F) -> F:
@@ -29,13 +56,21 @@ def _errors_as_messages(fn: F) -> F:
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
-        except (tensordb.TensorDBError, OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+        except _EXPECTED as exc:
             if ctx.find_root().params.get("debug"):
                 raise
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise click.ClickException(message) from None
+            raise click.ClickException(_one_line(message)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def output_options(fn: F) -> F:
+    """``--format table|csv|json``, shared by the commands that print rows."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+        help="table (rich, for people), csv (RFC 4180) or json (a list of objects).",
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,9 +79,17 @@ def _errors_as_messages(fn: F) -> F:
 def main(debug: bool) -> None:
     """tensordb: JSON-like trees with numpy array leaves in one SQLite file.
 
+    Nodes are addressed as TREE[/POINTER]: a tree name, optionally followed
+    by a JSON Pointer into it. Tree names may contain '/', so the longest
+    prefix that names an existing tree is the tree and the rest is the
+    pointer (with trees "sim01" and "sim01/step003",
+    "sim01/step003/data/p" is "/data/p" in tree "sim01/step003").
+
     \b
     Example:
         tensordb demo
+        tensordb import samples.tdb jsons/
+        tensordb tree samples.tdb sim01/step003 --depth 2
     """
 
 
@@ -66,6 +109,664 @@ def demo(path: str, sims: int, steps: int) -> None:
     """
     console = Console(highlight=False)
     run_demo(path, sims, steps, say=console.print)
+
+
+# -- import / export ------------------------------------------------------------------------
+
+
+@main.command("import")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("sources", metavar="SRC...", nargs=-1, required=True, type=click.Path())
+@click.option("--name", help="Tree name (a single file only; default: the file name without .json).")
+@click.option("--pattern", default="**/*.json", show_default=True, help="Files to import from a folder (glob).")
+@_errors_as_messages
+def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str) -> None:
+    """Import JSON+binref files or folders into DB (created if missing).
+
+    A JSON+binref file holds arrays as {"object_type": "array", "shape",
+    "dtype", "data": {"buffer", "encoding": "base64" | "binref"}}, binrefs
+    being "FILE.bin:OFFSET" next to the JSON file. A file is checked
+    completely before anything is written.
+
+    Files in a folder become trees named by their path relative to the folder
+    without ".json" (sim01/step003.json -> "sim01/step003"). A folder import
+    reports every bad file on stderr, imports the good ones, and exits
+    non-zero if any file failed.
+
+    \b
+    Example:
+        tensordb import samples.tdb runs/                # every **/*.json below runs/
+        tensordb import samples.tdb s037.json --name sample037
+        tensordb import samples.tdb runs/ --pattern "sim0*/*.json"
+    """
+    from .jsonbin import import_file
+
+    paths = [Path(src) for src in sources]
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    if name is not None and (len(paths) != 1 or paths[0].is_dir()):
+        raise ValueError("--name applies to a single file, not to folders or several files")
+    with tensordb.open(db) as database:
+        if len(paths) == 1 and not paths[0].is_dir():  # one file: its error is the command's error
+            click.echo(f"imported {import_file(database, paths[0], name=name)!r} into {db}")
+            return
+        imported, failed = _import_many(database, paths, pattern)
+    click.echo(f"imported {imported} of {imported + failed} file(s) into {db}")
+    if failed:
+        raise click.ClickException(f"{failed} of {imported + failed} file(s) failed to import (see above)")
+
+
+def _import_many(database: tensordb.Database, paths: Sequence[Path], pattern: str) -> tuple[int, int]:
+    """Import files and folders; report each bad file on stderr. Returns (imported, failed) counts."""
+    from .jsonbin import import_file, import_folder
+
+    imported = failed = 0
+    for path in paths:
+        if not path.is_dir():
+            try:
+                import_file(database, path)
+                imported += 1
+            except _EXPECTED as exc:
+                failed += 1
+                _report_failure(str(path), str(exc))
+            continue
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+            task = progress.add_task(f"importing {path}", total=None)
+
+            def advance(done: int, total: int, file: str, task: Any = task, progress: Progress = progress) -> None:
+                tail = file if len(file) <= 60 else "…" + file[-59:]
+                progress.update(task, completed=done, total=total, description=tail)
+
+            report = import_folder(database, path, pattern=pattern, progress=advance)
+        imported += len(report.imported)
+        failed += len(report.failed)
+        for file, message in report.failed:
+            _report_failure(file, message)
+    return imported, failed
+
+
+def _report_failure(file: str, message: str) -> None:
+    """One line on stderr naming the file (jsonbin's messages start with it already)."""
+    message = _one_line(message)
+    click.echo(f"failed: {message if message.startswith(file) else f'{file}: {message}'}", err=True)
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("address", metavar="TREE[/POINTER]")
+@click.argument("out", metavar="OUT.json", type=click.Path(dir_okay=False))
+@click.option("--inline-below", default=1024, show_default=True, type=click.IntRange(min=0),
+              help="Arrays smaller than this many bytes are written inline as base64, larger ones to OUT's .bin.")
+@_errors_as_messages
+def export(db: str, address: str, out: str, inline_below: int) -> None:
+    """Export a tree or subtree to a JSON+binref file.
+
+    Small arrays are written inline (base64), larger ones into one .bin file
+    next to OUT.json.
+
+    TREE[/POINTER]: the longest prefix that names a tree is the tree, the
+    rest a JSON Pointer into it (tree names may contain '/').
+
+    \b
+    Example:
+        tensordb export samples.tdb sample037 sample037.json
+        tensordb export samples.tdb sim01/step003/data out.json --inline-below 0
+    """
+    from .jsonbin import export_tree
+
+    with _open_read(db) as database:
+        name, pointer = _resolve(database, address)
+        export_tree(_lookup(database, name, pointer), out, inline_below=inline_below)
+    click.echo(f"exported {_address(name, pointer)} to {out}")
+
+
+# -- looking: ls, tree, show ---------------------------------------------------------------
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("address", metavar="[TREE[/POINTER]]", required=False)
+@output_options
+@_errors_as_messages
+def ls(db: str, address: str | None, fmt: str) -> None:
+    """List the trees of DB, or the children of a node.
+
+    Without TREE: one line per tree with its root kind, number of nodes and
+    arrays, and logical (uncompressed) array size. With TREE[/POINTER]: the
+    children of that node with their kind, arrays with shape and dtype,
+    scalars with their value.
+
+    TREE[/POINTER]: the longest prefix that names a tree is the tree, the
+    rest a JSON Pointer into it (tree names may contain '/').
+
+    \b
+    Example:
+        tensordb ls samples.tdb
+        tensordb ls samples.tdb sim01/step003/data/inlet
+        tensordb ls samples.tdb --format csv
+    """
+    with _open_read(db) as database:
+        if address is None:
+            result = database.sql(
+                "SELECT name, root_kind, n_nodes, n_arrays, logical_bytes FROM trees ORDER BY name"
+            )
+            _emit(result.columns, list(result), fmt, sizes={"logical_bytes"})
+            return
+        name, pointer = _resolve(database, address)
+        value = _lookup(database, name, pointer)
+        if isinstance(value, tensordb.DictNode):
+            entries: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, tensordb.ListNode):
+            entries = enumerate(value)
+        else:  # a leaf lists itself, as ls does for a file
+            entries = [(_last_key(pointer) if pointer else name, value)]
+        rows = [_describe(key, child) for key, child in entries]
+        _emit(("key", "kind", "items", "shape", "dtype", "value"), rows, fmt)
+
+
+def _describe(key: Any, value: Any) -> tuple[Any, ...]:
+    """(key, kind, items, shape, dtype, value) of one child, as `ls` lists it."""
+    if isinstance(value, tensordb.Node):
+        return key, value.kind, len(value), None, None, None
+    if isinstance(value, tensordb.Array):
+        return key, "array", None, list(value.shape), str(value.dtype), None
+    return key, _kind(value), None, None, str(value.dtype) if isinstance(value, np.generic) else None, _plain(value)
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("address", metavar="TREE[/POINTER]")
+@click.option("--depth", type=click.IntRange(min=0), help="Show this many levels below the node (default: all).")
+@_errors_as_messages
+def tree(db: str, address: str, depth: int | None) -> None:
+    """Show a tree or subtree as a tree.
+
+    Arrays are shown with shape, dtype, logical and stored (compressed) size,
+    and "shared" when other nodes reference the same array; scalars with
+    their value.
+
+    TREE[/POINTER]: the longest prefix that names a tree is the tree, the
+    rest a JSON Pointer into it (tree names may contain '/').
+
+    \b
+    Example:
+        tensordb tree samples.tdb sample037
+        tensordb tree samples.tdb sample037/data/inlet --depth 1
+    """
+    with _open_read(db) as database:
+        name, pointer = _resolve(database, address)
+        value = _lookup(database, name, pointer)
+        if isinstance(value, tensordb.Node):
+            value = value.load(lazy=True)  # the structure in one query; arrays stay lazy handles
+        arrays = list(_arrays_in(value, depth))
+        refcounts: dict[int, int] = {}
+        if arrays:
+            ids = sorted({a.array_id for a in arrays})
+            marks = ",".join("?" * len(ids))
+            refcounts = dict(database.sql(f"SELECT array_id, refcount FROM arrays WHERE array_id IN ({marks})",
+                                          tuple(ids)))
+        root = RichTree(Text.assemble((_address(name, pointer), "bold"), "  ", _label(value, refcounts)))
+        _grow(root, value, refcounts, depth)
+        _console().print(root)
+
+
+def _arrays_in(value: Any, depth: int | None) -> Iterator[tensordb.Array]:
+    if isinstance(value, tensordb.Array):
+        yield value
+    elif depth != 0 and isinstance(value, (dict, list)):
+        items = list(value.values() if isinstance(value, dict) else value)[:MAX_CHILDREN]
+        for child in items:
+            yield from _arrays_in(child, None if depth is None else depth - 1)
+
+
+def _grow(branch: RichTree, value: Any, refcounts: dict[int, int], depth: int | None) -> None:
+    if depth == 0 or not isinstance(value, (dict, list)):
+        return
+    items = list(value.items() if isinstance(value, dict) else enumerate(value))
+    for key, child in items[:MAX_CHILDREN]:
+        shown = Text(_cut(str(key), MAX_TEXT), "bold") if isinstance(key, str) else Text(f"[{key}]", "bold cyan")
+        twig = branch.add(Text.assemble(shown, "  ", _label(child, refcounts)))
+        _grow(twig, child, refcounts, None if depth is None else depth - 1)
+    if len(items) > MAX_CHILDREN:
+        branch.add(Text(f"… {len(items) - MAX_CHILDREN} more", "dim"))
+
+
+def _label(value: Any, refcounts: dict[int, int]) -> Text:
+    if isinstance(value, (dict, list)):
+        return Text(f"{_kind(value)} ({len(value)} item{'' if len(value) == 1 else 's'})", "dim")
+    if isinstance(value, tensordb.Array):
+        text = Text.assemble(
+            ("array ", "dim"), (f"{_shape(value.shape)} {value.dtype}", "green"),
+            (f"  {_size(value.nbytes)}, stored {_size(value.stored_nbytes)}", "dim"),
+        )
+        if refcounts.get(value.array_id, 1) > 1:
+            text.append("  shared", "magenta")
+        return text
+    if isinstance(value, np.generic):
+        return Text.assemble((_cut(str(value), MAX_TEXT), "yellow"), (f"  {value.dtype}", "dim"))
+    return Text(_cut(_scalar_text(value), MAX_TEXT), "yellow")
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("address", metavar="TREE/POINTER")
+@click.option("--slice", "slice_text", metavar="TEXT",
+              help='Part of an array, numpy style without brackets: "0:10,:", "5", "::2,...,-1".')
+@click.option("--stats", is_flag=True, help="Print min/max/mean/std of the selection (read chunk by chunk).")
+@_errors_as_messages
+def show(db: str, address: str, slice_text: str | None, stats: bool) -> None:
+    """Print an array (or a slice of it), a scalar, or a subtree as JSON.
+
+    --slice takes ints, a:b:c slices (any part may be empty, negatives
+    count from the end) and "...", separated by commas. In a subtree, arrays
+    are shown as {"array": {"shape": [...], "dtype": "..."}}.
+
+    TREE/POINTER: the longest prefix that names a tree is the tree, the
+    rest a JSON Pointer into it (tree names may contain '/').
+
+    \b
+    Example:
+        tensordb show samples.tdb sample037/data/inlet/points --slice "0:10,:"
+        tensordb show samples.tdb sample037/data/internal/point_data/p --stats
+        tensordb show samples.tdb sample037/time
+        tensordb show samples.tdb sample037/data/inlet
+    """
+    with _open_read(db) as database:
+        name, pointer = _resolve(database, address)
+        value = _lookup(database, name, pointer)
+        if not isinstance(value, tensordb.Array):
+            if slice_text is not None or stats:
+                option = "--slice" if slice_text is not None else "--stats"
+                raise ValueError(f"{_address(name, pointer)}: {option} applies to arrays, this is a {_kind(value)}")
+            shown = value.load(lazy=True) if isinstance(value, tensordb.Node) else value
+            click.echo(json.dumps(_plain(shown), indent=2, ensure_ascii=False))
+            return
+        key = parse_slice(slice_text or "")
+        if stats:
+            _emit(("statistic", "value"), [(k, _figure(v)) for k, v in _array_stats(value, key).items()], "table")
+            return
+        if slice_text is None and value.nbytes > MAX_PRINT_BYTES:
+            raise ValueError(f"{_address(name, pointer)}: the array holds {_size(value.nbytes)}; "
+                             "pass --slice to print part of it")
+        data = np.asarray(value[key])
+        click.echo(f"{_address(name, pointer)}{'[' + slice_text + ']' if slice_text else ''}: "
+                   f"{_shape(data.shape)} {data.dtype}")
+        click.echo(np.array2string(data, threshold=1000, max_line_width=120) if data.ndim else str(data))
+
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def parse_slice(text: str) -> tuple[Any, ...]:
+    """``"0:10, :, ..."`` -> ``(slice(0, 10), slice(None), Ellipsis)``; ints, a:b:c and ``...`` only (no eval).
+
+    Example
+    -------
+    >>> parse_slice("1:-1:2, 3")
+    (slice(1, -1, 2), 3)
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1].strip()
+    if not body:
+        return ()
+    key: list[Any] = []
+    for token in (t.strip() for t in body.split(",")):
+        if token == "...":
+            if Ellipsis in key:
+                raise ValueError(f"bad slice {text!r}: '...' may appear only once")
+            key.append(Ellipsis)
+        elif _INT.fullmatch(token):
+            key.append(int(token))
+        elif ":" in token and token.count(":") <= 2:
+            parts = [p.strip() for p in token.split(":")]
+            if not all(p == "" or _INT.fullmatch(p) for p in parts):
+                raise ValueError(f"bad slice {text!r}: {token!r} is not an a:b:c slice of ints")
+            start, stop, step = ([int(p) if p else None for p in parts] + [None])[:3]
+            if step == 0:
+                raise ValueError(f"bad slice {text!r}: slice step cannot be zero")
+            key.append(slice(start, stop, step))
+        else:
+            raise ValueError(f"bad slice {text!r}: {token!r} is not an int, an a:b:c slice or '...'")
+    return tuple(key)
+
+
+def _full_key(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
+    """The key with '...' expanded and trailing axes filled, one entry per axis."""
+    explicit = [k for k in key if k is not Ellipsis]
+    if len(explicit) > ndim:
+        raise IndexError(f"too many indices: {len(explicit)} for a {ndim}-d array")
+    fill = [slice(None)] * (ndim - len(explicit))
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        return (*key[:at], *fill, *key[at + 1:])
+    return (*key, *fill)
+
+
+def _row_blocks(key: tuple[Any, ...], shape: tuple[int, ...], rows_per_chunk: int) -> Iterator[tuple[Any, ...]]:
+    """Split a full key along axis 0 into keys that each touch one row of chunks."""
+    first = key[0] if key else None
+    if not isinstance(first, slice):
+        yield key
+        return
+    rows = range(*first.indices(shape[0]))
+    if not rows:
+        yield key
+        return
+    if rows.step > 0:
+        start = rows.start
+        while start < rows.stop:
+            end = min(rows.stop, (start // rows_per_chunk + 1) * rows_per_chunk)
+            yield (slice(start, end, rows.step), *key[1:])
+            start += -(-(end - start) // rows.step) * rows.step
+    else:
+        per = max(1, rows_per_chunk // -rows.step)
+        for i in range(0, len(rows), per):
+            part = rows[i:i + per]
+            yield (slice(part.start, part.stop if part.stop >= 0 else None, part.step), *key[1:])
+
+
+def _array_stats(array: tensordb.Array, key: tuple[Any, ...]) -> dict[str, Any]:
+    """count, NaN count, min, max, mean and std of a selection, read one row of chunks at a time."""
+    dtype = array.dtype
+    if dtype.kind not in "biuf":
+        raise ValueError(f"--stats needs a bool, int or float array, not {dtype}")
+    shape = array.shape
+    full = _full_key(key, len(shape))
+    count = nans = 0
+    mean = m2 = 0.0
+    low: Any = None
+    high: Any = None
+    for block_key in _row_blocks(full, shape, array.chunks[0] if shape else 1):
+        values = np.asarray(array[block_key]).reshape(-1)
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            nans += int(missing.sum())
+            values = values[~missing]
+        if not values.size:
+            continue
+        block_low, block_high = values.min(), values.max()
+        low = block_low if low is None else min(low, block_low)
+        high = block_high if high is None else max(high, block_high)
+        floats = values.astype(np.float64)
+        block_mean = float(floats.mean())
+        block_m2 = float(((floats - block_mean) ** 2).sum())
+        n = floats.size  # Chan et al.: merge (count, mean, M2) of two parts
+        delta = block_mean - mean
+        total = count + n
+        mean += delta * n / total
+        m2 += block_m2 + delta * delta * count * n / total
+        count = total
+    result: dict[str, Any] = {"count": count}
+    if dtype.kind == "f":
+        result["nan"] = nans
+    result.update(min=_plain(low), max=_plain(high), mean=mean if count else None,
+                  std=math.sqrt(m2 / count) if count else None)
+    return result
+
+
+# -- sql --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("query")
+@output_options
+@_errors_as_messages
+def sql(db: str, query: str, fmt: str) -> None:
+    """Run a read-only SQL query over the metadata of DB.
+
+    The public relations are trees(name, root_kind, n_nodes, n_arrays,
+    logical_bytes, created, modified), nodes(tree, path, parent_path, key,
+    idx, kind, value, array_id) and arrays(array_id, dtype, shape, ndim,
+    size, nbytes, stored_bytes, chunks, codec, refcount); see docs/format.md.
+    Statements that would write are refused.
+
+    \b
+    Example:
+        tensordb sql samples.tdb "SELECT tree, value FROM nodes WHERE key = 'time' AND value > 50"
+        tensordb sql samples.tdb "SELECT * FROM arrays ORDER BY nbytes DESC LIMIT 5" --format json
+    """
+    with _open_read(db) as database:
+        result = database.sql(query)
+        _emit(result.columns, result, fmt)
+
+
+# -- maintenance ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@output_options
+@_errors_as_messages
+def stats(db: str, fmt: str) -> None:
+    """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs.
+
+    \b
+    Example:
+        tensordb stats samples.tdb
+        tensordb stats samples.tdb --format json
+    """
+    with _open_read(db) as database:
+        _emit_mapping(database.stats(), fmt)
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed (the database is opened read-only).")
+@output_options
+@_errors_as_messages
+def gc(db: str, dry_run: bool, fmt: str) -> None:
+    """Delete unreferenced arrays and chunks and compact pack files.
+
+    \b
+    Example:
+        tensordb gc samples.tdb --dry-run
+        tensordb gc samples.tdb
+    """
+    with tensordb.open(db, mode="r" if dry_run else "r+") as database:
+        result = database.gc(dry_run=dry_run)
+    if fmt == "table" and dry_run:
+        click.echo("dry run: nothing was changed; gc would remove:")
+    _emit_mapping(result, fmt)
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@output_options
+@_errors_as_messages
+def check(db: str, fmt: str) -> None:
+    """Verify structure, reference counts and every chunk; exit 1 if anything is wrong.
+
+    Warnings (bytes that gc can reclaim) do not fail the check.
+
+    \b
+    Example:
+        tensordb check samples.tdb
+        tensordb check samples.tdb --format json
+    """
+    with _open_read(db) as database:
+        report = database.check()
+    if fmt == "table":
+        click.echo(str(report))
+    elif fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        columns = ("severity", "code", "message", "tree", "path", "array_id", "chunk_id")
+        _emit(columns, [tuple(getattr(f, c) for c in columns) for f in report.findings], fmt)
+    if not report.ok:
+        raise click.ClickException(f"{db}: check found {len(report.errors)} error(s)")
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@_errors_as_messages
+def bundle(db: str, out: str) -> None:
+    """Write a self-contained copy of DB (every chunk inline, no pack folder) to OUT.
+
+    \b
+    Example:
+        tensordb bundle samples.tdb share.tdb
+    """
+    with _open_read(db) as database:
+        database.bundle(out)
+    click.echo(f"bundled {db} into {out} ({_size(Path(out).stat().st_size)})")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _open_read(path: str) -> tensordb.Database:
+    return tensordb.open(path, mode="r")
+
+
+def _resolve(database: tensordb.Database, address: str) -> tuple[str, str]:
+    """(tree name, JSON Pointer): the longest prefix of ``address`` that names a tree, and the rest."""
+    if address in database:
+        return address, ""
+    for cut in reversed([i for i, c in enumerate(address) if c == "/"]):
+        if cut and address[:cut] in database:
+            return address[:cut], address[cut:]
+    raise tensordb.PathNotFoundError(f"{database.filename}: no tree named {address!r}"
+                                     + (" or by a prefix of it" if "/" in address else ""))
+
+
+def _lookup(database: tensordb.Database, name: str, pointer: str) -> Any:
+    """What the address designates: a Node, an Array or a scalar."""
+    tree = database[name]
+    return tree.root if pointer == "" else tree[pointer]
+
+
+def _address(name: str, pointer: str) -> str:
+    return name + pointer
+
+
+def _last_key(pointer: str) -> str:
+    return pointer.rpartition("/")[2].replace("~1", "/").replace("~0", "~")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, tensordb.Node):
+        return value.kind
+    if isinstance(value, tensordb.Array):
+        return "array"
+    if isinstance(value, np.generic):  # a numpy scalar: its dtype says more
+        return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(value.dtype.kind, value.dtype.name)
+    for kind, types in (("null", type(None)), ("bool", bool), ("int", int), ("float", float), ("str", str),
+                        ("bytes", bytes), ("dict", dict), ("list", list)):
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: arrays as {"array": {shape, dtype}}, bytes as {"bytes": base64}."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, tensordb.Array):
+        return {"array": {"shape": list(value.shape), "dtype": str(value.dtype)}}
+    if isinstance(value, bytes):
+        return {"bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, np.generic):
+        item = value.item()
+        return _plain(item) if isinstance(item, (bool, int, float, str, bytes)) else str(value)
+    return value
+
+
+def _scalar_text(value: Any) -> str:
+    """How a scalar reads in a table cell or tree label: JSON, so that "51" and 51 differ."""
+    return json.dumps(_plain(value), ensure_ascii=False)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console: colours on a terminal only; no wrapping when piped."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = 10_000
+    return console
+
+
+def _cell(value: Any, size: bool = False) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if size and isinstance(value, int):
+        return _size(value)
+    if isinstance(value, (bytes, dict, list)):
+        return _cut(json.dumps(_plain(value), ensure_ascii=False), MAX_TEXT)
+    return _cut(str(value), MAX_TEXT)
+
+
+def _emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes: Collection[str] = ()) -> None:
+    """Print rows as a rich table, CSV or a JSON list of objects (CSV and JSON stream)."""
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_csv_cell(v) for v in row])
+    elif fmt == "json":
+        sys.stdout.write("[")
+        separator = "\n  "
+        for row in rows:
+            obj = dict(zip(columns, (_plain(v) for v in row)))
+            sys.stdout.write(separator + json.dumps(obj, ensure_ascii=False))
+            separator = ",\n  "
+        sys.stdout.write("]\n" if separator == "\n  " else "\n]\n")
+    else:
+        table = Table(*columns, show_edge=False, header_style="bold")
+        for row in rows:
+            table.add_row(*(_cell(v, c in sizes) for c, v in zip(columns, row)))
+        _console().print(table)
+
+
+def _figure(value: Any, size: bool = False) -> str:
+    """A computed number for people: six significant digits, sizes in KiB/MiB/GiB."""
+    return f"{value:.6g}" if isinstance(value, float) else _cell(value, size)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, dict, list)):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return value
+
+
+def _emit_mapping(mapping: dict[str, Any], fmt: str) -> None:
+    """A flat dict (stats, gc): key/value rows, or one JSON object."""
+    if fmt == "json":
+        click.echo(json.dumps({k: _plain(v) for k, v in mapping.items()}, indent=2))
+        return
+    sizes = {k for k in mapping if k.endswith("bytes") or k == "bytes_reclaimed"}
+    rows = [(k, _figure(v, k in sizes) if fmt == "table" else v) for k, v in mapping.items()]
+    _emit(("key", "value"), rows, fmt)
 
 
 if __name__ == "__main__":  # pragma: no cover

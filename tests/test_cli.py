@@ -1,16 +1,83 @@
-"""The command line: help, demo, error boundary; one real subprocess."""
+"""The command line: every command through CliRunner (content and error paths), help, README, one real subprocess."""
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
+import json
+import re
+import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 import tensordb
-from tensordb.cli import main
+from tensordb.cli import main, parse_slice
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "seed-example"
+FIXTURE_TREE = "bm01-flow-over-cylinder-sample037_510"
+COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle"}
+
+POINTS = np.arange(300, dtype="f4").reshape(100, 3)
+FIELD = np.linspace(-1.0, 1.0, 50)
+NOISY = np.array([1.5, np.nan, -2.0, 4.0, np.nan, 0.25] * 7, dtype="f4")
+
+
+def run(*args: Any) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def ok(*args: Any) -> Result:
+    result = run(*args)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def fails(*args: Any, code: int = 1) -> str:
+    """Run a command that must fail; return its one-line error (stderr), checked to have no traceback.
+
+    Usage errors (code 2: a bad option value, a missing argument) are click's: usage, hint, then the error line.
+    """
+    result = run(*args)
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    if code == 2:
+        assert lines[0].startswith("Usage: ") and lines[-1].startswith("Error: "), result.stderr
+        return lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def table(output: str) -> list[list[str]]:
+    """The body rows of a rich table printed without colours."""
+    return [[cell.strip() for cell in line.split("│")] for line in output.splitlines() if "│" in line]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A database with a dict tree, a tree named by a prefix of another's name, and a shared array."""
+    path = tmp_path / "s.tdb"
+    with tensordb.open(path) as db:
+        db["s1"] = {"name": "n" * 200, "time": 51, "data": {"l": [1, 2.5, None, True], "a/b": "slash key"},
+                    "z": np.float32(3.5)}
+        db["s1"].set("/data/points", POINTS, chunks=(16, 3))
+        db["s1"].set("/data/noisy", NOISY, chunks=(5,))
+        db["sim01"] = {"kind": "parent", "data": {"p": "not the one"}}
+        db["sim01/step003"] = {"time": 3, "data": {"p": FIELD}}
+        db["geom"] = {"pts": db["s1"]["/data/points"]}  # by reference: the array is shared
+    return path
+
+
+# -- help, version, README ---------------------------------------------------------------------
 
 
 def test_help_lists_demo_with_an_example() -> None:
@@ -21,9 +88,30 @@ def test_help_lists_demo_with_an_example() -> None:
     assert demo_help.exit_code == 0 and "Example" in demo_help.output
 
 
+def test_every_command_is_listed_and_has_help_with_an_example() -> None:
+    assert set(main.commands) >= COMMANDS
+    listing = ok("--help").stdout
+    assert "TREE[/POINTER]" in listing and "longest" in listing  # the address rule is documented
+    for name in main.commands:
+        assert re.search(rf"^\s+{name}\s", listing, re.M), f"{name} is not listed in tensordb --help"
+        text = ok(name, "--help").stdout
+        assert "Example:" in text, f"tensordb {name} --help has no example"
+        example = text.split("Example:", 1)[1]
+        assert f"tensordb {name}" in example, f"the example of {name} does not run {name}"
+
+
+def test_readme_mentions_every_command() -> None:
+    readme = README.read_text()
+    for name in main.commands:
+        assert f"tensordb {name}" in readme, f"README.md does not mention `tensordb {name}`"
+
+
 def test_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and tensordb.__version__ in result.output
+
+
+# -- demo ----------------------------------------------------------------------------------------
 
 
 def test_demo_builds_a_healthy_database(tmp_path: Path) -> None:
@@ -49,6 +137,518 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines() == [f"Error: {bad} is not a tensordb file; refusing to overwrite it"]
     assert bad.read_bytes() == content
+
+
+# -- errors common to every command --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["ls", "{db}"], ["ls", "{db}", "t"], ["tree", "{db}", "t"], ["show", "{db}", "t/x"], ["sql", "{db}", "SELECT 1"],
+    ["stats", "{db}"], ["gc", "{db}"], ["gc", "{db}", "--dry-run"], ["check", "{db}"], ["bundle", "{db}", "{out}"],
+    ["export", "{db}", "t", "{out}.json"],
+], ids=lambda a: " ".join(a[:1] + a[2:]).replace("{db}", "").replace("{out}", "OUT"))
+def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "missing.tdb"
+    error = fails(*(a.format(db=db, out=tmp_path / "out") for a in args))
+    assert error == f"Error: {db}: no such database"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_not_a_database_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tdb"
+    bad.write_bytes(b"not sqlite at all" * 100)
+    assert "not a tensordb file" in fails("ls", bad)
+
+
+@pytest.mark.parametrize("args", [
+    ["ls"], ["ls", "s1"], ["tree", "s1"], ["show", "s1/data/points", "--stats"], ["show", "s1/time"],
+    ["sql", "SELECT 1"], ["stats"], ["check"], ["gc", "--dry-run"], ["bundle", "{tmp}/b.tdb"],
+    ["export", "s1", "{tmp}/e.json"],
+], ids=" ".join)
+def test_commands_that_only_read_open_read_only(sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                args: list[str]) -> None:
+    modes: list[str] = []
+    real_open = tensordb.open
+
+    def spy(path: Any, mode: str = "a", **kwargs: Any) -> tensordb.Database:
+        modes.append(mode)
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(tensordb, "open", spy)
+    ok(args[0], sample, *(a.format(tmp=tmp_path) for a in args[1:]))
+    assert modes == ["r"]
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "ls", tmp_path / "missing.tdb")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, FileNotFoundError)
+
+
+def test_errors_in_a_real_subprocess_are_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "tensordb", "ls", str(tmp_path / "nope.tdb")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope.tdb'}: no such database"]
+    assert out.stdout == ""
+
+
+# -- addresses --------------------------------------------------------------------------------------
+
+
+def test_the_longest_tree_name_prefix_wins(sample: Path) -> None:
+    # "sim01" and "sim01/step003" both exist: the longest prefix is the tree, the rest the pointer
+    assert json.loads(ok("show", sample, "sim01/step003/time").stdout) == 3
+    assert json.loads(ok("show", sample, "sim01/data/p").stdout) == "not the one"
+    assert "(50,) float64" in ok("show", sample, "sim01/step003/data/p").stdout
+    # a key with "/" is reached with its JSON Pointer escape
+    assert json.loads(ok("show", sample, "s1/data/a~1b").stdout) == "slash key"
+
+
+def test_a_missing_tree_or_pointer_is_one_line(sample: Path) -> None:
+    assert fails("show", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+    assert fails("tree", sample, "nope/data") == f"Error: {sample}: no tree named 'nope/data' or by a prefix of it"
+    assert fails("ls", sample, "s1/data/missing") == f"Error: {sample}: s1: /data/missing: no such path"
+    assert "no such path" in fails("show", sample, "sim01/step003/data/q")
+
+
+# -- ls -------------------------------------------------------------------------------------------
+
+
+def test_ls_lists_trees(sample: Path) -> None:
+    rows = table(ok("ls", sample).stdout)
+    assert [r[0] for r in rows] == ["geom", "s1", "sim01", "sim01/step003"]
+    s1 = dict(zip(["name", "root_kind", "n_nodes", "n_arrays", "logical_bytes"], rows[1]))
+    assert s1["root_kind"] == "dict" and s1["n_arrays"] == "2" and s1["logical_bytes"] == "1.3 KiB"
+    listed = json.loads(ok("ls", sample, "--format", "json").stdout)
+    assert listed[1] == {"name": "s1", "root_kind": "dict", "n_nodes": 13, "n_arrays": 2,
+                         "logical_bytes": POINTS.nbytes + NOISY.nbytes}
+    lines = list(csv.reader(io.StringIO(ok("ls", sample, "--format", "csv").stdout)))
+    assert lines[0] == ["name", "root_kind", "n_nodes", "n_arrays", "logical_bytes"]
+    assert lines[4] == ["sim01/step003", "dict", "4", "1", str(FIELD.nbytes)]
+
+
+def test_ls_lists_the_children_of_a_node(sample: Path) -> None:
+    children = json.loads(ok("ls", sample, "s1", "--format", "json").stdout)
+    assert [c["key"] for c in children] == ["name", "time", "data", "z"]
+    assert children[1] == {"key": "time", "kind": "int", "items": None, "shape": None, "dtype": None, "value": 51}
+    assert children[2]["kind"] == "dict" and children[2]["items"] == 4
+    assert children[3] == {"key": "z", "kind": "float", "items": None, "shape": None, "dtype": "float32", "value": 3.5}
+    data = {c["key"]: c for c in json.loads(ok("ls", sample, "s1/data", "--format", "json").stdout)}
+    assert data["points"]["kind"] == "array" and data["points"]["shape"] == [100, 3]
+    assert data["points"]["dtype"] == "float32"
+    items = json.loads(ok("ls", sample, "s1/data/l", "--format", "json").stdout)
+    assert [(c["key"], c["kind"], c["value"]) for c in items] == [
+        (0, "int", 1), (1, "float", 2.5), (2, "null", None), (3, "bool", True)]
+    rows = table(ok("ls", sample, "s1").stdout)
+    assert rows[0][0] == "name" and rows[0][-1].endswith("…") and len(rows[0][-1]) == 80  # long text is cut
+    leaf = json.loads(ok("ls", sample, "s1/data/points", "--format", "json").stdout)
+    assert leaf == [{"key": "points", "kind": "array", "items": None, "shape": [100, 3], "dtype": "float32",
+                     "value": None}]
+
+
+# -- tree -----------------------------------------------------------------------------------------
+
+
+def test_tree_shows_arrays_scalars_and_sharing(sample: Path) -> None:
+    out = ok("tree", sample, "s1").stdout
+    assert out.splitlines()[0] == "s1  dict (4 items)"
+    with tensordb.open(sample, mode="r") as db:
+        stored = db["s1"]["/data/points"].stored_nbytes
+    points = next(line for line in out.splitlines() if "points" in line)
+    assert "array (100, 3) float32" in points and "1.2 KiB" in points and f"stored {stored} B" in points
+    assert points.endswith("shared")  # also referenced by the tree "geom"
+    noisy = next(line for line in out.splitlines() if "noisy" in line)
+    assert "(42,) float32" in noisy and "shared" not in noisy
+    assert "time  51" in out and "z  3.5  float32" in out and "[2]  null" in out and "[3]  true" in out
+    name = next(line for line in out.splitlines() if "name" in line)
+    assert name.endswith("…") and len(name.split("  ", 1)[1]) == 80  # long strings are truncated
+    assert "a/b  \"slash key\"" in out
+
+
+def test_tree_depth_and_subtrees(sample: Path) -> None:
+    out = ok("tree", sample, "s1", "--depth", "1").stdout
+    assert "data  dict (4 items)" in out and "points" not in out
+    sub = ok("tree", sample, "sim01/step003/data").stdout.splitlines()
+    assert sub[0] == "sim01/step003/data  dict (1 item)" and "p  array (50,) float64" in sub[1]
+    assert ok("tree", sample, "s1/time").stdout.strip() == "s1/time  51"
+    assert "'--depth': -1 is not in the range" in fails("tree", sample, "s1", "--depth", "-1", code=2)
+
+
+# -- show -----------------------------------------------------------------------------------------
+
+
+def test_parse_slice() -> None:
+    assert parse_slice("0:10,:") == (slice(0, 10), slice(None))
+    assert parse_slice(" 5 , ::-2, ... ") == (5, slice(None, None, -2), Ellipsis)
+    assert parse_slice("[1:-1:3]") == (slice(1, -1, 3),)
+    assert parse_slice("") == ()
+    for bad in ("1+1", "0:10:2:1", "__import__('os')", "a:b", "1,,2", "...,...", "::0", "1.5", "None"):
+        with pytest.raises(ValueError, match="bad slice"):
+            parse_slice(bad)
+
+
+def test_show_prints_a_slice(sample: Path) -> None:
+    lines = ok("show", sample, "s1/data/points", "--slice", "0:10,:").stdout.splitlines()
+    assert lines[0] == "s1/data/points[0:10,:]: (10, 3) float32"
+    assert "\n".join(lines[1:]) == np.array2string(POINTS[0:10, :], threshold=1000, max_line_width=120)
+    stepped = ok("show", sample, "s1/data/points", "--slice", "-3:, ::-1").stdout.splitlines()
+    assert "\n".join(stepped[1:]) == np.array2string(POINTS[-3:, ::-1], max_line_width=120)
+    element = ok("show", sample, "s1/data/points", "--slice", "2, 1").stdout.splitlines()
+    assert element == ["s1/data/points[2, 1]: () float32", "7.0"]
+    whole = ok("show", sample, "sim01/step003/data/p").stdout.splitlines()
+    assert whole[0] == "sim01/step003/data/p: (50,) float64"
+
+
+def test_show_scalars_and_subtrees_as_json(sample: Path) -> None:
+    assert json.loads(ok("show", sample, "s1/time").stdout) == 51
+    assert json.loads(ok("show", sample, "s1/z").stdout) == 3.5
+    data = json.loads(ok("show", sample, "s1/data").stdout)
+    assert data == {"l": [1, 2.5, None, True], "a/b": "slash key",
+                    "points": {"array": {"shape": [100, 3], "dtype": "float32"}},
+                    "noisy": {"array": {"shape": [42], "dtype": "float32"}}}
+    assert json.loads(ok("show", sample, "geom").stdout) == {"pts": {"array": {"shape": [100, 3],
+                                                                                "dtype": "float32"}}}
+
+
+def _stats(output: str) -> dict[str, float | None]:
+    return {k: float(v) if v else None for k, v in table(output)}
+
+
+@pytest.mark.parametrize("text", ["", "0:10,:", "5:90:7, 1:", "::-3", "...,1", "-1", "90:3:-4, 2", "10:3",
+                                  "17:18", "3:", "::20", "::-17, 0", "-50:-1:33"])
+def test_show_stats_match_numpy_chunk_by_chunk(sample: Path, text: str) -> None:
+    key = parse_slice(text)
+    expected = POINTS[key] if key else POINTS
+    args = ["show", sample, "s1/data/points", "--stats"] + (["--slice", text] if text else [])
+    got = _stats(ok(*args).stdout)
+    assert got["count"] == expected.size and got["nan"] == 0
+    if expected.size:
+        assert got["min"] == expected.min() and got["max"] == expected.max()
+        assert got["mean"] == pytest.approx(expected.mean(dtype="f8"), rel=1e-5)
+        assert got["std"] == pytest.approx(expected.std(dtype="f8"), rel=1e-5)
+    else:
+        assert got["min"] is got["max"] is got["mean"] is got["std"] is None
+
+
+def test_show_stats_skip_nans(sample: Path) -> None:
+    got = _stats(ok("show", sample, "s1/data/noisy", "--stats").stdout)
+    values = NOISY[~np.isnan(NOISY)].astype("f8")
+    assert got["count"] == values.size and got["nan"] == 14
+    assert (got["min"], got["max"]) == (-2.0, 4.0)
+    assert got["mean"] == pytest.approx(values.mean()) and got["std"] == pytest.approx(values.std())
+
+
+def test_show_errors(sample: Path) -> None:
+    assert fails("show", sample, "s1/data/points", "--slice", "0:1+2") == (
+        "Error: bad slice '0:1+2': '0:1+2' is not an a:b:c slice of ints")
+    assert "bad slice" in fails("show", sample, "s1/data/points", "--slice", "__import__('os').getcwd()")
+    assert "out of bounds" in fails("show", sample, "s1/data/points", "--slice", "100")
+    assert "too many indices" in fails("show", sample, "s1/data/points", "--slice", "0,0,0")
+    assert "too many indices" in fails("show", sample, "s1/data/points", "--slice", "0,0,0", "--stats")
+    assert fails("show", sample, "s1/data", "--slice", "0") == (
+        "Error: s1/data: --slice applies to arrays, this is a dict")
+    assert fails("show", sample, "s1/time", "--stats") == "Error: s1/time: --stats applies to arrays, this is a int"
+
+
+# -- sql ------------------------------------------------------------------------------------------
+
+
+QUERY = "SELECT tree, path, value FROM nodes WHERE key = 'time' AND value > 10 ORDER BY tree"
+
+
+def test_sql_table_csv_json(sample: Path) -> None:
+    assert table(ok("sql", sample, QUERY).stdout) == [["s1", "/time", "51"]]
+    lines = list(csv.reader(io.StringIO(ok("sql", sample, QUERY, "--format", "csv").stdout)))
+    assert lines == [["tree", "path", "value"], ["s1", "/time", "51"]]
+    rows = json.loads(ok("sql", sample, "SELECT tree, value FROM nodes WHERE key = 'time' ORDER BY value",
+                         "--format", "json").stdout)
+    assert rows == [{"tree": "sim01/step003", "value": 3}, {"tree": "s1", "value": 51}]
+    assert json.loads(ok("sql", sample, "SELECT 1 WHERE 0", "--format", "json").stdout) == []
+    nulls = list(csv.reader(io.StringIO(ok("sql", sample, "SELECT NULL AS n, x'00ff' AS b, 'a,b' AS s",
+                                           "--format", "csv").stdout)))
+    assert nulls[1] == ["", '{"bytes": "AP8="}', "a,b"]
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM node", "DROP TABLE tree", "INSERT INTO tree(name) VALUES ('x')", "PRAGMA user_version = 9",
+    "UPDATE array SET refcount = 0", "CREATE TABLE t(x)",
+])
+def test_sql_refuses_writes(sample: Path, statement: str) -> None:
+    assert "read-only" in fails("sql", sample, statement)
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["geom", "s1", "sim01", "sim01/step003"] and db.check().ok
+        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+
+
+def test_sql_errors(sample: Path) -> None:
+    assert fails("sql", sample, "SELEC 1") == f"Error: {sample}: SQL error: near \"SELEC\": syntax error"
+    assert "no such table" in fails("sql", sample, "SELECT * FROM missing_table")
+    assert "'xml' is not one of 'table', 'csv', 'json'" in fails("sql", sample, "SELECT 1", "--format", "xml", code=2)
+
+
+# -- maintenance ----------------------------------------------------------------------------------
+
+
+def test_stats(sample: Path) -> None:
+    stats = json.loads(ok("stats", sample, "--format", "json").stdout)
+    assert stats["trees"] == 4 and stats["arrays"] == 3
+    assert stats["logical_bytes"] == 2 * POINTS.nbytes + NOISY.nbytes + FIELD.nbytes
+    rows = dict(table(ok("stats", sample).stdout))
+    assert rows["trees"] == "4" and rows["logical_bytes"] == "2.9 KiB"
+    assert float(rows["dedup_ratio"]) == pytest.approx(stats["dedup_ratio"], rel=1e-5)
+    lines = list(csv.reader(io.StringIO(ok("stats", sample, "--format", "csv").stdout)))
+    assert lines[0] == ["key", "value"] and ["trees", "4"] in lines
+
+
+def test_gc_dry_run_then_gc(sample: Path) -> None:
+    with tensordb.open(sample) as db:
+        del db["sim01/step003"]  # its array is no longer referenced
+    dry = run("gc", sample, "--dry-run")
+    assert dry.exit_code == 0 and "dry run: nothing was changed" in dry.stdout
+    assert dict(table(dry.stdout))["arrays_removed"] == "1"
+    with tensordb.open(sample, mode="r") as db:
+        assert db.sql("SELECT count(*) FROM arrays WHERE refcount = 0").fetchall() == [(1,)]
+    done = json.loads(ok("gc", sample, "--format", "json").stdout)
+    assert done["arrays_removed"] == 1 and done["chunks_removed"] == 1
+    with tensordb.open(sample, mode="r") as db:
+        assert db.sql("SELECT count(*) FROM arrays WHERE refcount = 0").fetchall() == [(0,)]
+        assert db.check().ok
+    assert json.loads(ok("gc", sample, "--format", "json").stdout)["arrays_removed"] == 0
+
+
+def test_check_healthy_and_damaged(sample: Path) -> None:
+    assert ok("check", sample).stdout.startswith("check: ok, ")
+    assert json.loads(ok("check", sample, "--format", "json").stdout)["ok"] is True
+    con = sqlite3.connect(sample)
+    with con:
+        chunk_id, data = con.execute("SELECT chunk_id, data FROM chunk WHERE data IS NOT NULL LIMIT 1").fetchone()
+        flipped = bytes([data[0]]) + bytes([data[1] ^ 0xFF]) + data[2:]
+        con.execute("UPDATE chunk SET data = ? WHERE chunk_id = ?", (flipped, chunk_id))
+    con.close()
+    result = run("check", sample)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stdout.startswith("check: 1 error(s)")
+    assert "chunk-corrupt" in result.stdout and f"chunk {chunk_id}" in result.stdout
+    assert result.stderr.strip() == f"Error: {sample}: check found 1 error(s)"
+    report = CliRunner().invoke(main, ["check", str(sample), "--format", "json"])
+    assert report.exit_code == 1 and json.loads(report.stdout)["findings"][0]["code"] == "chunk-corrupt"
+    lines = list(csv.reader(io.StringIO(run("check", sample, "--format", "csv").stdout)))
+    assert lines[0][:2] == ["severity", "code"] and lines[1][:2] == ["error", "chunk-corrupt"]
+
+
+def test_bundle(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "share.tdb"
+    assert ok("bundle", sample, out).stdout.startswith(f"bundled {sample} into {out} (")
+    with tensordb.open(out, mode="r") as db:
+        assert sorted(db) == ["geom", "s1", "sim01", "sim01/step003"]
+        np.testing.assert_array_equal(db["s1"]["/data/points"][...], POINTS)
+        assert db.check().ok
+    assert fails("bundle", sample, out) == f"Error: {out} already exists"
+
+
+# -- import / export ------------------------------------------------------------------------------
+
+
+def _array_object(data: np.ndarray, buffer: str | None = None) -> dict[str, Any]:
+    if buffer is None:
+        encoded = {"buffer": base64.b64encode(data.tobytes()).decode(), "encoding": "base64"}
+    else:
+        encoded = {"buffer": buffer, "encoding": "binref"}
+    return {"object_type": "array", "shape": list(data.shape), "dtype": str(data.dtype), "data": encoded}
+
+
+def _write_sample(folder: Path, stem: str, time: int, binref: str | None = None) -> Path:
+    """A JSON+binref file: one base64 array and one binref array (into STEM.bin unless told otherwise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    points = POINTS + time
+    (folder / f"{stem}.bin").write_bytes(b"\0" * 8 + points.tobytes())
+    doc = {"name": stem, "time": time,
+           "mesh": {"object_type": "PasteurSurfaceMesh", "types": _array_object(np.full(4, 7, "i4")),
+                    "points": _array_object(points, binref or f"{stem}.bin:8")}}
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_import_a_file_with_a_name(tmp_path: Path) -> None:
+    db = tmp_path / "i.tdb"
+    src = _write_sample(tmp_path / "in", "step000", 7)
+    assert ok("import", db, src, "--name", "first").stdout.strip() == f"imported 'first' into {db}"
+    assert ok("import", db, src).stdout.strip() == f"imported 'step000' into {db}"
+    with tensordb.open(db, mode="r") as database:
+        assert sorted(database) == ["first", "step000"]
+        tree = database["first"]
+        assert tree["time"] == 7 and tree["/mesh/object_type"] == "PasteurSurfaceMesh"
+        np.testing.assert_array_equal(tree["/mesh/points"][...], POINTS + 7)
+        np.testing.assert_array_equal(tree["/mesh/types"][...], np.full(4, 7, "i4"))
+
+
+def test_import_of_a_bad_file_fails_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "i.tdb"
+    src = _write_sample(tmp_path / "in", "bad", 1, binref="bad.bin:5000")  # past the end of bad.bin
+    error = fails("import", db, src)
+    assert error.startswith(f"Error: {src}: /mesh/points: ") and "past the end of bad.bin" in error
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == 0
+    broken = tmp_path / "in" / "broken.json"
+    broken.write_text('{"a": [1, 2')
+    assert fails("import", db, broken).startswith(f"Error: {broken}: invalid JSON")
+    outside = _write_sample(tmp_path / "in", "outside", 1, binref="../secret.bin:0")
+    assert "'..'" in fails("import", db, outside)
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == 0
+
+
+def test_import_a_folder_with_good_and_bad_files(tmp_path: Path) -> None:
+    db = tmp_path / "i.tdb"
+    folder = tmp_path / "runs"
+    _write_sample(folder / "sim01", "step000", 0)
+    _write_sample(folder / "sim01", "step001", 1)
+    bad = _write_sample(folder / "sim02", "step000", 2, binref="step000.bin:1000000")
+    broken = folder / "broken.json"
+    broken.write_text("{nope")
+    (folder / "notes.txt").write_text("not imported: the pattern is **/*.json")
+    result = run("import", db, folder)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stdout.strip() == f"imported 2 of 4 file(s) into {db}"
+    errors = result.stderr.strip().splitlines()
+    assert errors[-1] == "Error: 2 of 4 file(s) failed to import (see above)"
+    failed = errors[:-1]
+    assert len(failed) == 2
+    assert failed[0].startswith(f"failed: {broken}: invalid JSON")
+    assert failed[1].startswith(f"failed: {bad}: /mesh/points: ")
+    with tensordb.open(db, mode="r") as database:
+        assert sorted(database) == ["sim01/step000", "sim01/step001"]
+        np.testing.assert_array_equal(database["sim01/step001"]["/mesh/points"][...], POINTS + 1)
+    # tree names with "/" resolve as addresses
+    assert json.loads(ok("show", db, "sim01/step001/time").stdout) == 1
+
+
+def test_import_pattern_and_argument_errors(tmp_path: Path) -> None:
+    db = tmp_path / "i.tdb"
+    folder = tmp_path / "runs"
+    _write_sample(folder / "sim01", "step000", 0)
+    _write_sample(folder / "sim02", "step000", 2)
+    result = ok("import", db, folder, "--pattern", "sim02/*.json")
+    assert result.stdout.strip() == f"imported 1 of 1 file(s) into {db}"
+    with tensordb.open(db, mode="r") as database:
+        assert list(database) == ["sim02/step000"]
+    assert fails("import", db, folder, "--name", "x") == (
+        "Error: --name applies to a single file, not to folders or several files")
+    missing = tmp_path / "nothing.json"
+    assert fails("import", db, missing) == f"Error: {missing}: no such file or folder"
+    assert "Missing argument 'SRC...'" in fails("import", db, code=2)
+
+
+def test_export_round_trips_through_import(tmp_path: Path) -> None:
+    db = tmp_path / "e.tdb"
+    ok("import", db, _write_sample(tmp_path / "in", "s", 3))
+    out = tmp_path / "out" / "s.json"
+    out.parent.mkdir()
+    assert ok("export", db, "s", out).stdout.strip() == f"exported s to {out}"
+    doc = json.loads(out.read_text())
+    assert doc["mesh"]["types"]["data"]["encoding"] == "base64"  # 16 bytes: inline
+    assert doc["mesh"]["points"]["data"] == {"buffer": "s.bin:0", "encoding": "binref"}
+    assert (tmp_path / "out" / "s.bin").read_bytes() == (POINTS + 3).tobytes()
+    ok("import", db, out, "--name", "again")
+    with tensordb.open(db, mode="r") as database:
+        assert database["again"]["/time"] == 3
+        np.testing.assert_array_equal(database["again"]["/mesh/points"][...], POINTS + 3)
+    sub = tmp_path / "out" / "mesh.json"
+    ok("export", db, "s/mesh", sub, "--inline-below", "100000")
+    mesh = json.loads(sub.read_text())
+    assert mesh["object_type"] == "PasteurSurfaceMesh" and mesh["points"]["data"]["encoding"] == "base64"
+    assert not (tmp_path / "out" / "mesh.bin").exists()
+
+
+def test_export_errors(tmp_path: Path, sample: Path) -> None:
+    out = tmp_path / "x.json"
+    assert fails("export", sample, "nope", out) == f"Error: {sample}: no tree named 'nope'"
+    assert fails("export", sample, "s1/nothing", out) == f"Error: {sample}: s1: /nothing: no such path"
+    assert "'--inline-below': -1 is not in the range" in fails("export", sample, "s1", out, "--inline-below", "-1",
+                                                             code=2)
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
+def test_fixture_import_export_keeps_structure_and_values(tmp_path: Path) -> None:
+    db = tmp_path / "f.tdb"
+    ok("import", db, FIXTURE)
+    out = tmp_path / "back.json"
+    ok("export", db, FIXTURE_TREE, out)
+    original = json.loads((FIXTURE / f"{FIXTURE_TREE}.json").read_text())
+    exported = json.loads(out.read_text())
+
+    def shape(doc: Any) -> Any:  # the structure, with arrays as (shape, dtype)
+        if isinstance(doc, dict) and doc.get("object_type") == "array":
+            return ("array", tuple(doc["shape"]), doc["dtype"])
+        if isinstance(doc, dict):
+            return {k: shape(v) for k, v in doc.items()}
+        return [shape(v) for v in doc] if isinstance(doc, list) else doc
+
+    assert shape(exported) == shape(original)
+    ok("import", db, out, "--name", "back")
+    with tensordb.open(db, mode="r") as database:
+        for _, path, array in database.glob("/**", trees=FIXTURE_TREE):
+            if isinstance(array, tensordb.Array):
+                np.testing.assert_array_equal(database["back"][path][...], array[...])
+
+
+# -- README ---------------------------------------------------------------------------------------
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+def test_readme_json_binref_section_follows_the_quickstart() -> None:
+    text = README.read_text()
+    assert text.index("## Quickstart") < text.index("## Coming from JSON+binref")
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
+def test_readme_json_binref_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every block of the section runs as written, from a repository root whose ../shared holds the fixture."""
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", _section("Coming from JSON+binref"), re.S)
+    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "bash"]
+    (tmp_path / "shared" / "fixtures").mkdir(parents=True)
+    (tmp_path / "shared" / "fixtures" / "seed-example").symlink_to(FIXTURE, target_is_directory=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    outputs: list[tuple[list[str], str]] = []
+    for lang, code in blocks:
+        if lang == "python":
+            exec(compile(code, "README JSON+binref", "exec"), {})
+            continue
+        for line in code.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            args = shlex.split(line)
+            assert args[0] == "tensordb", line
+            result = CliRunner().invoke(main, args[1:])
+            assert result.exit_code == 0, (line, result.output)
+            outputs.append((args[1:], result.stdout))
+
+    def output(command: str, option: str | None = None) -> str:
+        return next(out for args, out in outputs if args[0] == command and (option is None or option in args))
+
+    assert output("import").strip() == "imported 1 of 1 file(s) into samples.tdb"
+    assert FIXTURE_TREE in output("ls")
+    assert "points  array (4778, 3) float32" in output("tree")
+    assert table(output("sql")) == [[FIXTURE_TREE, "/0/time", "51"]]
+    assert "inlet/points[0:5,:]: (5, 3) float32" in output("show", "--slice")
+    assert _stats(output("show", "--stats"))["count"] == 4778
+    assert output("check").startswith("check: ok")
+    exported = json.loads(Path("sample037.json").read_text())
+    assert list(exported[0]["data"]) == ["outlet", "wall", "obstacle", "internal", "inflow"]  # the move
+    assert Path("sample037.bin").exists() and Path("share.tdb").exists()
+
+
+# -- real subprocesses ----------------------------------------------------------------------------
 
 
 def test_demo_in_a_real_subprocess(tmp_path: Path) -> None:

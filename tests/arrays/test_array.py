@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import tempfile
 import tracemalloc
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import expected_equals_numpy, orthogonal_keys, orthogonal_reference_get, orthogonal_reference_set
 
 import tensordb
 
@@ -44,112 +44,6 @@ def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dty
 # --------------------------------------------------------------------------- strategies
 
 
-@dataclass
-class AxisSel:
-    kind: str  # "int" | "slice" | "array" | "bool"
-    raw: Any  # what goes into the key
-    positions: np.ndarray  # selected positions along the axis, in output order
-
-
-def _full(n: int) -> AxisSel:
-    return AxisSel("slice", slice(None), np.arange(n, dtype=np.intp))
-
-
-@st.composite
-def axis_selectors(draw: st.DrawFn, n: int) -> AxisSel:
-    kinds = ["slice", "array", "bool"] + (["int"] if n > 0 else [])
-    kind = draw(st.sampled_from(kinds))
-    if kind == "int":
-        i = draw(st.integers(-n, n - 1))
-        raw = draw(st.sampled_from([i, np.int64(i), np.intp(i)]))
-        return AxisSel("int", raw, np.array([i % n], dtype=np.intp))
-    if kind == "slice":
-        bound = st.none() | st.integers(-n - 3, n + 3)
-        step = st.none() | st.integers(1, 4).flatmap(lambda s: st.sampled_from([s, -s]))
-        s = slice(draw(bound), draw(bound), draw(step))
-        return AxisSel("slice", s, np.arange(n, dtype=np.intp)[s])
-    if kind == "array":
-        if n == 0:
-            idx = np.empty(0, dtype=np.intp)
-        else:
-            values = draw(st.lists(st.integers(-n, n - 1), min_size=0, max_size=6))
-            idx = np.array(values, dtype=draw(st.sampled_from([np.intp, np.int32, np.int64])))
-        return AxisSel("array", idx, (idx.astype(np.intp) % max(n, 1)).astype(np.intp))
-    mask = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
-    return AxisSel("bool", mask, np.flatnonzero(mask).astype(np.intp))
-
-
-@dataclass
-class KeyCase:
-    key: Any
-    items: list[tuple[str, int]]  # ("axis", i) | ("ellipsis", -1) | ("none", -1)
-    axes: list[AxisSel]  # one per array axis (axes not named in the key: full slices)
-    ellipsis_axes: tuple[int, int]  # [a, b) axes covered by the ellipsis
-
-    @property
-    def final_shape(self) -> tuple[int, ...]:
-        out: list[int] = []
-        for what, i in self.items:
-            if what == "none":
-                out.append(1)
-            elif what == "ellipsis":
-                a, b = self.ellipsis_axes
-                out.extend(len(self.axes[j].positions) for j in range(a, b))
-            elif self.axes[i].kind != "int":
-                out.append(len(self.axes[i].positions))
-        # axes omitted at the end of the key are full slices
-        named = {i for what, i in self.items if what == "axis"}
-        a, b = self.ellipsis_axes
-        covered = named | set(range(a, b))
-        out.extend(len(self.axes[j].positions) for j in range(len(self.axes)) if j not in covered)
-        return tuple(out)
-
-    @property
-    def is_scalar(self) -> bool:
-        return all(w == "axis" for w, _ in self.items) and all(a.kind == "int" for a in self.axes)
-
-    @property
-    def n_arrays(self) -> int:
-        return sum(a.kind in ("array", "bool") for a in self.axes)
-
-    @property
-    def n_ints(self) -> int:
-        return sum(a.kind == "int" for a in self.axes)
-
-
-@st.composite
-def keys_for(draw: st.DrawFn, shape: tuple[int, ...]) -> KeyCase:
-    ndim = len(shape)
-    axes = [draw(axis_selectors(n)) for n in shape]
-    items: list[tuple[str, int]] = [("axis", i) for i in range(ndim)]
-    ellipsis_axes = (0, 0)
-    mode = draw(st.sampled_from(["plain", "ellipsis", "trailing"]))
-    if mode == "ellipsis":
-        a = draw(st.integers(0, ndim))
-        b = draw(st.integers(a, ndim))
-        for j in range(a, b):
-            axes[j] = _full(shape[j])
-        items = items[:a] + [("ellipsis", -1)] + items[b:]
-        ellipsis_axes = (a, b)
-    elif mode == "trailing":
-        k = draw(st.integers(0, ndim))
-        for j in range(k, ndim):
-            axes[j] = _full(shape[j])
-        items = items[:k]
-        ellipsis_axes = (k, k)  # nothing covered by an ellipsis; omitted axes handled in final_shape
-    for _ in range(draw(st.integers(0, 2))):
-        items.insert(draw(st.integers(0, len(items))), ("none", -1))
-    parts: list[Any] = []
-    for what, i in items:
-        parts.append(axes[i].raw if what == "axis" else (Ellipsis if what == "ellipsis" else None))
-    key: Any = tuple(parts)
-    if len(parts) == 1 and draw(st.booleans()):
-        key = parts[0]
-    if mode == "trailing":
-        ellipsis_axes = (0, 0)
-    return KeyCase(key, items, axes, ellipsis_axes)
-
-
 @st.composite
 def array_specs(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], np.dtype, int]:
     ndim = draw(st.integers(0, 3))
@@ -161,37 +55,7 @@ def array_specs(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], np.d
     return shape, chunks, dtype, seed
 
 
-# --------------------------------------------------------------------------- reference
-
-
-def reference_get(arr: np.ndarray, case: KeyCase) -> Any:
-    """Apply each axis selector one after another (orthogonal indexing), then add None axes."""
-    ref: Any = arr
-    for ax in reversed(range(arr.ndim)):  # last axis first: earlier axis numbers stay valid
-        sel = case.axes[ax]
-        if sel.kind == "int":
-            ref = np.take(ref, int(sel.raw), axis=ax)
-        elif sel.kind == "slice":
-            ref = np.asarray(ref)[(slice(None),) * ax + (sel.raw,)]
-        elif sel.kind == "array":
-            ref = np.take(ref, sel.raw, axis=ax)
-        else:
-            ref = np.compress(sel.raw, ref, axis=ax)
-    if case.is_scalar:
-        return arr[()] if arr.ndim == 0 else ref
-    return np.asarray(ref, dtype=arr.dtype).reshape(case.final_shape)
-
-
-def reference_set(arr: np.ndarray, case: KeyCase, values: np.ndarray) -> np.ndarray:
-    """numpy doing the same orthogonal assignment (duplicate indices: the last one wins)."""
-    expected = arr.copy()
-    positions = [a.positions for a in case.axes]
-    block = np.broadcast_to(values, case.final_shape).reshape(tuple(len(p) for p in positions))
-    if arr.ndim == 0:
-        expected[()] = block.reshape(())
-    else:
-        expected[np.ix_(*positions)] = block
-    return expected
+# --------------------------------------------------------------------------- helpers
 
 
 def assert_exactly(result: Any, expected: Any, stored: np.dtype) -> None:
@@ -232,15 +96,12 @@ def test_slicing_matches_numpy(spec: Any, data: st.DataObject) -> None:
             handle = tree["/a"]
             assert handle.shape == shape and handle.dtype == dtype and handle.chunks == chunks
             for _ in range(data.draw(st.integers(1, 4), label="n_keys")):
-                case = data.draw(keys_for(shape), label="key")
+                case = data.draw(orthogonal_keys(shape), label="key")
                 result = handle[case.key]
-                expected = reference_get(arr, case)
+                expected = orthogonal_reference_get(arr, case)
                 assert_exactly(result, expected, dtype)
-                if case.n_arrays <= 1 and case.n_ints == 0:
-                    # a single index array and no ints: orthogonal == numpy's own indexing
-                    own = arr[case.key]
-                    assert_exactly(result, own, dtype)
-                elif case.n_arrays == 0:
+                if expected_equals_numpy(case):
+                    # no index array, or a single one and no ints: orthogonal == numpy's own indexing
                     assert_exactly(result, arr[case.key], dtype)
         finally:
             db.close()
@@ -254,13 +115,13 @@ def test_writing_matches_numpy(spec: Any, data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db, tree = _open_tree(tmp, arr, chunks)
         try:
-            case = data.draw(keys_for(shape), label="key")
+            case = data.draw(orthogonal_keys(shape), label="key")
             if data.draw(st.booleans(), label="scalar value"):
                 values: Any = random_array(rng, (), dtype)[()]
             else:
                 values = random_array(rng, case.final_shape, dtype)
             tree["/a"][case.key] = values
-            expected = reference_set(arr, case, np.asarray(values, dtype=dtype))
+            expected = orthogonal_reference_set(arr, case, np.asarray(values, dtype=dtype))
             whole = tree["/a"][...]
             assert_exactly(whole, expected, dtype)
             assert_exactly(np.asarray(tree["/a"]), expected, dtype)

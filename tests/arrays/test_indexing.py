@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
@@ -12,6 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import (
+    AxisSelector,
+    OrthogonalKey,
+    expected_equals_numpy,
+    orthogonal_keys,
+    orthogonal_reference_get,
+    orthogonal_reference_set,
+)
 
 from tensordb.arrays.indexing import (
     ChunkProjection,
@@ -32,130 +39,22 @@ MAX_ELEMENTS = 1500  # keeps the number of chunks (and the test time) bounded
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class AxisSel:
-    """One axis's selector as put in the key, with what it means for the reference."""
-
-    kind: str  # "int", "slice", "array", "bool"
-    raw: Any  # the object placed in the key
-    positions: np.ndarray  # selected positions along the axis, in output order
-
-
-@dataclass
-class Case:
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    key: Any
-    items: list[tuple[str, Any]]  # ("axis", AxisSel) | ("ellipsis", n_axes) | ("none", None)
-    axes: list[AxisSel]  # one per array axis (axes not named in the key are full slices)
-
-    @property
-    def n_arrays(self) -> int:
-        return sum(a.kind in ("array", "bool") for a in self.axes)
-
-    @property
-    def n_ints(self) -> int:
-        return sum(a.kind == "int" for a in self.axes)
-
-    def axes_positions(self) -> list[np.ndarray]:
-        return [ax.positions.astype(np.intp) for ax in self.axes]
-
-
-def _full(n: int) -> AxisSel:
-    return AxisSel("slice", slice(None), np.arange(n))
-
-
 @st.composite
-def axis_selectors(draw: st.DrawFn, n: int) -> AxisSel:
-    kinds = ["slice", "array", "bool"] + (["int"] if n > 0 else [])
-    kind = draw(st.sampled_from(kinds))
-    if kind == "int":
-        i = draw(st.integers(-n, n - 1))
-        return AxisSel(
-            "int", draw(st.sampled_from([i, np.int64(i), np.intp(i)])), np.array([i % n])
-        )
-    if kind == "slice":
-        bound = st.none() | st.integers(-n - 3, n + 3)
-        step = st.none() | st.integers(1, 8).flatmap(lambda s: st.sampled_from([s, -s]))
-        s = slice(draw(bound), draw(bound), draw(step))
-        return AxisSel("slice", s, np.arange(n)[s])
-    if kind == "array":
-        values = draw(st.lists(st.integers(-n, n - 1), max_size=8) if n else st.just([]))
-        if draw(st.booleans()):
-            values.sort(key=lambda v: v % n)
-        as_list = draw(st.booleans())
-        raw = (
-            list(values)
-            if as_list
-            else np.array(values, dtype=draw(st.sampled_from([np.intp, np.int32])))
-        )
-        return AxisSel("array", raw, np.array([v % n for v in values], dtype=np.intp))
-    mask = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    raw = list(mask) if draw(st.booleans()) and n > 0 else np.array(mask, dtype=bool)
-    return AxisSel("bool", raw, np.flatnonzero(np.array(mask, dtype=bool)))
-
-
-@st.composite
-def cases(draw: st.DrawFn) -> Case:
+def cases(draw: st.DrawFn) -> tuple[tuple[int, ...], OrthogonalKey]:
+    """A chunk shape and a key (from the shared orthogonal key strategy) for a small array."""
     ndim = draw(st.integers(0, 4))
     shape: list[int] = []
     for _ in range(ndim):
         # Each dim stays in 0..12, capped so the whole array stays small.
         cap = min(12, MAX_ELEMENTS // max(1, math.prod(shape)))
         shape.append(draw(st.integers(0, cap)))
-    chunks = [draw(st.integers(1, 7)) for _ in range(ndim)]
-    axes = [draw(axis_selectors(n)) for n in shape]
-
-    items: list[tuple[str, Any]]
-    if draw(st.booleans()):
-        e0 = draw(st.integers(0, ndim))
-        e1 = draw(st.integers(e0, ndim))
-        for i in range(e0, e1):
-            axes[i] = _full(shape[i])
-        items = [("axis", a) for a in axes[:e0]] + [("ellipsis", e1 - e0)]
-        items += [("axis", a) for a in axes[e1:]]
-    else:
-        t = draw(st.integers(0, ndim))
-        for i in range(t, ndim):
-            axes[i] = _full(shape[i])
-        items = [("axis", a) for a in axes[:t]]
-    for _ in range(draw(st.integers(0, 2))):
-        items.insert(draw(st.integers(0, len(items))), ("none", None))
-
-    raw_items = [
-        a.raw if kind == "axis" else (Ellipsis if kind == "ellipsis" else None) for kind, a in items
-    ]
-    key: Any = tuple(raw_items)
-    if len(raw_items) == 1 and draw(st.booleans()):
-        key = raw_items[0]  # a bare (non-tuple) key
-    return Case(tuple(shape), tuple(chunks), key, items, axes)
+    chunks = tuple(draw(st.integers(1, 7)) for _ in range(ndim))
+    return chunks, draw(orthogonal_keys(tuple(shape)))
 
 
 # ---------------------------------------------------------------------------
-# References and helpers
+# Helpers
 # ---------------------------------------------------------------------------
-
-
-def reference_get(a: np.ndarray, case: Case) -> Any:
-    """Apply each axis's selector one after the other (orthogonal by construction)."""
-    res: Any = a
-    pos = 0
-    for kind, ax in case.items:
-        if kind == "none":
-            res = np.expand_dims(res, pos)
-            pos += 1
-        elif kind == "ellipsis":
-            pos += ax
-        elif ax.kind == "int":
-            res = res[(slice(None),) * pos + (ax.raw,)]
-        elif ax.kind == "slice":
-            res = res[(slice(None),) * pos + (ax.raw,)]
-            pos += 1
-        else:
-            dtype = bool if ax.kind == "bool" else np.intp
-            res = res[(slice(None),) * pos + (np.asarray(ax.raw, dtype=dtype),)]
-            pos += 1
-    return res
 
 
 def split_chunks(a: np.ndarray, chunks: tuple[int, ...]) -> dict[tuple[int, ...], np.ndarray]:
@@ -190,12 +89,14 @@ def read(sel: Selection, store: dict[tuple[int, ...], np.ndarray]) -> Any:
     return result
 
 
-def check_projection_structure(sel: Selection, case: Case, projs: list[ChunkProjection]) -> None:
+def check_projection_structure(
+    sel: Selection, case: OrthogonalKey, chunks: tuple[int, ...], projs: list[ChunkProjection]
+) -> None:
     ndim = len(case.shape)
     coords = [p.coords for p in projs]
     assert coords == sorted(coords), "projections must come in C order of coords"
     assert len(set(coords)) == len(coords)
-    touched = [sorted({int(i) // c for i in ax.positions}) for ax, c in zip(case.axes, case.chunks)]
+    touched = [sorted({int(i) // c for i in ax.positions}) for ax, c in zip(case.axes, chunks)]
     assert coords == list(product(*touched))
     selected = [set(ax.positions.tolist()) for ax in case.axes]
     for p in projs:
@@ -207,7 +108,7 @@ def check_projection_structure(sel: Selection, case: Case, projs: list[ChunkProj
                 assert s.ndim == 1 and s.dtype == np.intp
         for s in p.out_sel:
             assert isinstance(s, (slice, np.ndarray))
-        region = chunk_region(p.coords, case.shape, case.chunks)
+        region = chunk_region(p.coords, case.shape, chunks)
         full = all(set(range(r.start, r.stop)) <= sel_ax for r, sel_ax in zip(region, selected))
         assert p.complete == full, (p, region)
 
@@ -219,27 +120,30 @@ def check_projection_structure(sel: Selection, case: Case, projs: list[ChunkProj
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
-def test_read_matches_numpy(case: Case) -> None:
+def test_read_matches_numpy(chunks_case: tuple[tuple[int, ...], OrthogonalKey]) -> None:
+    chunks, case = chunks_case
     a = np.arange(math.prod(case.shape), dtype=np.int64).reshape(case.shape)
-    sel = Selection(case.key, case.shape, case.chunks)
-    expected = reference_get(a, case)
+    sel = Selection(case.key, case.shape, chunks)
+    expected = orthogonal_reference_get(a, case)
 
     assert sel.shape == case.shape
-    assert sel.final_shape == np.shape(expected)
+    assert sel.final_shape == np.shape(expected) == case.final_shape
     assert sel.out_shape == tuple(len(ax.positions) for ax in case.axes if ax.kind != "int")
     assert math.prod(sel.out_shape) == math.prod(sel.final_shape)
+    assert sel.is_scalar == case.is_scalar
 
     projs = list(sel.projections())
     assert sel.nchunks() == len(projs)
     if math.prod(sel.out_shape) == 0:
         assert projs == []
-    check_projection_structure(sel, case, projs)
+    check_projection_structure(sel, case, chunks, projs)
 
-    got = read(sel, split_chunks(a, case.chunks))
+    got = read(sel, split_chunks(a, chunks))
     assert np.shape(got) == np.shape(expected)
+    assert isinstance(got, np.generic) == isinstance(expected, np.generic)
     np.testing.assert_array_equal(got, expected)
 
-    if case.n_arrays == 0 or (case.n_arrays == 1 and case.n_ints == 0):
+    if expected_equals_numpy(case):
         plain = a[case.key]
         np.testing.assert_array_equal(got, plain)
         assert np.shape(got) == np.shape(plain)
@@ -249,9 +153,11 @@ def test_read_matches_numpy(case: Case) -> None:
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.booleans())
-def test_write_matches_numpy(case: Case, scalar_value: bool) -> None:
+def test_write_matches_numpy(chunks_case: tuple[tuple[int, ...], OrthogonalKey], scalar_value: bool) -> None:
+    chunks, case = chunks_case
     a = np.arange(math.prod(case.shape), dtype=np.int64).reshape(case.shape)
-    sel = Selection(case.key, case.shape, case.chunks)
+    sel = Selection(case.key, case.shape, chunks)
+    assert sel.final_shape == case.final_shape
     v: Any = (
         7777
         if scalar_value
@@ -259,13 +165,13 @@ def test_write_matches_numpy(case: Case, scalar_value: bool) -> None:
     )
 
     # Through the chunks, as the writer in the module docstring does.
-    before = split_chunks(a, case.chunks)
+    before = split_chunks(a, chunks)
     store = {coords: chunk.copy() for coords, chunk in before.items()}
     value = np.broadcast_to(np.asarray(v, np.int64), sel.final_shape).reshape(sel.out_shape)
     written = set()
     for p in sel.projections():
         if p.complete:
-            chunk = np.full(case.chunks, SENTINEL, dtype=np.int64)  # the old chunk is not read
+            chunk = np.full(chunks, SENTINEL, dtype=np.int64)  # the old chunk is not read
         else:
             chunk = store[p.coords].copy()
         orthogonal_set(chunk, p.chunk_sel, orthogonal_get(value, p.out_sel))
@@ -273,75 +179,64 @@ def test_write_matches_numpy(case: Case, scalar_value: bool) -> None:
         written.add(p.coords)
 
     # numpy doing the same orthogonal assignment.
-    expected = a.copy()
-    ix_shape = tuple(len(ax.positions) for ax in case.axes)
-    expected[np.ix_(*case.axes_positions())] = value.reshape(ix_shape) if ix_shape else value
+    expected = orthogonal_reference_set(a, case, v)
 
     for coords, chunk in store.items():
-        pad = np.ones(case.chunks, dtype=bool)
-        pad[chunk_valid_sel(coords, case.shape, case.chunks)] = False
+        pad = np.ones(chunks, dtype=bool)
+        pad[chunk_valid_sel(coords, case.shape, chunks)] = False
         assert (chunk[pad] == SENTINEL).all(), f"padding of chunk {coords} was touched"
-    np.testing.assert_array_equal(assemble(store, case.shape, case.chunks), expected)
+    np.testing.assert_array_equal(assemble(store, case.shape, chunks), expected)
     # Chunks not written must hold exactly what they held before.
     changed = {
         coords
-        for coords, chunk in split_chunks(expected, case.chunks).items()
+        for coords, chunk in split_chunks(expected, chunks).items()
         if not np.array_equal(chunk, before[coords])
     }
     assert changed <= written
 
 
 @st.composite
-def arrays_and_selectors(
-    draw: st.DrawFn,
-) -> tuple[np.ndarray, tuple[Any, ...], list[np.ndarray | None]]:
+def arrays_and_selectors(draw: st.DrawFn) -> tuple[np.ndarray, tuple[Any, ...], OrthogonalKey]:
+    """Per-chunk style selectors for orthogonal_get/set: one per axis, each a non-negative int,
+    a slice with a positive step or an intp array."""
     ndim = draw(st.integers(0, 4))
     shape = tuple(draw(st.integers(0, 5)) for _ in range(ndim))
-    sel: list[Any] = []
-    positions: list[np.ndarray | None] = []
+    axes: list[AxisSelector] = []
     for n in shape:
         kind = draw(st.sampled_from(["slice", "array"] + (["int"] if n else [])))
         if kind == "int":
             i = draw(st.integers(0, n - 1))
-            sel.append(i)
-            positions.append(None)
+            axes.append(AxisSelector("int", i, np.array([i], dtype=np.intp)))
         elif kind == "slice":
             s = slice(draw(st.integers(0, n)), draw(st.integers(0, n)), draw(st.integers(1, 3)))
-            sel.append(s)
-            positions.append(np.arange(n)[s])
+            axes.append(AxisSelector("slice", s, np.arange(n, dtype=np.intp)[s]))
         else:
             idx = np.array(
                 draw(st.lists(st.integers(0, n - 1), max_size=6)) if n else [], dtype=np.intp
             )
-            sel.append(idx)
-            positions.append(idx)
+            axes.append(AxisSelector("array", idx, idx))
+    sel = tuple(ax.raw for ax in axes)
+    case = OrthogonalKey(shape, sel, [("axis", 0)] * ndim, axes)
     a = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
-    return a, tuple(sel), positions
+    return a, sel, case
 
 
 @settings(max_examples=300, deadline=None)
 @given(arrays_and_selectors())
-def test_orthogonal_get_set(
-    data: tuple[np.ndarray, tuple[Any, ...], list[np.ndarray | None]],
-) -> None:
-    a, sel, positions = data
-    full = [np.array([s]) if p is None else p for s, p in zip(sel, positions)]
-    ref_shape = tuple(len(p) for p in positions if p is not None)
-    expected = a[np.ix_(*full)].reshape(ref_shape) if full else a
+def test_orthogonal_get_set(data: tuple[np.ndarray, tuple[Any, ...], OrthogonalKey]) -> None:
+    a, sel, case = data
+    ref_shape = case.final_shape
+    assert ref_shape == tuple(len(ax.positions) for ax in case.axes if ax.kind != "int")
+    expected = orthogonal_reference_get(a, case)
     got = orthogonal_get(a, sel)
-    assert isinstance(got, np.ndarray)
+    assert isinstance(got, np.ndarray)  # 0-d, not a scalar, when every axis is int-indexed
     assert got.shape == ref_shape
     np.testing.assert_array_equal(got, expected)
 
     value = -1 - np.arange(math.prod(ref_shape), dtype=np.int64).reshape(ref_shape)
     b = a.copy()
     orthogonal_set(b, sel, value)
-    ref = a.copy()
-    if full:
-        ref[np.ix_(*full)] = value.reshape(tuple(len(f) for f in full))
-    else:
-        ref[()] = value
-    np.testing.assert_array_equal(b, ref)
+    np.testing.assert_array_equal(b, orthogonal_reference_set(a, case, value))
 
 
 # ---------------------------------------------------------------------------
