@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import apsw
+import apsw.ext
 
 from . import maintenance
 from .arrays import array as array_module
@@ -265,18 +266,24 @@ class Database(MutableMapping[str, Tree]):
 # -- read-only SQL -------------------------------------------------------------------
 
 _ALLOWED_ACTIONS = {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
+# Pragmas whose argument names what to describe (never a value to set).
+_DESCRIBE_PRAGMAS = {
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list", "table_list",
+}
+# Pragmas that only read when called without an argument.
 _READ_PRAGMAS = {
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "table_list", "user_version", "application_id", "page_count", "page_size", "freelist_count",
-    "compile_options", "function_list", "pragma_list", "collation_list", "data_version",
+    "user_version", "application_id", "page_count", "page_size", "freelist_count", "compile_options",
+    "function_list", "pragma_list", "collation_list", "data_version", "module_list", "database_list",
 }
 
 
 def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
     if action in _ALLOWED_ACTIONS:
         return apsw.SQLITE_OK
-    if action == apsw.SQLITE_PRAGMA and p2 is None and (p1 or "").lower() in _READ_PRAGMAS:
-        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_PRAGMA:
+        name = (p1 or "").lower()
+        if name in _DESCRIBE_PRAGMAS or (p2 is None and name in _READ_PRAGMAS):
+            return apsw.SQLITE_OK
     return apsw.SQLITE_DENY
 
 
@@ -290,6 +297,11 @@ class SQLResult:
         self._conn = conn.conn
         self._cursor: apsw.Cursor | None = None
         with self._guard():
+            details = apsw.ext.query_info(self._conn, query, params or None)
+            if details.query_remaining and details.query_remaining.strip(" \t\r\n;"):
+                raise TensorDBError(f"{db.filename}: db.sql() runs one statement at a time")
+            if not details.is_readonly:
+                raise ReadOnlyError(f"{db.filename}: db.sql() runs read-only queries only")
             self._cursor = self._conn.cursor()
             self._rows = self._cursor.execute(query, params)
             self.columns = self._columns()

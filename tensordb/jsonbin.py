@@ -566,7 +566,7 @@ def export_tree(
             out = _export_value(value, writer, inline_below)
         finally:
             writer.close()
-        fd, json_tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(json_path) + ".", suffix=".tmp")
+        fd, json_tmp = _temp_file(folder, os.path.basename(json_path))
         temps.append(json_tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=4)
@@ -582,6 +582,15 @@ def export_tree(
                 os.remove(tmp)
 
 
+def _temp_file(folder: str, name: str) -> tuple[int, str]:
+    """A new hidden temporary file next to ``name``, with the permissions a plain open() would give."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + name + ".", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; exports are ordinary files
+    return fd, tmp
+
+
 class _BinWriter:
     """Appends arrays to the temporary ``.bin`` file (created on first use)."""
 
@@ -595,7 +604,7 @@ class _BinWriter:
 
     def _open(self) -> IO[bytes]:
         if self.file is None:
-            fd, self.tmp_path = tempfile.mkstemp(dir=self.folder, prefix="." + self.bin_name + ".", suffix=".tmp")
+            fd, self.tmp_path = _temp_file(self.folder, self.bin_name)
             self.temps.append(self.tmp_path)
             self.file = os.fdopen(fd, "wb")
         return self.file

@@ -587,3 +587,20 @@ def test_ints_beyond_float_range_round_trip(tmp_path: Path) -> None:
         assert db["t"].load() == {"v": huge}
         rows = db.sql("SELECT value FROM nodes WHERE tree = 't' AND kind = 'int' ORDER BY idx").fetchall()
         assert [r[0] for r in rows] == [float("inf"), float("-inf"), float(2**64), float(-(2**63) - 1)]
+
+
+def test_sql_runs_one_statement_and_allows_describing_pragmas(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "q.tdb") as db:
+        db["a"] = {"time": 51}
+        with pytest.raises(tensordb.TensorDBError, match="one statement"):
+            db.sql("SELECT 1 AS a; SELECT 2 AS b, 3 AS c")
+        columns = [r[1] for r in db.sql("PRAGMA table_info(nodes)")]
+        assert columns == ["tree", "path", "parent_path", "key", "idx", "kind", "value", "array_id"]
+        assert [r[0] for r in db.sql("SELECT name FROM pragma_table_info('arrays')")][:2] == ["array_id", "dtype"]
+        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+        for write in ("PRAGMA user_version = 5", "VACUUM INTO 'copy.tdb'", "PRAGMA journal_mode = DELETE"):
+            with pytest.raises(tensordb.ReadOnlyError):
+                db.sql(write)
+        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+        assert not (tmp_path / "copy.tdb").exists()
+        assert db.check().ok

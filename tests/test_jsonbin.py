@@ -579,3 +579,13 @@ def test_many_medium_binref_arrays(tmp_path: Path) -> None:
         for i in range(n):
             np.testing.assert_array_equal(tree[f"a{i}"][...], np.arange(i * count, (i + 1) * count, dtype="f4"))
         assert tree["last"].load() == [1, 2]
+
+
+def test_exported_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        export_tree({"a": np.zeros(1000)}, tmp_path / "perm.json")
+    finally:
+        os.umask(old)
+    for name in ("perm.json", "perm.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
