@@ -9,6 +9,7 @@ references).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,14 @@ class ArrayIdRef:
     array_id: int
 
 
-class SubtreeHandle:
+class SubtreeHandle(ABC):
     """Base of handles (Node, Tree) that can be assigned elsewhere by reference."""
 
+    __slots__ = ()
+
+    @abstractmethod
     def _subtree_ref(self) -> tuple[Any, int, str]:
         """(database, tree id, path) of the subtree this handle designates."""
-        raise NotImplementedError
 
 
 def _nbytes(text: str) -> int:
