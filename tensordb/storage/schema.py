@@ -67,6 +67,7 @@ CREATE TABLE node(
     array_id  INTEGER REFERENCES array(array_id)
 );
 CREATE UNIQUE INDEX node_by_path ON node(tree_id, path);
+CREATE INDEX node_by_path_across_trees ON node(path);
 CREATE INDEX node_by_parent ON node(parent_id, pos);
 CREATE INDEX node_by_array ON node(array_id) WHERE array_id IS NOT NULL;
 CREATE INDEX node_by_key_value ON node(key, value);
