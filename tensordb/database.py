@@ -26,6 +26,7 @@ from .arrays.array import ArrayStore
 from .errors import PathNotFoundError, ReadOnlyError, TensorDBError, context
 from .storage.chunks import Counters
 from .storage.store import Store
+from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Tree, TreeOps
 
 __all__ = ["Database", "open", "SQLResult"]
@@ -203,12 +204,10 @@ class Database(MutableMapping[str, Tree]):
         >>> for name, path, points in db.glob("/data/*/points", trees="bm01-*"): ...
         """
         sql, params, exact = _glob_sql(pattern, trees)
-        rows = self._store.conn.execute(sql, params).fetchall()
-        for tree_name, node_id, path in rows:
-            if not exact.fullmatch(path):
-                continue
-            row = self._ops.nodes.row(node_id)
-            if row is not None:
+        rows = self._store.conn.execute(sql, params).fetchall()  # one snapshot; values built lazily
+        for tree_name, *columns in rows:
+            row = NodeRow(*columns)
+            if exact.fullmatch(row.path):
                 yield tree_name, row.path, self._ops.value_of(row)
 
     # -- maintenance -------------------------------------------------------------------
@@ -372,16 +371,22 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re
             regex += "/" + "[^/]*".join(re.escape(p) for p in seg.split("*"))
     literal = re.sub(r"([\[\]?])", r"[\1]", pattern)  # GLOB treats [ ] ? specially
     path_glob = literal.replace("/**", "*")
-    where = ["n.path GLOB ?"]
-    params: list[Any] = [path_glob]
+    params: list[Any] = [pattern if "*" not in pattern else path_glob]
+    # no wildcard: one path, an equality on the path index
+    where = ["n.path = ?" if "*" not in pattern else "n.path GLOB ?"]
     if "**" not in segments:
         where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
         params.append(len(segments))
+    last = segments[-1] if segments else "**"
+    if "*" in pattern and "*" not in last and not last.isdigit():  # a literal dict key: the (key, value) index finds it
+        where.append("n.key = ?")
+        params.append(last.replace("~1", "/").replace("~0", "~"))
     if trees is not None:
         where.append("t.name GLOB ?")
         params.append(trees)
     sql = (
-        "SELECT t.name, n.node_id, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
+        f"SELECT t.name, {', '.join('n.' + c for c in NODE_COLUMNS.split(', '))} "
+        "FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
         + " AND ".join(where)
         + " ORDER BY t.tree_id, n.path"
     )
