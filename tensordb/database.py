@@ -11,6 +11,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterator, MutableMapping
@@ -286,6 +287,19 @@ def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None
     return apsw.SQLITE_DENY
 
 
+_SQL_BATCH = 1024
+
+
+def _has_statement(conn: apsw.Connection, sql: str) -> bool:
+    """Whether ``sql`` holds anything but blanks, semicolons and comments."""
+    while sql:
+        details = apsw.ext.query_info(conn, sql)
+        if details.has_vdbe:
+            return True
+        sql = details.query_remaining or ""
+    return False
+
+
 class SQLResult:
     """Rows of a read-only query, streamed. ``columns`` names them; iterate for tuples."""
 
@@ -297,7 +311,7 @@ class SQLResult:
         self._cursor: apsw.Cursor | None = None
         with self._guard():
             details = apsw.ext.query_info(self._conn, query, params or None)
-            if details.query_remaining and details.query_remaining.strip(" \t\r\n;"):
+            if details.query_remaining and _has_statement(self._conn, details.query_remaining):
                 raise TensorDBError(f"{db.filename}: db.sql() runs one statement at a time")
             if not details.is_readonly:
                 raise ReadOnlyError(f"{db.filename}: db.sql() runs read-only queries only")
@@ -315,13 +329,14 @@ class SQLResult:
         return _ReadOnlyGuard(self._conn, self._db.filename)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        # The authorizer is consulted when a statement is prepared, which can
+        # happen while stepping: guard each batch, not each row.
         while True:
             with self._guard():
-                try:
-                    row = next(self._rows)
-                except StopIteration:
-                    return
-            yield tuple(row)
+                batch = list(itertools.islice(self._rows, _SQL_BATCH))
+            yield from batch
+            if len(batch) < _SQL_BATCH:
+                return
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return list(self)
@@ -369,11 +384,23 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re
             regex += "(?:/[^/]*)*"
         else:
             regex += "/" + "[^/]*".join(re.escape(p) for p in seg.split("*"))
+    params: list[Any]
     literal = re.sub(r"([\[\]?])", r"[\1]", pattern)  # GLOB treats [ ] ? specially
     path_glob = literal.replace("/**", "*")
-    params: list[Any] = [pattern if "*" not in pattern else path_glob]
-    # no wildcard: one path, an equality on the path index
-    where = ["n.path = ?" if "*" not in pattern else "n.path GLOB ?"]
+    if "*" not in pattern:  # no wildcard: one path, an equality on the path index
+        where, params = ["n.path = ?"], [pattern]
+    else:
+        # The literal prefix is an index range (byte comparisons). GLOB only narrows
+        # further: SQLite's text functions stop at a NUL, so paths holding one are
+        # left to the exact match in Python.
+        prefix = pattern[: pattern.index("*")]
+        if pattern[len(prefix):].startswith("**") and prefix.endswith("/"):
+            prefix = prefix[:-1]  # "**" also matches zero segments: the node itself
+        where = ["(n.path GLOB ? OR instr(CAST(n.path AS BLOB), x'00') > 0)"]
+        params = [path_glob]
+        if prefix:
+            where.append("n.path >= ? AND n.path < ?")
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
     if "**" not in segments:
         where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
         params.append(len(segments))

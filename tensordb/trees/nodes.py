@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,8 +31,9 @@ _IN_SUBTREE = "(path = ? OR (path >= ? AND path < ?))"
 _SCRATCH = "\x01"
 
 
-@dataclass(frozen=True)
-class NodeRow:
+class NodeRow(NamedTuple):
+    """One row of the node table (a tuple: built for every row a query returns)."""
+
     node_id: int
     tree_id: int
     parent_id: Any
