@@ -114,34 +114,29 @@ class Codec:
         )
 
     def decode(self, stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:
-        """Decompress one chunk, refusing any buffer whose header disagrees with what we expect.
+        """Decompress one chunk into ``out`` (or a new bytearray), refusing a header that disagrees.
 
-        The declared sizes are checked *before* any allocation so a damaged or
+        The declared sizes are checked *before* any allocation, so a damaged or
         hostile buffer can never make us allocate more than ``expected_size``.
         """
-        return decode_blosc(stored, expected_size, out)
-
-
-def decode_blosc(stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:
-    """Decompress a Blosc2 buffer into ``out`` (or a new bytearray) after validating its header."""
-    if len(stored) < 16:
-        raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
-    try:
-        nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(stored)
-    except Exception as exc:  # blosc2 raises assorted types on garbage
-        raise CorruptionError(f"unreadable compressed chunk header: {exc}") from None
-    if nbytes != expected_size or cbytes != len(stored):
-        raise CorruptionError(
-            f"compressed chunk header says {nbytes} bytes from {cbytes}, "
-            f"expected {expected_size} bytes from {len(stored)}"
-        )
-    if out is None:
-        out = bytearray(expected_size)
-    try:
-        blosc2.decompress2(stored, dst=out)
-    except Exception as exc:
-        raise CorruptionError(f"chunk does not decompress: {exc}") from None
-    return out
+        if len(stored) < 16:
+            raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
+        try:
+            nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(stored)
+        except Exception as exc:  # blosc2 raises assorted types on garbage
+            raise CorruptionError(f"unreadable compressed chunk header: {exc}") from None
+        if nbytes != expected_size or cbytes != len(stored):
+            raise CorruptionError(
+                f"compressed chunk header says {nbytes} bytes from {cbytes}, "
+                f"expected {expected_size} bytes from {len(stored)}"
+            )
+        if out is None:
+            out = bytearray(expected_size)
+        try:
+            blosc2.decompress2(stored, dst=out)
+        except Exception as exc:
+            raise CorruptionError(f"chunk does not decompress: {exc}") from None
+        return out
 
 
 def _blosc_typesize(typesize: int) -> int:

@@ -13,7 +13,7 @@ arrays' shapes or trees: a chunk is bytes with a reference count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import blake3
@@ -46,10 +46,9 @@ class Counters:
     chunks_deduplicated: int = 0
     pack_bytes_written: int = 0
     pack_reads: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if k != "extra"}
+        return dict(vars(self))
 
 
 def content_key(fingerprint: bytes, raw: Any) -> bytes:
