@@ -27,7 +27,7 @@ from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
 from ..storage.store import Store
 from . import grid as g
 from .dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
-from .indexing import Selection, chunk_valid_sel, grid_shape, orthogonal_get, orthogonal_set
+from .indexing import Selection, chunk_region, chunk_valid_sel, grid_shape, orthogonal_get, orthogonal_set
 
 __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
 
@@ -224,10 +224,7 @@ class ArrayStore:
     def write_array(self, meta: ArrayMeta, data: np.ndarray[Any, Any]) -> None:
         """Write a whole array chunk by chunk (the source may be a memmap larger than memory)."""
         for coords in g.iter_grid(meta.grid):
-            region = tuple(
-                slice(c * n, min((c + 1) * n, s)) for c, n, s in zip(coords, meta.chunks, meta.shape)
-            )
-            block = data[region + (Ellipsis,)]  # an array even when 0-d
+            block = data[chunk_region(coords, meta.shape, meta.chunks) + (Ellipsis,)]  # an array even when 0-d
             if block.shape == meta.chunks:
                 chunk = block
             else:

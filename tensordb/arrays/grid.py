@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from ..codec import MAX_CHUNK_BYTES
 from ..errors import CorruptionError
+from .indexing import normalize_chunks
 
 __all__ = [
     "auto_chunks",
@@ -55,12 +56,8 @@ def _ints(values: Sequence[int], what: str) -> tuple[int, ...]:
 
 
 def check_chunks(chunks: Sequence[int], shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """Validate an explicit chunk shape for ``shape``; ValueError otherwise."""
-    dims = _ints(chunks, "chunks")
-    if len(dims) != len(shape):
-        raise ValueError(f"chunks {dims} must have one entry per dimension of shape {shape}")
-    if any(c < 1 for c in dims):
-        raise ValueError(f"chunks {dims} must be >= 1 along every axis")
+    """Validate an explicit chunk shape for ``shape`` and bound its size in bytes; ValueError otherwise."""
+    dims = normalize_chunks(chunks, shape)
     if math.prod(dims) * itemsize > MAX_CHUNK_BYTES:
         raise ValueError(f"chunks {dims} hold {math.prod(dims) * itemsize} bytes (limit {MAX_CHUNK_BYTES})")
     return dims
