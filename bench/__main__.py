@@ -1,0 +1,135 @@
+"""``python -m bench``: run the workloads of issue 5 and print a table per workload.
+
+Examples
+--------
+python -m bench --quick                       # every workload scaled down (< 3 min on 2 cores)
+python -m bench --only W1,W3 --json out.json  # full scale, two workloads, every figure to JSON
+python -m bench --markdown                    # also rewrite the section in docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import report, w1_mesh, w2_big, w3_meta, w4_share
+from .common import Budget, Workload, machine
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+FINDINGS = Path(__file__).resolve().parent / "findings.md"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The size of every workload and how often each operation runs."""
+
+    w1: tuple[int, int]  # sims, steps
+    w2: tuple[int, int]  # rows, cols
+    w3: tuple[int, int]  # scalar leaves, arrays
+    w4: tuple[int, int]  # trees, MiB of the shared array
+    budget: Budget  # reads
+    write_budget: Budget  # writes, restructures, full reads of W2
+
+
+FULL = Scale((20, 50), (8192, 16384), (200_000, 20_000), (1000, 64), Budget(7, 30.0), Budget(3, 60.0))
+QUICK = Scale((4, 10), (2048, 4096), (20_000, 2_000), (100, 16), Budget(5, 3.0), Budget(2, 5.0))
+
+
+def availability() -> dict[str, str | None]:
+    """Each peer's skip reason (None when its library imports)."""
+    out: dict[str, str | None] = {"tensordb": None, "JSON+binref": None, ".npy": None}
+    for system, modules in (("Zarr v3", ("zarr",)), ("h5py", ("h5py", "hdf5plugin")), ("blosc2", ("blosc2",))):
+        reason = None
+        for module in modules:
+            try:
+                __import__(module)
+            except ImportError as exc:
+                reason = f"{module} is not installed ({exc}); pip install '.[bench]'"
+                break
+        if system == "Zarr v3" and reason is None:
+            import zarr
+
+            if int(zarr.__version__.split(".")[0]) < 3:
+                reason = f"zarr {zarr.__version__} is not Zarr v3 (zarr>=3 needed)"
+        out[system] = reason
+    return out
+
+
+def _pair(text: str) -> tuple[int, int]:
+    a, b = text.lower().split("x")
+    return int(a), int(b)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="scale every workload down (< 3 minutes)")
+    parser.add_argument("--only", default="W1,W2,W3,W4", help="comma-separated workloads (default: all)")
+    parser.add_argument("--json", type=Path, help="write every figure (median, min, max, n) to this file")
+    parser.add_argument("--markdown", action="store_true", help=f"rewrite the section in {DOCS.name}")
+    parser.add_argument("--w2-shape", type=_pair, help="W2 array shape, e.g. 4096x8192")
+    parser.add_argument("--w4", type=_pair, help="W4 trees x MiB of the shared array, e.g. 1000x64")
+    parser.add_argument("--repeat", type=int, help="timed runs of each read (writes: about half)")
+    parser.add_argument("--workdir", type=Path, help="where data is written (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    if bad := [w for w in args.only if w not in ("W1", "W2", "W3", "W4")]:
+        parser.error(f"unknown workloads {bad}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    scale = QUICK if args.quick else FULL
+    budget, write_budget = scale.budget, scale.write_budget
+    if args.repeat:
+        budget = Budget(args.repeat, budget.seconds)
+        write_budget = Budget(max(1, (args.repeat + 1) // 2), write_budget.seconds)
+    available = availability()
+    for system, reason in available.items():
+        if reason:
+            print(f"skipping {system}: {reason}")
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {msg}", flush=True)
+
+    workloads: list[Workload] = []
+    with tempfile.TemporaryDirectory(prefix="tdb-bench-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        for key in args.only:
+            t0 = time.perf_counter()
+            if key == "W1":
+                w = w1_mesh.run(work, *scale.w1, budget, write_budget, available, log)
+            elif key == "W2":
+                w = w2_big.run(work, *(args.w2_shape or scale.w2), budget, write_budget, available, log)
+            elif key == "W3":
+                w = w3_meta.run(work, *scale.w3, budget, write_budget, available, log, full_scale=not args.quick)
+            else:
+                w = w4_share.run(work, *(args.w4 or scale.w4), write_budget, available, log)
+            w.seconds = time.perf_counter() - t0
+            workloads.append(w)
+            print()
+            print(report.text_table(w))
+            print(flush=True)
+    seconds = time.perf_counter() - start
+    info = machine()
+    print(f"total {seconds:.0f} s; {info['cores']} cores, {info['cpu']}, Python {info['python']}")
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, "seconds": seconds, "machine": info,
+                                         "workloads": report.to_json(workloads)}, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    if args.markdown:
+        note = FINDINGS.read_text() if FINDINGS.exists() else ""
+        report.write_markdown(DOCS, report.markdown_section(workloads, info, command.strip(), seconds, note))
+        print(f"section {report.SECTION!r} written to {DOCS}")
+
+
+if __name__ == "__main__":
+    main()

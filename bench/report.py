@@ -1,0 +1,129 @@
+"""Tables of results: plain text for the terminal, Markdown for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .common import Row, Stat, Workload
+
+SECTION = "## Performance against the alternatives"
+
+
+def fmt(stat: Stat | None, unit: str) -> str:
+    """A figure in a readable unit (seconds -> ms or s, bytes -> KiB/MiB/GiB)."""
+    if stat is None:
+        return "-"
+    v = stat.median
+    if unit == "s":
+        return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
+    if unit == "bytes":
+        for div, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if abs(v) >= div:
+                return f"{v / div:,.1f} {name}"
+        return f"{v:,.0f} B"
+    if unit == "x":
+        return f"{v:.3f}x"
+    return f"{v:,.0f}"
+
+
+def _ratio(row: Row) -> str:
+    r, best = row.ratio(), row.best_peer()
+    return "-" if r is None or best is None else f"{r:.2f}x {best[0]}"
+
+
+def _met(row: Row) -> str:
+    m = row.met()
+    return "" if row.target is None else "?" if m is None else "met" if m else "MISSED"
+
+
+def cells(w: Workload) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of a workload's table, as strings."""
+    header = ["operation", *w.systems, "tensordb / best peer", "target", "met?"]
+    body = [[r.op, *(fmt(r.values.get(s), r.unit) for s in w.systems), _ratio(r),
+             r.target.text if r.target else "", _met(r)] for r in w.rows]
+    return header, body
+
+
+def text_table(w: Workload) -> str:
+    """A workload's table for the terminal."""
+    header, body = cells(w)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [f"{w.key} {w.title}: {w.scale}  ({w.seconds:.0f} s)"]
+    for row in [header, *body]:
+        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
+    lines += [f"  skipped {k}: {v}" for k, v in w.skipped.items()]
+    lines += [f"  note: {n}" for n in w.notes]
+    return "\n".join(lines)
+
+
+def markdown_table(w: Workload) -> str:
+    """A workload's table in Markdown (misses in bold)."""
+    header, body = cells(w)
+    out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 3) + "|---|---|"]
+    for row in body:
+        if row[-1] == "MISSED":
+            row = [*row[:-1], "**MISSED**"]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(out)
+
+
+def markdown_section(workloads: list[Workload], info: dict[str, Any], command: str, seconds: float,
+                     extra: str = "") -> str:
+    """The whole "Performance against the alternatives" section."""
+    v = info["versions"]
+    lines = [
+        SECTION, "",
+        "Issue 5: every claim is a ratio measured side by side, in one run, on one machine, on the same "
+        "generated data. Each operation runs several times (median shown; min/max in the JSON output); reads "
+        "follow one untimed warm-up, so every system reads from a warm page cache. `tensordb / best peer` "
+        "divides tensordb's median by the best other system's (lower is better everywhere); `target` is the "
+        "issue's target for that row, checked against the figures of this run.", "",
+        "### Command", "", "```console", f"$ {command}", "```", "",
+        f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, under 3 minutes), "
+        "`--only W1,W3`, `--json out.json`, `--markdown` (rewrites this section), `--w2-shape ROWSxCOLS`, "
+        "`--w4 TREESxMIB`, `--repeat N`.", "",
+        "### Machine", "", "| | |", "|---|---|",
+        f"| CPU | `{info['cpu']}` |", f"| Cores | {info['cores']} |",
+        f"| RAM | {info['ram_bytes'] / 2**30:.0f} GiB |", f"| OS | {info['platform']} |",
+        f"| Python | {info['python']} |",
+        f"| Libraries | numpy {v['numpy']}, blosc2 {v['blosc2']}, apsw {v['apsw']} (SQLite {v['sqlite']}), "
+        f"zarr {v['zarr']}, h5py {v['h5py']} (HDF5 {v.get('hdf5', '?')}), hdf5plugin {v['hdf5plugin']} |",
+        f"| tensordb | {v['tensordb']} at commit `{info['commit'] or '?'}` |", "",
+    ]
+    for w in workloads:
+        lines += [f"### {w.key} {w.title}", "", f"{w.scale}. Duration {w.seconds:.0f} s.", "", markdown_table(w), ""]
+        lines += [f"- Skipped {k}: {s}." for k, s in w.skipped.items()]
+        lines += [f"- {n}" for n in w.notes]
+        lines.append("")
+    if extra:
+        lines += [extra.strip(), ""]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, section: str) -> None:
+    """Replace (or append) the section in ``path``, keeping every other section as is."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
+    else:
+        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
+    path.write_text(text.rstrip() + "\n")
+
+
+def to_json(workloads: list[Workload]) -> list[dict[str, Any]]:
+    """Every figure (median, min, max, n), with ratios and target outcomes."""
+    out = []
+    for w in workloads:
+        d = asdict(w)
+        for row, rd in zip(w.rows, d["rows"]):
+            rd["ratio_vs_best_peer"] = row.ratio()
+            best = row.best_peer()
+            rd["best_peer"] = best[0] if best else None
+            rd["target"] = row.target.text if row.target else None
+            rd["met"] = row.met()
+        out.append(d)
+    return out
