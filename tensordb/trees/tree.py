@@ -221,11 +221,20 @@ class TreeOps:
             raise ValueError(f"cannot move {src or '(root)'} into itself ({dst})")
         with self.db.transaction():
             row = self.require(tree_id, src)
+            old_parent = self.nodes.row(row.parent_id)
+            if old_parent is not None and old_parent.kind == "dict" and not src.startswith(dst + "/"):
+                # No list renumbering can shift the destination: one pass over the subtree.
+                parent, key, pos, existing, dst = self._slot(tree_id, dst)
+                if parent.kind == "dict":
+                    if existing is not None:
+                        self.nodes.delete_subtree(tree_id, dst)
+                    self.nodes.rewrite_prefix(tree_id, src, dst)
+                    self._attach(row, parent, key, pos)
+                    return
             scratch = self.nodes.scratch_path(src)
             self.nodes.rewrite_prefix(tree_id, src, scratch)
             # detached while parked, so that renumbering the lists involved leaves it alone
             self.conn.execute("UPDATE node SET parent_id = NULL WHERE node_id = ?", (row.node_id,))
-            old_parent = self.nodes.row(row.parent_id)
             if old_parent is not None and old_parent.kind == "list":
                 self.nodes.shift_list(old_parent, row.pos + 1, -1)
             parent, key, pos, existing, dst = self._slot(tree_id, dst)
@@ -234,11 +243,15 @@ class TreeOps:
             elif existing is not None:
                 self.nodes.delete_subtree(tree_id, dst)
             self.nodes.rewrite_prefix(tree_id, scratch, dst)
-            self.conn.execute(
-                "UPDATE node SET parent_id = ?, key = ?, pos = ? WHERE node_id = ?",
-                (parent.node_id, key, pos, row.node_id),
-            )
-            self.touch(tree_id)
+            self._attach(row, parent, key, pos)
+
+    def _attach(self, row: NodeRow, parent: NodeRow, key: str | None, pos: int) -> None:
+        """Give a moved subtree root its new parent, key and position."""
+        self.conn.execute(
+            "UPDATE node SET parent_id = ?, key = ?, pos = ? WHERE node_id = ?",
+            (parent.node_id, key, pos, row.node_id),
+        )
+        self.touch(row.tree_id)
 
 
 def _reopen_ops(db_state: Any) -> TreeOps:
