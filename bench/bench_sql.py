@@ -17,7 +17,7 @@ cache, after one untimed warm-up run; every row prints its target and whether
 it is met. Diagnostic rows (no target) run the same SQL on the raw apsw
 connection, to separate SQLite's time from tensordb's Python layer.
 
-Run:  python bench/bench_sql.py [--trees 10000] [--repeat 15] [--workdir DIR]
+Run:  python -m bench.bench_sql [--trees 10000] [--repeat 15] [--workdir DIR]
                                 [--rebuild] [--json out.json]
 """
 
@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +36,8 @@ from typing import Any
 import numpy as np
 
 import tensordb
+
+from .common import machine
 
 #: Bump when the generated layout changes, so cached databases are rebuilt.
 LAYOUT_VERSION = 1
@@ -277,33 +277,6 @@ def query_plans(path: Path) -> dict[str, list[str]]:
 
 # -- report ----------------------------------------------------------------------------
 
-def machine() -> dict[str, Any]:
-    import apsw
-    import blosc2
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=here, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../tensordb"], capture_output=True,
-                               text=True, cwd=here, check=False).stdout.strip()
-        commit += " (tensordb/ has uncommitted changes)" if commit and dirty else ""
-    except OSError:
-        commit = ""
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "sqlite": apsw.sqlite_lib_version(), "apsw": apsw.apsw_version(), "numpy": np.__version__,
-            "blosc2": blosc2.__version__, "tensordb": tensordb.__version__, "commit": commit,
-            "platform": platform.platform()}
-
-
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -352,7 +325,7 @@ def main() -> None:
     print()
     print(f"{builds[args.trees]['nodes']:,} nodes in {builds[args.trees]['trees']:,} trees; "
           f"median of {args.repeat} (open + leaf: {5 * args.repeat}), warm page cache; "
-          f"{info['cores']} cores, {info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}, "
+          f"{info['cores']} cores, {info['cpu']}, Python {info['python']}, SQLite {info['versions']['sqlite']}, "
           f"commit {info['commit'] or '?'}")
     print_table(results)
     print()
