@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: The system whose ratio against the best peer each table reports.
 TDB = "tensordb"
 
@@ -254,3 +256,17 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_bytes": ram, "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,
             "commit": commit + (" (tensordb/ has uncommitted changes)" if commit and dirty else "")}
+
+
+def zarr_put(group: Any, value: dict[str, Any], **array_options: Any) -> None:
+    """Write nested dicts as Zarr groups: arrays as one-chunk arrays, everything else as group attributes."""
+    attrs = {}
+    for key, v in value.items():
+        if isinstance(v, dict):
+            zarr_put(group.create_group(key), v, **array_options)
+        elif isinstance(v, np.ndarray):
+            group.create_array(key, data=v, chunks=v.shape, **array_options)
+        else:
+            attrs[key] = v
+    if attrs:
+        group.attrs.update(attrs)

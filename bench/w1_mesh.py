@@ -34,6 +34,7 @@ from .common import (
     tdb_files,
     timed,
     write_syscall_bytes,
+    zarr_put,
 )
 
 FIELD = ("data", "internal", "point_data", "p")
@@ -298,16 +299,7 @@ class ZarrPeer:
         self.root = work / "w1.zarr"
 
     def _put(self, group: Any, value: dict[str, Any]) -> None:
-        attrs = {}
-        for key, v in value.items():
-            if isinstance(v, dict):
-                self._put(group.create_group(key), v)
-            elif isinstance(v, np.ndarray):
-                group.create_array(key, data=v, chunks=v.shape, compressors=self.codec)
-            else:
-                attrs[key] = v
-        if attrs:
-            group.attrs.update(attrs)
+        zarr_put(group, value, compressors=self.codec)
 
     def _get(self, group: Any) -> dict[str, Any]:
         out: dict[str, Any] = dict(group.attrs)

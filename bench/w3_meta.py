@@ -16,7 +16,7 @@ import numpy as np
 import tensordb
 
 from . import jsonbinref
-from .common import TDB, Budget, Cond, Stat, Target, Workload, disk_usage, fresh, sync, tdb_files, timed
+from .common import TDB, Budget, Cond, Stat, Target, Workload, disk_usage, fresh, sync, tdb_files, timed, zarr_put
 
 TOP = 20  # level-1 dicts
 PER_DICT = 100  # leaves per level-3 dict (scalars)
@@ -219,16 +219,7 @@ class ZarrPeer:
         self.root = work / "w3.zarr"
 
     def _put(self, group: Any, value: dict[str, Any]) -> None:
-        attrs = {}
-        for key, v in value.items():
-            if isinstance(v, dict):
-                self._put(group.create_group(key), v)
-            elif isinstance(v, np.ndarray):
-                group.create_array(key, data=v, chunks=v.shape)
-            else:
-                attrs[key] = v
-        if attrs:
-            group.attrs.update(attrs)
+        zarr_put(group, value)
 
     def _open(self, path: str = "") -> Any:
         return self.zarr.open_group(self.zarr.storage.LocalStore(self.root, read_only=True), path=path, mode="r")
