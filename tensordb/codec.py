@@ -15,7 +15,12 @@ True
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import glob
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +29,12 @@ import zstandard
 
 from .errors import CorruptionError
 
-__all__ = ["Codec", "DEFAULT_CODEC", "compress_payload", "decompress_payload", "MAX_CHUNK_BYTES"]
+__all__ = ["Codec", "DEFAULT_CODEC", "compress_payload", "decompress_payload", "MAX_CHUNK_BYTES",
+           "partial_decoding_available"]
+
+# Let other Python threads run while Blosc2 (de)compresses: chunks are
+# compressed by a thread pool, and readers in other threads must not stall.
+blosc2.set_releasegil(True)
 
 _CODECS: dict[str, blosc2.Codec] = {
     "blosclz": blosc2.Codec.BLOSCLZ,
@@ -119,17 +129,7 @@ class Codec:
         The declared sizes are checked *before* any allocation, so a damaged or
         hostile buffer can never make us allocate more than ``expected_size``.
         """
-        if len(stored) < 16:
-            raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
-        try:
-            nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(stored)
-        except Exception as exc:  # blosc2 raises assorted types on garbage
-            raise CorruptionError(f"unreadable compressed chunk header: {exc}") from None
-        if nbytes != expected_size or cbytes != len(stored):
-            raise CorruptionError(
-                f"compressed chunk header says {nbytes} bytes from {cbytes}, "
-                f"expected {expected_size} bytes from {len(stored)}"
-            )
+        _check_header(stored, expected_size)
         if out is None:
             out = bytearray(expected_size)
         try:
@@ -137,6 +137,76 @@ class Codec:
         except Exception as exc:
             raise CorruptionError(f"chunk does not decompress: {exc}") from None
         return out
+
+    def decode_span(self, stored: bytes | memoryview, expected_size: int, start: int, stop: int
+                    ) -> tuple[int, Any]:
+        """Decompress at least raw bytes ``[start, stop)`` of a chunk: ``(offset, buffer)``.
+
+        Blosc2 compresses a chunk as independent blocks; only the blocks that
+        overlap the span are decompressed (``blosc2_getitem``). The returned
+        buffer holds the raw bytes from ``offset`` on, a whole number of
+        blocks. Without partial decoding, the whole chunk is returned.
+        """
+        blocksize = _check_header(stored, expected_size)
+        getitem = _blosc2_getitem()
+        typesize = stored[3]
+        first = start // blocksize * blocksize if blocksize else 0
+        last = min(expected_size, -(-stop // blocksize) * blocksize) if blocksize else expected_size
+        if (getitem is None or not 0 <= start < stop <= expected_size or last - first >= expected_size
+                or typesize == 0 or first % typesize or (last - first) % typesize):
+            return 0, self.decode(stored, expected_size)
+        out = bytearray(last - first)
+        # Whole blocks only: a request of exactly one block's size that starts
+        # inside a block comes back wrong from blosc2_getitem (c-blosc2 2.x).
+        done = getitem(bytes(stored), len(stored), first // typesize, (last - first) // typesize,
+                       (ctypes.c_char * len(out)).from_buffer(out), len(out))
+        if done != len(out):
+            raise CorruptionError(f"chunk does not decompress (blosc2_getitem returned {done})")
+        return first, out
+
+
+def _check_header(stored: bytes | memoryview, expected_size: int) -> int:
+    """Validate a Blosc2 chunk header against what the record expects; return its block size."""
+    if len(stored) < 16:
+        raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
+    try:
+        nbytes, cbytes, blocksize = blosc2.get_cbuffer_sizes(stored)
+    except Exception as exc:  # blosc2 raises assorted types on garbage
+        raise CorruptionError(f"unreadable compressed chunk header: {exc}") from None
+    if nbytes != expected_size or cbytes != len(stored):
+        raise CorruptionError(
+            f"compressed chunk header says {nbytes} bytes from {cbytes}, "
+            f"expected {expected_size} bytes from {len(stored)}"
+        )
+    return int(blocksize) if 0 < blocksize <= max(nbytes, 1) else 0
+
+
+@functools.cache
+def _blosc2_getitem() -> Callable[..., int] | None:
+    """``blosc2_getitem`` from the C library python-blosc2 ships, or None where it is not shipped.
+
+    python-blosc2 exposes no partial decoding of a raw chunk buffer; the C
+    library beside its extension module does.
+    """
+    folder = os.path.join(os.path.dirname(blosc2.__file__), "lib")
+    for pattern in ("libblosc2.so*", "libblosc2*.dylib", "blosc2*.dll", "libblosc2*.dll"):
+        for candidate in sorted(glob.glob(os.path.join(folder, pattern))):
+            try:
+                lib = ctypes.CDLL(candidate)
+                fn = lib.blosc2_getitem
+                lib.blosc2_init()
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                           ctypes.c_int32]
+            fn.restype = ctypes.c_int
+            return fn
+    return None
+
+
+def partial_decoding_available() -> bool:
+    """Whether chunks can be partly decompressed (see :meth:`Codec.decode_span`)."""
+    return _blosc2_getitem() is not None
 
 
 def _blosc_typesize(typesize: int) -> int:

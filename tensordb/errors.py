@@ -23,7 +23,7 @@ at the boundary so that every message reads
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
@@ -102,11 +102,23 @@ def with_context(
 
 
 @contextlib.contextmanager
-def context(file: str | None, tree: str | None = None, path: str | None = None) -> Iterator[None]:
-    """Add ``file: tree: path:`` to errors raised inside the block."""
+def context(
+    file: str | None, tree: str | None = None, path: str | None = None,
+    locate: Callable[[], tuple[str | None, str | None]] | None = None,
+) -> Iterator[None]:
+    """Add ``file: tree: path:`` to errors raised inside the block.
+
+    ``locate`` returns ``(tree, path)`` when an error is actually raised, so
+    that a successful operation never pays the queries that name its place.
+    """
     try:
         yield
     except (TensorDBError, KeyError, TypeError, IndexError, ValueError) as exc:
+        if locate is not None:
+            try:
+                tree, path = locate()
+            except Exception:  # naming the place must never hide the error itself
+                tree = path = None
         new = with_context(exc, file, tree, path)
         if new is exc:
             raise

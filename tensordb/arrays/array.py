@@ -14,6 +14,7 @@ the clone shares every chunk record until a chunk is rewritten).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -27,7 +28,16 @@ from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
 from ..storage.store import Store
 from . import grid as g
 from .dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
-from .indexing import Selection, chunk_region, chunk_valid_sel, grid_shape, orthogonal_get, orthogonal_set
+from .indexing import (
+    Selection,
+    chunk_region,
+    chunk_valid_sel,
+    grid_shape,
+    leading_rows,
+    orthogonal_get,
+    orthogonal_set,
+    rebase_leading,
+)
 
 __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
 
@@ -177,26 +187,51 @@ class ArrayStore:
 
     # -- chunks ------------------------------------------------------------------
 
-    def _chunk_id(self, meta: ArrayMeta, coords: tuple[int, ...]) -> int | None:
-        value = self.conn.scalar(
-            "SELECT chunk_id FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, g.coord_key(coords))
+    def _chunk_record(self, meta: ArrayMeta, coords: tuple[int, ...]) -> tuple[Any, ...] | None:
+        """The chunk record at ``coords`` (chunk id, then ChunkStore.DATA_COLUMNS); None if never written."""
+        return self.conn.one(
+            f"SELECT r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
+            "LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id = ? AND r.coord = ?",
+            (meta.array_id, g.coord_key(coords)),
         )
-        return None if value is None else int(value)
 
     def read_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], out: np.ndarray[Any, Any] | None = None
                    ) -> np.ndarray[Any, Any]:
         """One full chunk as an array of shape ``meta.chunks`` (fill value if never written)."""
-        chunk_id = self._chunk_id(meta, coords)
+        record = self._chunk_record(meta, coords)
         if out is None:
             out = np.empty(meta.chunks, dtype=meta.dtype)
-        if chunk_id is None:
+        if record is None:
             out[...] = meta.fill_value()
             return out
-        try:
-            self.chunks.get(chunk_id, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
-        except CorruptionError as exc:
-            raise CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}") from None
+        with _naming_chunk(meta, coords):
+            self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
         return out
+
+    def _chunk_part(self, meta: ArrayMeta, coords: tuple[int, ...], chunk_sel: tuple[Any, ...],
+                    buffer: Callable[[], np.ndarray[Any, Any]]) -> tuple[np.ndarray[Any, Any], tuple[Any, ...]]:
+        """(the rows of a chunk that ``chunk_sel`` touches, ``chunk_sel`` rebased onto them).
+
+        Only the Blosc2 blocks holding those rows are decompressed; a selection
+        spanning the whole first axis decodes the whole chunk into ``buffer()``.
+        """
+        record = self._chunk_record(meta, coords)
+        if record is None:  # never written: reads as the fill value
+            return np.broadcast_to(meta.fill_value(), meta.chunks), chunk_sel
+        n = meta.chunks[0] if meta.chunks else 1
+        lo, hi = leading_rows(chunk_sel, n) if meta.chunks else (0, 1)
+        with _naming_chunk(meta, coords):
+            if hi - lo >= n:
+                out = buffer()
+                self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
+                return out, chunk_sel
+            row_bytes = meta.chunk_nbytes // n
+            offset, data = self.chunks.decode_span(
+                record, meta.codec, meta.chunk_nbytes, lo * row_bytes, hi * row_bytes
+            )
+        rows = np.frombuffer(data, dtype=meta.dtype, count=(hi - lo) * (row_bytes // meta.itemsize),
+                             offset=lo * row_bytes - offset)
+        return rows.reshape((hi - lo, *meta.chunks[1:])), rebase_leading(chunk_sel, n, lo)
 
     def write_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], chunk: np.ndarray[Any, Any]) -> None:
         """Store one full chunk; a chunk equal to the fill value everywhere is simply dropped."""
@@ -236,11 +271,18 @@ class ArrayStore:
         """``array[key]`` as numpy would return it (orthogonal indexing)."""
         sel = Selection(key, meta.shape, meta.chunks)
         out = np.empty(sel.out_shape, dtype=meta.dtype)
-        buffer = np.empty(meta.chunks, dtype=meta.dtype)
-        with self.store.snapshot():
+        buffers: list[np.ndarray[Any, Any]] = []
+
+        def buffer() -> np.ndarray[Any, Any]:
+            if not buffers:
+                buffers.append(np.empty(meta.chunks, dtype=meta.dtype))
+            return buffers[0]
+
+        # one statement needs no snapshot to be consistent
+        with self.store.snapshot() if sel.nchunks() > 1 else contextlib.nullcontext():
             for p in sel.projections():
-                chunk = self.read_chunk(meta, p.coords, out=buffer)
-                orthogonal_set(out, p.out_sel, orthogonal_get(chunk, p.chunk_sel))
+                chunk, chunk_sel = self._chunk_part(meta, p.coords, p.chunk_sel, buffer)
+                orthogonal_set(out, p.out_sel, orthogonal_get(chunk, chunk_sel))
         result = out.reshape(sel.final_shape)
         return result[()] if sel.is_scalar else result
 
@@ -293,6 +335,15 @@ class ArrayStore:
             (json.dumps(shape), size, size * meta.itemsize, meta.array_id),
         )
         return new
+
+
+@contextlib.contextmanager
+def _naming_chunk(meta: ArrayMeta, coords: tuple[int, ...]) -> Iterator[None]:
+    """Name the array and chunk in a CorruptionError raised inside the block."""
+    try:
+        yield
+    except CorruptionError as exc:
+        raise CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}") from None
 
 
 def _json_dims(text: object, what: str, array_id: int) -> tuple[int, ...]:
@@ -379,8 +430,8 @@ class Array:
             return self._db.arrays.meta(self._current_id())
 
     def _context(self) -> Any:
-        tree, path = self._owner.location() if self._owner else (None, None)
-        return context(self._db.filename, tree, path)
+        owner = self._owner
+        return context(self._db.filename, locate=owner.location if owner else None)
 
     @property
     def array_id(self) -> int:

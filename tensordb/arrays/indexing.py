@@ -46,6 +46,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "leading_rows",
+    "rebase_leading",
     "ChunkProjection",
     "Selection",
     "orthogonal_get",
@@ -582,3 +584,33 @@ def orthogonal_set(array: np.ndarray[Any, Any], sel: tuple[Any, ...], value: npt
         view[(slice(None),) * pos + (arr,)] = value
     else:
         view[_ix(view.shape, arrays)] = value
+
+
+def leading_rows(sel: tuple[Any, ...], n: int) -> tuple[int, int]:
+    """The rows ``[lo, hi)`` along the first axis (of length ``n``) that per-axis selectors touch."""
+    first = sel[0] if sel else slice(None)
+    if isinstance(first, slice):
+        rows = range(*first.indices(n))
+        return (min(rows), max(rows) + 1) if rows else (0, 0)
+    if isinstance(first, np.ndarray):
+        return (int(first.min()), int(first.max()) + 1) if first.size else (0, 0)
+    i = operator.index(first)
+    return i, i + 1
+
+
+def rebase_leading(sel: tuple[Any, ...], n: int, lo: int) -> tuple[Any, ...]:
+    """``sel`` (over a first axis of length ``n``) for the same elements of the rows from ``lo`` on."""
+    if not sel:
+        return sel
+    first = sel[0]
+    if isinstance(first, slice):
+        start, stop, step = first.indices(n)
+        if step > 0:
+            first = slice(start - lo, max(stop - lo, 0), step)
+        else:
+            first = np.arange(start, stop, step, dtype=np.intp) - lo
+    elif isinstance(first, np.ndarray):
+        first = first - lo
+    else:
+        first = operator.index(first) - lo
+    return (first, *sel[1:])

@@ -34,13 +34,15 @@ DEFAULT_INLINE_THRESHOLD = 64 * 1024
 class Counters:
     """Storage events, for tests and tools that must count rather than time.
 
-    ``chunks_decoded``: chunks decompressed; ``chunks_written``: new chunk
+    ``chunks_decoded``: chunks decompressed (``chunks_partly_decoded``: of
+    which only the blocks a selection touches); ``chunks_written``: new chunk
     records; ``chunk_bytes_written``: their stored bytes; ``chunks_deduplicated``:
     writes that found an identical chunk already stored; ``pack_bytes_written``
     and ``pack_reads``: pack file traffic.
     """
 
     chunks_decoded: int = 0
+    chunks_partly_decoded: int = 0
     chunks_written: int = 0
     chunk_bytes_written: int = 0
     chunks_deduplicated: int = 0
@@ -103,15 +105,24 @@ class ChunkStore:
         self.counters.chunk_bytes_written += len(stored)
         return int(self.conn.conn.last_insert_rowid())
 
+    #: What reading needs from a chunk record ``c``: a row is (chunk id, *these), see :meth:`verified_bytes`.
+    DATA_COLUMNS = "c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size"
+
     def stored_bytes(self, chunk_id: int) -> tuple[bytes, int, int]:
         """The stored bytes of a chunk, checksum-verified; also its raw size and hash-free metadata."""
-        row = self.conn.one(
-            "SELECT data, pack_id, offset, size, checksum, raw_size FROM chunk WHERE chunk_id = ?",
-            (chunk_id,),
-        )
+        return self.verified_bytes(self._record(chunk_id))
+
+    def _record(self, chunk_id: int) -> tuple[Any, ...]:
+        row = self.conn.one(f"SELECT c.chunk_id, {self.DATA_COLUMNS} FROM chunk c WHERE chunk_id = ?", (chunk_id,))
         if row is None:
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
-        data, pack_id, offset, size, expected, raw_size = row
+        return row
+
+    def verified_bytes(self, row: tuple[Any, ...]) -> tuple[bytes, int, int]:
+        """(stored bytes, raw size, stored size) of a record read with (chunk id, :attr:`DATA_COLUMNS`)."""
+        chunk_id, data, pack_id, offset, size, expected, raw_size = row
+        if size is None and expected is None:  # a LEFT JOIN from chunk_ref found no record
+            raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
         if data is not None:
             stored = bytes(data)
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
@@ -123,18 +134,38 @@ class ChunkStore:
             raise CorruptionError(f"chunk {chunk_id}: {len(stored)} stored bytes, the record says {size}")
         if checksum(stored) != expected:
             raise CorruptionError(f"chunk {chunk_id}: checksum mismatch (stored bytes are damaged)")
+        if not isinstance(raw_size, int):
+            raise CorruptionError(f"chunk {chunk_id}: malformed raw size {raw_size!r}")
         return stored, int(raw_size), int(size)
 
     def get(self, chunk_id: int, codec: Codec, expected_raw: int, out: Any = None) -> Any:
         """Decompress a chunk into ``out`` (a writable buffer of ``expected_raw`` bytes) or a new bytearray."""
-        stored, raw_size, _ = self.stored_bytes(chunk_id)
-        if raw_size != expected_raw:
-            raise CorruptionError(
-                f"chunk {chunk_id} holds {raw_size} raw bytes where the array expects {expected_raw}"
-            )
+        return self.decode(self._record(chunk_id), codec, expected_raw, out)
+
+    def decode(self, row: tuple[Any, ...], codec: Codec, expected_raw: int, out: Any = None) -> Any:
+        """:meth:`get` for a record already read as (chunk id, :attr:`DATA_COLUMNS`)."""
+        stored = self._expecting(row, expected_raw)
         result = codec.decode(stored, expected_raw, out)
         self.counters.chunks_decoded += 1
         return result
+
+    def decode_span(self, row: tuple[Any, ...], codec: Codec, expected_raw: int, start: int, stop: int
+                    ) -> tuple[int, Any]:
+        """At least raw bytes ``[start, stop)`` of a record's chunk: ``(offset, buffer)``, see Codec.decode_span."""
+        stored = self._expecting(row, expected_raw)
+        offset, buffer = codec.decode_span(stored, expected_raw, start, stop)
+        self.counters.chunks_decoded += 1
+        if len(buffer) < expected_raw:
+            self.counters.chunks_partly_decoded += 1
+        return offset, buffer
+
+    def _expecting(self, row: tuple[Any, ...], expected_raw: int) -> bytes:
+        stored, raw_size, _ = self.verified_bytes(row)
+        if raw_size != expected_raw:
+            raise CorruptionError(
+                f"chunk {row[0]} holds {raw_size} raw bytes where the array expects {expected_raw}"
+            )
+        return stored
 
     def verify(self, chunk_id: int, codec: Codec, typesize: int) -> None:
         """Full verification for check(): checksum, decompression and content key."""

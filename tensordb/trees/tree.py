@@ -308,8 +308,11 @@ class Node(SubtreeHandle):
 
     def _context(self, row: NodeRow | None = None, path: str | None = None) -> Any:
         # tree operations name the path in their own messages: add the file and tree only
-        row = row or self._ops.nodes.row(self._node_id)
-        return context(self._ops.db.filename, self._ops.tree_name(row.tree_id) if row else None)
+        def locate() -> tuple[str | None, None]:
+            found = row or self._ops.nodes.row(self._node_id)
+            return (self._ops.tree_name(found.tree_id) if found else None), None
+
+        return context(self._ops.db.filename, locate=locate)
 
     def _subtree_ref(self) -> tuple[Any, int, str]:
         row = self._row()
@@ -329,16 +332,24 @@ class Node(SubtreeHandle):
         falls back to the literal key, so that every key ``iter()`` yields
         (even ``""`` or ``"/x"``) can be read back with ``node[key]``.
         """
+        row, path, _ = self._lookup(key, existing)
+        return row, path
+
+    def _lookup(self, key: object, existing: bool = True) -> tuple[NodeRow, str, NodeRow | None]:
+        """:meth:`_resolve` plus the row found at the path (None if absent or not looked up)."""
         row = self._row()
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
             key = _list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
         path = _pointer(row.path, key, row.kind)
-        if existing and row.kind == "dict" and paths.is_pointer(key):
-            if self._ops.nodes.row_at(row.tree_id, path) is None:
-                literal = paths.child(row.path, key)  # type: ignore[arg-type]
-                if self._ops.nodes.row_at(row.tree_id, literal) is not None:
-                    return row, literal
-        return row, path
+        if not existing:
+            return row, path, None
+        found = self._ops.nodes.row_at(row.tree_id, path)
+        if found is None and row.kind == "dict" and paths.is_pointer(key):
+            literal = paths.child(row.path, key)  # type: ignore[arg-type]
+            found = self._ops.nodes.row_at(row.tree_id, literal)
+            if found is not None:
+                return row, literal, found
+        return row, path, found
 
     # -- properties ----------------------------------------------------------------
 
@@ -366,9 +377,11 @@ class Node(SubtreeHandle):
     # -- access ----------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        row, path = self._resolve(key, existing=True)
+        row, path, found = self._lookup(key)
         with self._context(row, path):
-            return self._ops.value_of(self._ops.require(row.tree_id, path))
+            if found is None:
+                raise PathNotFoundError(f"{path or '(root)'}: no such path")
+            return self._ops.value_of(found)
 
     def __setitem__(self, key: Any, value: object) -> None:
         row, path = self._resolve(key)
@@ -431,8 +444,7 @@ class DictNode(Node, MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        row, path = self._resolve(key, existing=True)
-        return self._ops.nodes.row_at(row.tree_id, path) is not None
+        return self._lookup(key)[2] is not None
 
     def keys(self) -> list[str]:  # type: ignore[override]
         return list(self)
@@ -518,7 +530,7 @@ class Tree(SubtreeHandle):
         self._tree_id = state[1]
 
     def _context(self, path: str | None = None) -> Any:
-        return context(self._ops.db.filename, self._ops.tree_name(self._tree_id))
+        return context(self._ops.db.filename, locate=lambda: (self._ops.tree_name(self._tree_id), None))
 
     @property
     def name(self) -> str:

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import expected_equals_numpy, orthogonal_keys, orthogonal_reference_get, orthogonal_reference_set
 
 import tensordb
+from tensordb.codec import partial_decoding_available
 
 # A few dtypes, one of them big-endian, covering bool, ints, floats and complex.
 DTYPES = [np.dtype(s) for s in ("|b1", "|u1", "<i2", ">i4", "<f4", ">f8", "<c8")]
@@ -279,3 +280,28 @@ def test_resize_and_append_expose_fill_value(db: tensordb.Database) -> None:
     assert db.check().ok
     # persisted
     assert db["t"]["/b"].shape == (4, 7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_reads_inside_big_chunks_decode_only_the_rows_they_touch(data: st.DataObject) -> None:
+    """Chunks of 512 KiB and more hold several Blosc2 blocks: a box inside one decodes only its blocks."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
+    shape, chunks = data.draw(st.sampled_from([((600, 700), (512, 512)), ((40, 64, 96), (32, 64, 96))]),
+                              label="layout")
+    arr = (rng.standard_normal(shape) * 3).astype("f4").cumsum(axis=-1)
+    with tempfile.TemporaryDirectory() as tmp:
+        db, tree = _open_tree(tmp, arr, chunks)
+        try:
+            handle = tree["/a"]
+            for _ in range(3):
+                case = data.draw(orthogonal_keys(shape), label="key")
+                assert_exactly(handle[case.key], orthogonal_reference_get(arr, case), arr.dtype)
+            before = db.counters.chunks_partly_decoded
+            lo = data.draw(st.integers(0, chunks[0] - 8), label="row")
+            box = (slice(lo, lo + 4), slice(3, 60))
+            np.testing.assert_array_equal(handle[box], arr[box])
+            if partial_decoding_available():
+                assert db.counters.chunks_partly_decoded == before + 1
+        finally:
+            db.close()

@@ -50,7 +50,7 @@ def test_store_creates_a_tensordb_file(store_path: str) -> None:
         assert s.chunks.inline_threshold == DEFAULT_INLINE_THRESHOLD
         assert isinstance(s.counters, Counters)
         assert s.counters.snapshot() == {
-            "chunks_decoded": 0, "chunks_written": 0, "chunk_bytes_written": 0,
+            "chunks_decoded": 0, "chunks_partly_decoded": 0, "chunks_written": 0, "chunk_bytes_written": 0,
             "chunks_deduplicated": 0, "pack_bytes_written": 0, "pack_reads": 0,
         }
         assert s.conn.scalar("PRAGMA journal_mode") == "wal"
