@@ -112,7 +112,7 @@ class Codec:
         """Bytes identifying the stored form of a chunk, mixed into its content key."""
         return f"{self.name}:{self.level}:{self.shuffle}:{_blosc_typesize(typesize)}".encode()
 
-    def encode(self, raw: object, typesize: int) -> bytes:
+    def encode(self, raw: Any, typesize: int) -> bytes:
         """Compress one chunk's raw bytes."""
         return blosc2.compress2(  # type: ignore[no-any-return]
             raw,
@@ -121,6 +121,7 @@ class Codec:
             filters=[_SHUFFLES[self.shuffle]],
             filters_meta=[0],
             typesize=_blosc_typesize(typesize),
+            nthreads=_threads_for(memoryview(raw).nbytes),
         )
 
     def decode(self, stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:
@@ -133,7 +134,7 @@ class Codec:
         if out is None:
             out = bytearray(expected_size)
         try:
-            blosc2.decompress2(stored, dst=out)
+            blosc2.decompress2(stored, dst=out, nthreads=_threads_for(expected_size))
         except Exception as exc:
             raise CorruptionError(f"chunk does not decompress: {exc}") from None
         return out
@@ -163,6 +164,16 @@ class Codec:
         if done != len(out):
             raise CorruptionError(f"chunk does not decompress (blosc2_getitem returned {done})")
         return first, out
+
+
+# Blosc2 starts a thread pool per call when asked for several threads, which
+# costs more than (de)compressing a small chunk: chunks below this size are
+# done in the calling thread (many chunks are processed in parallel instead).
+_THREADED_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _threads_for(nbytes: int) -> int:
+    return int(blosc2.nthreads) if nbytes >= _THREADED_CHUNK_BYTES else 1
 
 
 def _check_header(stored: bytes | memoryview, expected_size: int) -> int:

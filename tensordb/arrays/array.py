@@ -134,26 +134,38 @@ class ArrayStore:
         array_id = int(self.conn.conn.last_insert_rowid())
         return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
 
+    _META_COLUMNS = "array_id, dtype, shape, chunks, codec, fill_value"
+
     def meta(self, array_id: int) -> ArrayMeta:
         """Read and validate an array record (its fields are untrusted input)."""
-        row = self.conn.one(
-            "SELECT dtype, shape, chunks, codec, fill_value FROM array WHERE array_id = ?", (array_id,)
-        )
+        row = self.conn.one(f"SELECT {self._META_COLUMNS} FROM array WHERE array_id = ?", (array_id,))
         if row is None:
             raise StaleHandleError(f"array {array_id} no longer exists (deleted and garbage-collected)")
-        dtype_text, shape_text, chunks_text, codec_text, fill = row
-        dtype = dtype_from_text(dtype_text)
-        shape = _json_dims(shape_text, "shape", array_id)
-        chunks = _json_dims(chunks_text, "chunks", array_id)
-        try:
-            g.check_shape(shape, dtype.itemsize)
-            g.check_chunks(chunks, shape, dtype.itemsize)
-        except ValueError as exc:
-            raise CorruptionError(f"array {array_id}: {exc}") from None
-        codec = Codec.from_json(codec_text)
-        if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
-            raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
-        return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
+        return _meta_from_row(row)
+
+    def metas_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, ArrayMeta]:
+        """The validated records of the arrays whose ids a SQL subquery selects, in one query."""
+        rows = self.conn.execute(
+            f"SELECT {self._META_COLUMNS} FROM array WHERE array_id IN ({array_ids_sql})", params
+        ).fetchall()
+        return {int(row[0]): _meta_from_row(row) for row in rows}
+
+    def chunk_records_where(self, array_ids_sql: str, params: tuple[Any, ...]
+                            ) -> dict[int, dict[str, tuple[Any, ...]]]:
+        """{array id: {coord key: chunk record}} for the arrays a SQL subquery selects, in one query.
+
+        Records are (chunk id, ChunkStore.DATA_COLUMNS): inline chunks come
+        with their bytes, pack chunks with their location only.
+        """
+        records: dict[int, dict[str, tuple[Any, ...]]] = {}
+        cursor = self.conn.execute(
+            f"SELECT r.array_id, r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
+            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id IN ({array_ids_sql})",
+            params,
+        )
+        for array_id, coord, *record in cursor:
+            records.setdefault(array_id, {})[coord] = tuple(record)
+        return records
 
     def refcount(self, array_id: int) -> int:
         value = self.conn.scalar("SELECT refcount FROM array WHERE array_id = ?", (array_id,))
@@ -286,6 +298,39 @@ class ArrayStore:
         result = out.reshape(sel.final_shape)
         return result[()] if sel.is_scalar else result
 
+    def read_whole(self, meta: ArrayMeta, records: dict[str, tuple[Any, ...]]) -> np.ndarray[Any, Any]:
+        """The whole array from its chunk records (see :meth:`chunk_records_where`).
+
+        A chunk that lies whole inside the array and is contiguous in it (every
+        axis but the first spans the array) is decompressed straight into the
+        result; others go through one chunk buffer.
+        """
+        out = np.empty(meta.shape, dtype=meta.dtype)
+        if out.size == 0:
+            return out
+        grid = meta.grid
+        for key in records:
+            g.parse_coord_key(key, grid)  # refuse coordinates outside the grid
+        slabs = meta.chunks[1:] == meta.shape[1:]
+        buffer: np.ndarray[Any, Any] | None = None
+        for coords in g.iter_grid(grid):
+            region = chunk_region(coords, meta.shape, meta.chunks) + (Ellipsis,)  # a view even when 0-d
+            record = records.get(g.coord_key(coords))
+            if record is None:
+                out[region] = meta.fill_value()
+                continue
+            target = out[region]
+            direct = slabs and target.shape == meta.chunks
+            if not direct and buffer is None:
+                buffer = np.empty(meta.chunks, dtype=meta.dtype)
+            into = target if direct else buffer
+            assert into is not None
+            with _naming_chunk(meta, coords):
+                self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=into.reshape(-1).view(np.uint8))
+            if not direct:
+                target[...] = into[chunk_valid_sel(coords, meta.shape, meta.chunks)]
+        return out
+
     def write(self, meta: ArrayMeta, key: object, value: object) -> None:
         """``array[key] = value``: rewrites only the chunks the selection touches."""
         sel = Selection(key, meta.shape, meta.chunks)
@@ -344,6 +389,23 @@ def _naming_chunk(meta: ArrayMeta, coords: tuple[int, ...]) -> Iterator[None]:
         yield
     except CorruptionError as exc:
         raise CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}") from None
+
+
+def _meta_from_row(row: tuple[Any, ...]) -> ArrayMeta:
+    """An :class:`ArrayMeta` from the columns ``_META_COLUMNS``, every field validated."""
+    array_id, dtype_text, shape_text, chunks_text, codec_text, fill = row
+    dtype = dtype_from_text(dtype_text)
+    shape = _json_dims(shape_text, "shape", array_id)
+    chunks = _json_dims(chunks_text, "chunks", array_id)
+    try:
+        g.check_shape(shape, dtype.itemsize)
+        g.check_chunks(chunks, shape, dtype.itemsize)
+    except ValueError as exc:
+        raise CorruptionError(f"array {array_id}: {exc}") from None
+    codec = Codec.from_json(codec_text)
+    if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
+        raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
+    return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
 
 
 def _json_dims(text: object, what: str, array_id: int) -> tuple[int, ...]:

@@ -106,6 +106,12 @@ class NodeTable:
         )
         return [NodeRow(*r) for r in cursor]
 
+    def subtree_arrays_sql(self, tree_id: int, path: str, scalars_only: bool = False) -> tuple[str, tuple[Any, ...]]:
+        """A subquery selecting the array ids of a subtree (only numpy scalars' with ``scalars_only``)."""
+        scalars = " AND dtype IS NOT NULL" if scalars_only else ""
+        return (f"SELECT array_id FROM node WHERE tree_id = ? AND {_IN_SUBTREE} AND array_id IS NOT NULL{scalars}",
+                (tree_id, *_subtree_params(path)))
+
     # -- inserting ---------------------------------------------------------------
 
     def prepare(self, value: object, base: str = "") -> list[NodeSpec]:

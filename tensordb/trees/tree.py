@@ -18,7 +18,7 @@ import numpy as np
 from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
-from ..errors import PathNotFoundError, StaleHandleError, TensorDBError, context
+from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .values import CONTAINER_KINDS, decode_scalar
@@ -96,11 +96,16 @@ class TreeOps:
         return decode_scalar(row.kind, row.value, row.exact, row.dtype)
 
     def load(self, tree_id: int, path: str, lazy: bool) -> Any:
-        """The subtree at ``path`` as plain Python values (one query for the structure)."""
+        """The subtree at ``path`` as plain Python values.
+
+        One query for the structure; unless ``lazy``, one for the records of
+        its arrays and one for their chunk records.
+        """
         with self.db._store.snapshot():
             rows = self.nodes.subtree(tree_id, path)
             if not rows:
                 raise PathNotFoundError(f"{path or '(root)'}: no such path")
+            arrays = self._read_arrays(tree_id, path, lazy)
             made: dict[int, Any] = {}
             children: dict[int, list[tuple[int, str | None, Any]]] = {}
             for row in rows:  # ordered by path: parents before children
@@ -109,7 +114,9 @@ class TreeOps:
                 elif row.kind == "list":
                     value = []
                 elif row.kind == "array" and (not lazy or row.dtype is not None):
-                    value = self.arrays.read(self.arrays.meta(int(row.array_id)), ...)
+                    value = arrays.get(int(row.array_id))
+                    if value is None:
+                        raise CorruptionError(f"{row.path or '(root)'}: array {row.array_id} has no record")
                     if row.dtype is not None:
                         value = value[()]
                 else:
@@ -126,6 +133,14 @@ class TreeOps:
             else:
                 container.extend(value for _, _, value in items)
         return made[rows[0].node_id]
+
+    def _read_arrays(self, tree_id: int, path: str, lazy: bool) -> dict[int, np.ndarray[Any, Any]]:
+        """{array id: values} for the arrays of a subtree (only numpy scalars when ``lazy``)."""
+        ids_sql, params = self.nodes.subtree_arrays_sql(tree_id, path, scalars_only=lazy)
+        metas = self.arrays.metas_where(ids_sql, params)
+        records = self.arrays.chunk_records_where(ids_sql, params)
+        return {array_id: self.arrays.read_whole(meta, records.get(array_id, {}))
+                for array_id, meta in metas.items()}
 
     # -- edits -------------------------------------------------------------------
 
