@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,10 @@ from .indexing import (
 )
 
 __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
+
+
+# Whole-value writes hand chunks to the chunk store in batches of about this many raw bytes.
+_WRITE_BATCH_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,24 +119,34 @@ class ArrayStore:
         fill_value: object = None,
     ) -> ArrayMeta:
         """Insert an empty array record (every chunk reads as ``fill_value``)."""
-        check_storable_dtype(dtype)
-        shape = g.check_shape(shape, dtype.itemsize)
-        if chunks is None:
-            chunks = g.auto_chunks(shape, dtype.itemsize)
-        else:
-            chunks = g.check_chunks(chunks, shape, dtype.itemsize)
-        codec = codec or DEFAULT_CODEC
-        if not isinstance(codec, Codec):
-            raise TypeError(f"codec must be a tensordb.Codec, got {type(codec).__name__}")
-        fill = _fill_bytes(dtype, fill_value)
-        size = math.prod(shape)
-        self.conn.execute(
-            "INSERT INTO array(dtype, shape, chunks, codec, fill_value, size, nbytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (dtype_to_text(dtype), json.dumps(shape), json.dumps(chunks), codec.to_json(), fill, size,
-             size * dtype.itemsize),
+        return self.create_many([(shape, dtype, chunks, codec, fill_value)])[0]
+
+    def create_many(self, specs: Sequence[tuple[tuple[int, ...], np.dtype[Any], tuple[int, ...] | None,
+                                                Codec | None, object]]) -> list[ArrayMeta]:
+        """:meth:`create` for many ``(shape, dtype, chunks, codec, fill_value)``, in one statement."""
+        metas = []
+        next_id = int(self.conn.scalar(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'array'), 0), "
+            "coalesce((SELECT max(array_id) FROM array), 0)) + 1"
+        ))
+        for i, (shape, dtype, chunks, codec, fill_value) in enumerate(specs):
+            check_storable_dtype(dtype)
+            shape = g.check_shape(shape, dtype.itemsize)
+            if chunks is None:
+                chunks = g.auto_chunks(shape, dtype.itemsize)
+            else:
+                chunks = g.check_chunks(chunks, shape, dtype.itemsize)
+            codec = codec or DEFAULT_CODEC
+            if not isinstance(codec, Codec):
+                raise TypeError(f"codec must be a tensordb.Codec, got {type(codec).__name__}")
+            metas.append(ArrayMeta(next_id + i, dtype, shape, chunks, codec, _fill_bytes(dtype, fill_value)))
+        self.conn.executemany(
+            "INSERT INTO array(array_id, dtype, shape, chunks, codec, fill_value, size, nbytes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(m.array_id, dtype_to_text(m.dtype), json.dumps(m.shape), json.dumps(m.chunks), m.codec.to_json(),
+              m.fill, m.size, m.nbytes) for m in metas],
         )
-        array_id = int(self.conn.conn.last_insert_rowid())
-        return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
+        return metas
 
     _META_COLUMNS = "array_id, dtype, shape, chunks, codec, fill_value"
 
@@ -252,11 +266,17 @@ class ArrayStore:
         if _is_fill(raw, meta):
             self.conn.execute("DELETE FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, key))
             return
-        chunk_id = self.chunks.put(raw, meta.codec, meta.itemsize)
-        self.conn.execute(
+        self._reference_chunks([(meta, key, raw)])
+
+    def _reference_chunks(self, batch: list[tuple[ArrayMeta, str, np.ndarray[Any, Any]]]) -> None:
+        """Store chunks ``(array, coord key, raw bytes)`` and point the arrays' chunk index at them."""
+        if not batch:
+            return
+        ids = self.chunks.put_many([(raw, meta.codec, meta.itemsize) for meta, _, raw in batch])
+        self.conn.executemany(
             "INSERT INTO chunk_ref(array_id, coord, chunk_id) VALUES (?, ?, ?) "
             "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id",
-            (meta.array_id, key, chunk_id),
+            [(meta.array_id, key, chunk_id) for (meta, key, _), chunk_id in zip(batch, ids)],
         )
 
     def chunk_coords(self, meta: ArrayMeta) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -268,16 +288,31 @@ class ArrayStore:
 
     # -- whole arrays ------------------------------------------------------------
 
-    def write_array(self, meta: ArrayMeta, data: np.ndarray[Any, Any]) -> None:
-        """Write a whole array chunk by chunk (the source may be a memmap larger than memory)."""
-        for coords in g.iter_grid(meta.grid):
-            block = data[chunk_region(coords, meta.shape, meta.chunks) + (Ellipsis,)]  # an array even when 0-d
-            if block.shape == meta.chunks:
-                chunk = block
-            else:
-                chunk = meta.fill_chunk()
-                chunk[tuple(slice(0, b) for b in block.shape)] = block
-            self.write_chunk(meta, coords, chunk)
+    def write_arrays(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> None:
+        """Fill new, empty arrays with whole values, chunk by chunk.
+
+        Chunks go to the chunk store in batches of about ``_WRITE_BATCH_BYTES``
+        (a few statements and parallel compression per batch), so a source
+        larger than memory (a memmap) is streamed.
+        """
+        batch: list[tuple[ArrayMeta, str, np.ndarray[Any, Any]]] = []
+        pending = 0
+        for meta, data in pairs:
+            for coords in g.iter_grid(meta.grid):
+                block = data[chunk_region(coords, meta.shape, meta.chunks) + (Ellipsis,)]  # an array even when 0-d
+                if block.shape != meta.chunks:
+                    chunk = meta.fill_chunk()
+                    chunk[tuple(slice(0, b) for b in block.shape)] = block
+                    block = chunk
+                raw = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+                if _is_fill(raw, meta):  # a new array has no chunk to drop
+                    continue
+                batch.append((meta, g.coord_key(coords), raw))
+                pending += raw.nbytes
+                if pending >= _WRITE_BATCH_BYTES:
+                    self._reference_chunks(batch)
+                    batch, pending = [], 0
+        self._reference_chunks(batch)
 
     def read(self, meta: ArrayMeta, key: object) -> Any:
         """``array[key]`` as numpy would return it (orthogonal indexing)."""

@@ -13,6 +13,9 @@ arrays' shapes or trees: a chunk is bytes with a reference count.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +56,33 @@ class Counters:
         return dict(vars(self))
 
 
+# Look-ups of content keys are batched (SQLite allows 32,766 parameters).
+_KEYS_PER_QUERY = 500
+# Compress in parallel (Blosc2 releases the GIL) when a batch holds this much.
+_PARALLEL_BYTES = 64 * 1024
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
+    """Compress chunks ``(raw, codec, typesize)``, on several cores when there is enough work."""
+    def encode(item: tuple[Any, Codec, int]) -> bytes:
+        raw, codec, typesize = item
+        return codec.encode(raw, typesize)
+
+    if len(items) < 2 or sum(memoryview(raw).nbytes for raw, _, _ in items) < _PARALLEL_BYTES:
+        return [encode(item) for item in items]
+    return list(_compression_pool().map(encode, items))
+
+
+def _compression_pool() -> ThreadPoolExecutor:
+    """One pool per process: a pool inherited through fork() has no threads."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                                 thread_name_prefix="tensordb-compress"))
+    return _pool[1]
+
+
 def content_key(fingerprint: bytes, raw: Any) -> bytes:
     """BLAKE3-256 of ``fingerprint``, a NUL byte, and the raw chunk bytes."""
     h = blake3.blake3(fingerprint)
@@ -82,28 +112,54 @@ class ChunkStore:
         The returned record's refcount is unchanged: referencing it from
         ``chunk_ref`` is what counts.
         """
-        key = content_key(codec.fingerprint(typesize), raw)
-        found = self.conn.scalar("SELECT chunk_id FROM chunk WHERE hash = ?", (key,))
-        if found is not None:
-            self.counters.chunks_deduplicated += 1
-            return int(found)
-        stored = codec.encode(raw, typesize)
-        raw_size = memoryview(raw).nbytes
-        if len(stored) <= self.inline_threshold:
-            self.conn.execute(
-                "INSERT INTO chunk(hash, checksum, raw_size, size, data) VALUES (?, ?, ?, ?, ?)",
-                (key, checksum(stored), raw_size, len(stored), stored),
+        return self.put_many([(raw, codec, typesize)])[0]
+
+    def put_many(self, items: Sequence[tuple[Any, Codec, int]]) -> list[int]:
+        """:meth:`put` for many chunks ``(raw, codec, typesize)``: a few statements, parallel compression.
+
+        Chunks already stored (or repeated in ``items``) are found by content
+        key and not compressed again.
+        """
+        keys = [content_key(codec.fingerprint(typesize), raw) for raw, codec, typesize in items]
+        ids = self._stored_ids(keys)
+        new: dict[bytes, tuple[Any, Codec, int]] = {}
+        for key, item in zip(keys, items):
+            if key in ids or key in new:
+                self.counters.chunks_deduplicated += 1
+            else:
+                new[key] = item
+        if new:
+            compressed = _compress_all(list(new.values()))
+            next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
+            rows: list[tuple[Any, ...]] = []
+            for (key, (raw, _, _)), stored in zip(new.items(), compressed):
+                ids[key] = chunk_id = next_id + len(rows)
+                location: tuple[Any, Any, Any] = (stored, None, None)
+                if len(stored) > self.inline_threshold:
+                    location = (None, *self.packs.append(stored))
+                    self.counters.pack_bytes_written += len(stored)
+                rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
+                self.counters.chunks_written += 1
+                self.counters.chunk_bytes_written += len(stored)
+            self.conn.executemany(
+                "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-        else:
-            pack_id, offset = self.packs.append(stored)
-            self.counters.pack_bytes_written += len(stored)
-            self.conn.execute(
-                "INSERT INTO chunk(hash, checksum, raw_size, size, pack_id, offset) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, checksum(stored), raw_size, len(stored), pack_id, offset),
-            )
-        self.counters.chunks_written += 1
-        self.counters.chunk_bytes_written += len(stored)
-        return int(self.conn.conn.last_insert_rowid())
+        return [ids[key] for key in keys]
+
+    def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:
+        """{content key: chunk id} for the keys already stored."""
+        found: dict[bytes, int] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), _KEYS_PER_QUERY):
+            batch = unique[i:i + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(batch))
+            for key, chunk_id in self.conn.execute(
+                f"SELECT hash, chunk_id FROM chunk WHERE hash IN ({marks})", tuple(batch)
+            ):
+                found[bytes(key)] = int(chunk_id)
+        return found
 
     #: What reading needs from a chunk record ``c``: a row is (chunk id, *these), see :meth:`verified_bytes`.
     DATA_COLUMNS = "c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size"

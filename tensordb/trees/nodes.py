@@ -148,6 +148,7 @@ class NodeTable:
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
         base = self._next_node_id()
+        array_ids = iter(self._store_arrays([spec.payload for spec in specs if spec.kind == "array"], chunks, codec))
         rows = []
         copies: list[NodeSpec] = []
         for i, spec in enumerate(specs):
@@ -158,9 +159,7 @@ class NodeTable:
             if spec.kind == "handle":
                 copies.append(spec)
                 continue
-            array_id = None
-            if spec.kind == "array":
-                array_id = self._store_array(spec.payload, chunks, codec)
+            array_id = next(array_ids) if spec.kind == "array" else None
             rows.append((base + i, tree_id, node_parent, path + spec.path, node_key, node_pos, spec.kind,
                          spec.value, spec.exact, spec.dtype, array_id))
         if rows:
@@ -176,14 +175,17 @@ class NodeTable:
                 root_id = new_id
         return root_id
 
-    def _store_array(self, payload: Any, chunks: tuple[int, ...] | None, codec: Codec | None) -> int:
-        if isinstance(payload, tuple):  # ("ref", array_id): shared, not copied
-            return int(payload[1])
-        data: np.ndarray[Any, Any] = payload
-        use_chunks = chunks if chunks is not None and len(chunks) == data.ndim else None
-        meta = self.arrays.create(data.shape, data.dtype, use_chunks, codec)
-        self.arrays.write_array(meta, data)
-        return meta.array_id
+    def _store_arrays(self, payloads: list[Any], chunks: tuple[int, ...] | None, codec: Codec | None) -> list[int]:
+        """The array ids for array payloads: ("ref", id) is shared, not copied; ndarrays are stored."""
+        values: list[np.ndarray[Any, Any]] = [p for p in payloads if not isinstance(p, tuple)]
+        metas = iter(self.arrays.create_many([
+            (data.shape, data.dtype, chunks if chunks is not None and len(chunks) == data.ndim else None, codec, None)
+            for data in values
+        ]) if values else [])
+        stored = [(next(metas), data) for data in values]
+        self.arrays.write_arrays(stored)
+        by_value = iter(meta.array_id for meta, _ in stored)
+        return [int(p[1]) if isinstance(p, tuple) else next(by_value) for p in payloads]
 
     def _insert_copy(self, payload: Any, tree_id: int, parent_id: int | None, path: str, key: str | None,
                      pos: int) -> int:
