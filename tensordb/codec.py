@@ -114,14 +114,17 @@ class Codec:
 
     def encode(self, raw: Any, typesize: int) -> bytes:
         """Compress one chunk's raw bytes."""
+        nbytes = memoryview(raw).nbytes
         return blosc2.compress2(  # type: ignore[no-any-return]
             raw,
             codec=_CODECS[self.name],
-            clevel=self.level,
+            # Blosc2 stores buffers this small as they are, yet setting up a
+            # compressor costs 20 us: level 0 skips that (the header says how to decode).
+            clevel=self.level if nbytes >= _MIN_COMPRESSIBLE_BYTES else 0,
             filters=[_SHUFFLES[self.shuffle]],
             filters_meta=[0],
             typesize=_blosc_typesize(typesize),
-            nthreads=_threads_for(memoryview(raw).nbytes),
+            nthreads=_threads_for(nbytes),
         )
 
     def decode(self, stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:
@@ -170,6 +173,7 @@ class Codec:
 # costs more than (de)compressing a small chunk: chunks below this size are
 # done in the calling thread (many chunks are processed in parallel instead).
 _THREADED_CHUNK_BYTES = 4 * 1024 * 1024
+_MIN_COMPRESSIBLE_BYTES = 128
 
 
 def _threads_for(nbytes: int) -> int:

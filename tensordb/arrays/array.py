@@ -15,6 +15,7 @@ the clone shares every chunk record until a chunk is rewritten).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -343,6 +344,13 @@ class ArrayStore:
         out = np.empty(meta.shape, dtype=meta.dtype)
         if out.size == 0:
             return out
+        if meta.chunks == meta.shape and len(records) == 1:  # the common case: one chunk, the whole array
+            coords = (0,) * len(meta.shape)
+            record = records.get(g.coord_key(coords))
+            if record is not None:
+                with _naming_chunk(meta, coords):
+                    self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
+                return out
         grid = meta.grid
         for key in records:
             g.parse_coord_key(key, grid)  # refuse coordinates outside the grid
@@ -428,28 +436,40 @@ def _naming_chunk(meta: ArrayMeta, coords: tuple[int, ...]) -> Iterator[None]:
 
 def _meta_from_row(row: tuple[Any, ...]) -> ArrayMeta:
     """An :class:`ArrayMeta` from the columns ``_META_COLUMNS``, every field validated."""
-    array_id, dtype_text, shape_text, chunks_text, codec_text, fill = row
+    array_id, *fields = row
+    if not all(isinstance(f, (str, bytes)) for f in fields):
+        raise CorruptionError(f"array {array_id}: malformed record")
+    try:
+        return ArrayMeta(array_id, *_parse_meta(*fields))
+    except CorruptionError as exc:
+        raise CorruptionError(f"array {array_id}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: Any, fill: Any
+                ) -> tuple[np.dtype[Any], tuple[int, ...], tuple[int, ...], Codec, bytes]:
+    """The validated fields of an array record (cached: many arrays share dtype, shape and codec)."""
     dtype = dtype_from_text(dtype_text)
-    shape = _json_dims(shape_text, "shape", array_id)
-    chunks = _json_dims(chunks_text, "chunks", array_id)
+    shape = _json_dims(shape_text, "shape")
+    chunks = _json_dims(chunks_text, "chunks")
     try:
         g.check_shape(shape, dtype.itemsize)
         g.check_chunks(chunks, shape, dtype.itemsize)
     except ValueError as exc:
-        raise CorruptionError(f"array {array_id}: {exc}") from None
+        raise CorruptionError(str(exc)) from None
     codec = Codec.from_json(codec_text)
     if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
-        raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
-    return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
+        raise CorruptionError("fill value does not match its dtype")
+    return dtype, shape, chunks, codec, fill
 
 
-def _json_dims(text: object, what: str, array_id: int) -> tuple[int, ...]:
+def _json_dims(text: object, what: str) -> tuple[int, ...]:
     try:
         value = json.loads(text)  # type: ignore[arg-type]
     except (TypeError, json.JSONDecodeError):
-        raise CorruptionError(f"array {array_id}: malformed {what} {text!r}") from None
+        raise CorruptionError(f"malformed {what} {text!r}") from None
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise CorruptionError(f"array {array_id}: malformed {what} {text!r}")
+        raise CorruptionError(f"malformed {what} {text!r}")
     return tuple(value)
 
 
