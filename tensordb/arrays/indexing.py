@@ -591,7 +591,7 @@ def leading_rows(sel: tuple[Any, ...], n: int) -> tuple[int, int]:
     first = sel[0] if sel else slice(None)
     if isinstance(first, slice):
         rows = range(*first.indices(n))
-        return (min(rows), max(rows) + 1) if rows else (0, 0)
+        return (min(rows[0], rows[-1]), max(rows[0], rows[-1]) + 1) if rows else (0, 0)
     if isinstance(first, np.ndarray):
         return (int(first.min()), int(first.max()) + 1) if first.size else (0, 0)
     i = operator.index(first)
