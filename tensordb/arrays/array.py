@@ -14,11 +14,15 @@ the clone shares every chunk record until a chunk is rewritten).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,10 +30,12 @@ import numpy as np
 
 from ..codec import DEFAULT_CODEC, Codec
 from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
+from ..storage.chunks import THREADS, thread_pool
 from ..storage.store import Store
 from . import grid as g
 from .dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
 from .indexing import (
+    ChunkProjection,
     Selection,
     chunk_region,
     chunk_valid_sel,
@@ -45,6 +51,8 @@ __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
 
 # Whole-value writes hand chunks to the chunk store in batches of about this many raw bytes.
 _WRITE_BATCH_BYTES = 64 * 1024 * 1024
+# Reads of more than two chunks at least this big decode them on every core.
+_PARALLEL_CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -235,31 +243,6 @@ class ArrayStore:
             self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
         return out
 
-    def _chunk_part(self, meta: ArrayMeta, coords: tuple[int, ...], chunk_sel: tuple[Any, ...],
-                    buffer: Callable[[], np.ndarray[Any, Any]]) -> tuple[np.ndarray[Any, Any], tuple[Any, ...]]:
-        """(the rows of a chunk that ``chunk_sel`` touches, ``chunk_sel`` rebased onto them).
-
-        Only the Blosc2 blocks holding those rows are decompressed; a selection
-        spanning the whole first axis decodes the whole chunk into ``buffer()``.
-        """
-        record = self._chunk_record(meta, coords)
-        if record is None:  # never written: reads as the fill value
-            return np.broadcast_to(meta.fill_value(), meta.chunks), chunk_sel
-        n = meta.chunks[0] if meta.chunks else 1
-        lo, hi = leading_rows(chunk_sel, n) if meta.chunks else (0, 1)
-        with _naming_chunk(meta, coords):
-            if hi - lo >= n:
-                out = buffer()
-                self.chunks.decode(record, meta.codec, meta.chunk_nbytes, out=out.reshape(-1).view(np.uint8))
-                return out, chunk_sel
-            row_bytes = meta.chunk_nbytes // n
-            offset, data = self.chunks.decode_span(
-                record, meta.codec, meta.chunk_nbytes, lo * row_bytes, hi * row_bytes
-            )
-        rows = np.frombuffer(data, dtype=meta.dtype, count=(hi - lo) * (row_bytes // meta.itemsize),
-                             offset=lo * row_bytes - offset)
-        return rows.reshape((hi - lo, *meta.chunks[1:])), rebase_leading(chunk_sel, n, lo)
-
     def write_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], chunk: np.ndarray[Any, Any]) -> None:
         """Store one full chunk; a chunk equal to the fill value everywhere is simply dropped."""
         key = g.coord_key(coords)
@@ -319,20 +302,81 @@ class ArrayStore:
         """``array[key]`` as numpy would return it (orthogonal indexing)."""
         sel = Selection(key, meta.shape, meta.chunks)
         out = np.empty(sel.out_shape, dtype=meta.dtype)
-        buffers: list[np.ndarray[Any, Any]] = []
-
-        def buffer() -> np.ndarray[Any, Any]:
-            if not buffers:
-                buffers.append(np.empty(meta.chunks, dtype=meta.dtype))
-            return buffers[0]
-
+        nchunks = sel.nchunks()
         # one statement needs no snapshot to be consistent
-        with self.store.snapshot() if sel.nchunks() > 1 else contextlib.nullcontext():
-            for p in sel.projections():
-                chunk, chunk_sel = self._chunk_part(meta, p.coords, p.chunk_sel, buffer)
-                orthogonal_set(out, p.out_sel, orthogonal_get(chunk, chunk_sel))
+        with self.store.snapshot() if nchunks > 1 else contextlib.nullcontext():
+            self._gather(meta, sel.projections(), out,
+                         parallel=nchunks > 2 and meta.chunk_nbytes >= _PARALLEL_CHUNK_BYTES)
         result = out.reshape(sel.final_shape)
         return result[()] if sel.is_scalar else result
+
+    def _gather(self, meta: ArrayMeta, projections: Iterable[ChunkProjection], out: np.ndarray[Any, Any],
+                parallel: bool) -> None:
+        """Copy the selected part of every projected chunk into ``out``.
+
+        This thread runs the queries and reads stored bytes; with ``parallel``,
+        the pool decodes them meanwhile (at most two chunks per worker in
+        flight, so memory stays bounded).
+        """
+        local = threading.local()
+        counters = self.chunks.counters
+
+        def place(stored: bytes, p: ChunkProjection) -> bool:
+            part, chunk_sel, partly = self._decode_part(meta, stored, p, local)
+            orthogonal_set(out, p.out_sel, orthogonal_get(part, chunk_sel))
+            return partly
+
+        def done(partly: bool) -> None:
+            counters.chunks_decoded += 1
+            counters.chunks_partly_decoded += partly
+
+        pool = thread_pool() if parallel else None
+        inflight: collections.deque[Future[bool]] = collections.deque()
+        try:
+            for p in projections:
+                record = self._chunk_record(meta, p.coords)
+                if record is None:  # never written: reads as the fill value
+                    fill = np.broadcast_to(meta.fill_value(), meta.chunks)
+                    orthogonal_set(out, p.out_sel, orthogonal_get(fill, p.chunk_sel))
+                    continue
+                with _naming_chunk(meta, p.coords):
+                    stored = self.chunks.stored_for(record, meta.chunk_nbytes)
+                if pool is None:
+                    done(place(stored, p))
+                    continue
+                inflight.append(pool.submit(place, stored, p))
+                if len(inflight) > 2 * THREADS:
+                    done(inflight.popleft().result())
+            while inflight:
+                done(inflight.popleft().result())
+        finally:  # after an error, no worker may write into ``out`` once we have returned
+            for future in inflight:
+                future.cancel()
+            futures.wait(inflight)
+
+    def _decode_part(self, meta: ArrayMeta, stored: bytes, p: ChunkProjection, local: threading.local
+                     ) -> tuple[np.ndarray[Any, Any], tuple[Any, ...], bool]:
+        """(the rows of a chunk that ``p`` touches, ``p.chunk_sel`` rebased onto them, partly decoded?).
+
+        Only the Blosc2 blocks holding those rows are decompressed; a selection
+        spanning the whole first axis decodes the chunk into a buffer of this thread.
+        """
+        n = meta.chunks[0] if meta.chunks else 1
+        lo, hi = leading_rows(p.chunk_sel, n) if meta.chunks else (0, 1)
+        with _naming_chunk(meta, p.coords):
+            if hi - lo < n:
+                row_bytes = meta.chunk_nbytes // n
+                offset, data = meta.codec.decode_span(stored, meta.chunk_nbytes, lo * row_bytes, hi * row_bytes)
+                if len(data) < meta.chunk_nbytes:
+                    rows = np.frombuffer(data, dtype=meta.dtype, count=(hi - lo) * (row_bytes // meta.itemsize),
+                                         offset=lo * row_bytes - offset)
+                    return rows.reshape((hi - lo, *meta.chunks[1:])), rebase_leading(p.chunk_sel, n, lo), True
+                return np.frombuffer(data, dtype=meta.dtype).reshape(meta.chunks), p.chunk_sel, False
+            buffer = getattr(local, "buffer", None)
+            if buffer is None or buffer.shape != meta.chunks or buffer.dtype != meta.dtype:
+                buffer = local.buffer = np.empty(meta.chunks, dtype=meta.dtype)
+            meta.codec.decode(stored, meta.chunk_nbytes, out=buffer.reshape(-1).view(np.uint8))
+            return buffer, p.chunk_sel, False
 
     def read_whole(self, meta: ArrayMeta, records: dict[str, tuple[Any, ...]]) -> np.ndarray[Any, Any]:
         """The whole array from its chunk records (see :meth:`chunk_records_where`).

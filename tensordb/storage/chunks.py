@@ -27,7 +27,8 @@ from ..errors import CorruptionError
 from .connection import Connection
 from .packs import PackStore
 
-__all__ = ["ChunkStore", "Counters", "content_key", "checksum", "DEFAULT_INLINE_THRESHOLD"]
+__all__ = ["ChunkStore", "Counters", "content_key", "checksum", "thread_pool", "THREADS",
+           "DEFAULT_INLINE_THRESHOLD"]
 
 #: Compressed chunks of at most this many bytes are stored inline in SQLite.
 DEFAULT_INLINE_THRESHOLD = 64 * 1024
@@ -60,6 +61,8 @@ class Counters:
 _KEYS_PER_QUERY = 500
 # Compress in parallel (Blosc2 releases the GIL) when a batch holds this much.
 _PARALLEL_BYTES = 64 * 1024
+#: Threads of the (de)compression pool.
+THREADS = min(8, os.cpu_count() or 1)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -71,15 +74,18 @@ def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
 
     if len(items) < 2 or sum(memoryview(raw).nbytes for raw, _, _ in items) < _PARALLEL_BYTES:
         return [encode(item) for item in items]
-    return list(_compression_pool().map(encode, items))
+    return list(thread_pool().map(encode, items))
 
 
-def _compression_pool() -> ThreadPoolExecutor:
-    """One pool per process: a pool inherited through fork() has no threads."""
+def thread_pool() -> ThreadPoolExecutor:
+    """The threads that (de)compress chunks in parallel (Blosc2 releases the GIL).
+
+    One pool per process: a pool inherited through fork() has no threads.
+    """
     global _pool
     if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                                 thread_name_prefix="tensordb-compress"))
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=THREADS,
+                                                 thread_name_prefix="tensordb-codec"))
     return _pool[1]
 
 
@@ -200,22 +206,13 @@ class ChunkStore:
 
     def decode(self, row: tuple[Any, ...], codec: Codec, expected_raw: int, out: Any = None) -> Any:
         """:meth:`get` for a record already read as (chunk id, :attr:`DATA_COLUMNS`)."""
-        stored = self._expecting(row, expected_raw)
+        stored = self.stored_for(row, expected_raw)
         result = codec.decode(stored, expected_raw, out)
         self.counters.chunks_decoded += 1
         return result
 
-    def decode_span(self, row: tuple[Any, ...], codec: Codec, expected_raw: int, start: int, stop: int
-                    ) -> tuple[int, Any]:
-        """At least raw bytes ``[start, stop)`` of a record's chunk: ``(offset, buffer)``, see Codec.decode_span."""
-        stored = self._expecting(row, expected_raw)
-        offset, buffer = codec.decode_span(stored, expected_raw, start, stop)
-        self.counters.chunks_decoded += 1
-        if len(buffer) < expected_raw:
-            self.counters.chunks_partly_decoded += 1
-        return offset, buffer
-
-    def _expecting(self, row: tuple[Any, ...], expected_raw: int) -> bytes:
+    def stored_for(self, row: tuple[Any, ...], expected_raw: int) -> bytes:
+        """The verified stored bytes of a record whose chunk must hold ``expected_raw`` raw bytes."""
         stored, raw_size, _ = self.verified_bytes(row)
         if raw_size != expected_raw:
             raise CorruptionError(
