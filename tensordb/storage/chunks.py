@@ -59,8 +59,9 @@ class Counters:
 
 # Look-ups of content keys are batched (SQLite allows 32,766 parameters).
 _KEYS_PER_QUERY = 500
-# Compress in parallel (Blosc2 releases the GIL) when a batch holds this much.
-_PARALLEL_BYTES = 64 * 1024
+# Chunks this big are compressed by the pool (Blosc2 releases the GIL); handing
+# a smaller one to a thread costs more than compressing it here.
+_PARALLEL_CHUNK_BYTES = 4096
 #: Threads of the (de)compression pool.
 THREADS = min(8, os.cpu_count() or 1)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -72,9 +73,13 @@ def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
         raw, codec, typesize = item
         return codec.encode(raw, typesize)
 
-    if len(items) < 2 or sum(memoryview(raw).nbytes for raw, _, _ in items) < _PARALLEL_BYTES:
-        return [encode(item) for item in items]
-    return list(thread_pool().map(encode, items))
+    pool = thread_pool()
+    handed = {i: pool.submit(encode, item) for i, item in enumerate(items)
+              if memoryview(item[0]).nbytes >= _PARALLEL_CHUNK_BYTES} if len(items) > 1 else {}
+    results = [b"" if i in handed else encode(item) for i, item in enumerate(items)]  # meanwhile, the small ones
+    for i, future in handed.items():
+        results[i] = future.result()
+    return results
 
 
 def thread_pool() -> ThreadPoolExecutor:
