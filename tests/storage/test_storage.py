@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tensordb.codec import Codec
@@ -315,3 +316,22 @@ def test_rollback_of_first_pack(store_path: str) -> None:
         assert bytes(s.chunks.get(cid, CODEC, len(RANDOM))) == RANDOM
     finally:
         s.close()
+
+
+def test_put_many_deduplicates_within_the_batch_and_against_stored_chunks(store: Store) -> None:
+    """Small chunks (compressed here) and big ones (compressed by the pool), repeated and already stored."""
+    rng = np.random.default_rng(7)
+    raws = [rng.integers(0, 4, size=n, dtype="uint8").tobytes() for n in (10, 300, 5000, 70_000, 200_000)]
+    with store.transaction():
+        first = store.chunks.put(raws[3], CODEC, 1)
+    items = [(raw, CODEC, 1) for raw in raws + raws[::-1]]
+    before = store.counters.snapshot()
+    with store.transaction():
+        ids = store.chunks.put_many(items)
+    assert ids[:5] == ids[5:][::-1] and len(set(ids[:5])) == 5 and ids[3] == first
+    assert store.counters.chunks_written - before["chunks_written"] == 4
+    assert store.counters.chunks_deduplicated - before["chunks_deduplicated"] == 6
+    for chunk_id, raw in zip(ids, raws):
+        assert bytes(store.chunks.get(chunk_id, CODEC, len(raw))) == raw
+    # the big ones went to pack files (inline threshold 1000), the small ones inline
+    assert count(store, "SELECT count(*) FROM chunk WHERE pack_id IS NOT NULL") == 3
