@@ -75,16 +75,26 @@ def from_glob(db: tensordb.Database, pattern: str, trees: str | None = None) -> 
         shape, dtype = value.shape, value.dtype
         if first is None:
             first = (name, pointer, shape, dtype)
-        elif (shape, dtype.str) != (first[2], first[3].str) or dtype != first[3]:
-            raise ValueError(
-                f"{where}: shape {shape} and dtype {dtype.str} differ from {first[0]}: {first[1] or '(root)'} "
-                f"(shape {first[2]}, dtype {first[3].str}); from_glob stacks arrays of one shape and dtype"
-            )
+        else:
+            _check_like(where, shape, dtype, first)
         blocks.append(value.to_dask())
     if not blocks:
         among = f" in trees matching {trees!r}" if trees is not None else ""
         raise tensordb.PathNotFoundError(f"{db.filename}: no array matches {pattern!r}{among}")
     return da.stack(blocks, axis=0)  # type: ignore[no-untyped-call]
+
+
+def _check_like(where: str, shape: tuple[int, ...], dtype: np.dtype[Any],
+                first: tuple[str, str, tuple[int, ...], np.dtype[Any]]) -> None:
+    """ValueError unless an array has the shape and dtype (byte order included) of the first match."""
+    other = f"{first[0]}: {first[1] or '(root)'}"
+    if shape != first[2]:
+        problem = f"shape {shape} differs from {other} {first[2]}"
+    elif dtype != first[3] or dtype.str != first[3].str:
+        problem = f"dtype {dtype.str} differs from {other} ({first[3].str})"
+    else:
+        return
+    raise ValueError(f"{where}: {problem}; from_glob stacks arrays of one shape and dtype")
 
 
 def _kind(value: object) -> str:
