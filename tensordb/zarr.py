@@ -54,8 +54,8 @@ __all__ = ["export", "import_", "MARKER", "MAX_CHUNK_BYTES"]
 MARKER = "tensordb"
 #: Source chunks larger than this are refused on import (Zarr decodes a whole chunk at once).
 MAX_CHUNK_BYTES = 256 * 2**20
-#: Arrays move between tensordb and Zarr in blocks of about this many bytes.
-_BLOCK_BYTES = 16 * 2**20
+#: Arrays move between tensordb and Zarr in blocks of about this many bytes (a few times this is held).
+_BLOCK_BYTES = 4 * 2**20
 #: Source chunk shapes are kept on import up to this size; larger ones are re-chunked.
 _KEEP_CHUNK_BYTES = 64 * 2**20
 #: Without a listing of stored chunks, at most this many blocks are visited.
@@ -262,7 +262,8 @@ def _encode_numpy_scalar(value: np.generic) -> dict[str, Any]:
         return {**tag, "value": float(value)}
     if dtype.kind == "U":
         return {**tag, "value": str(value)}
-    return {**tag, "base64": base64.b64encode(value.tobytes()).decode("ascii")}
+    raw = bytes(value) if dtype.kind == "S" else value.tobytes()  # b"" is an S0 scalar of no bytes
+    return {**tag, "base64": base64.b64encode(raw).decode("ascii")}
 
 
 def _zarr_dtype(dtype: np.dtype[Any]) -> tuple[np.dtype[Any], bool]:
@@ -312,12 +313,11 @@ def _write_array(create: Any, array: Any, pointer: str) -> None:
             z[box or ...] = block.astype(target, copy=False)
 
 
-def _boxes(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int,
-           budget: int = _BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
-    """Boxes tiling an array in C order, each a whole number of chunks of about ``budget`` bytes."""
+def _boxes(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) -> Iterator[tuple[slice, ...]]:
+    """Boxes tiling an array in C order, each a whole number of chunks of about _BLOCK_BYTES."""
     if 0 in shape:
         return
-    block = _block_shape(shape, chunks, itemsize, budget)
+    block = _block_shape(shape, chunks, itemsize, _BLOCK_BYTES)
     for corner in itertools.product(*(range(0, n, b) for n, b in zip(shape, block))):
         yield tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, block, shape))
 
@@ -389,7 +389,7 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
     if db.readonly:
         raise tensordb.ReadOnlyError(f"{db.filename}: database is open read-only")
     where = _describe(store_or_group)
-    with _reading(where, "/"):
+    with _reading(f"{where}: /"):
         if isinstance(store_or_group, (zarr.Group, zarr.Array)):
             root = store_or_group
         else:
@@ -401,7 +401,7 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
         tree = db[name]
         for job in jobs:
             pointer = "/0" if job is root_job else job.pointer
-            with _reading(where, job.path):
+            with _reading(job.path):
                 _stream(tree, pointer, job)
         if root_job is not None:
             db[name] = tree["/0"]  # the root is the array itself: reference it, no copy
@@ -420,16 +420,16 @@ def _describe(store: Any) -> str:
 
 
 @contextlib.contextmanager
-def _reading(where: str, path: str) -> Iterator[None]:
-    """Report anything that goes wrong while reading the store as a FormatError naming the node."""
+def _reading(where: str) -> Iterator[None]:
+    """Report anything that goes wrong while reading ``where`` (store: node) as a FormatError naming it."""
     try:
         yield
     except (tensordb.TensorDBError, MemoryError):
         raise
     except RecursionError:
-        raise tensordb.FormatError(f"{where}: {path}: metadata nested too deeply") from None
+        raise tensordb.FormatError(f"{where}: metadata nested too deeply") from None
     except Exception as exc:
-        raise tensordb.FormatError(f"{where}: {path}: {exc}") from exc
+        raise tensordb.FormatError(f"{where}: {exc}") from exc
 
 
 def _node_path(node: Any) -> str:
@@ -446,7 +446,7 @@ def _read_hierarchy(root: Any, where: str) -> tuple[Any, list[_ArrayJob]]:
     while pending:
         node, parent, key, pointer = pending.pop()
         path = _node_path(node)
-        with _reading(where, path):
+        with _reading(f"{where}: {path}"):
             attrs = node.attrs.asdict()
             if isinstance(node, zarr.Array):
                 jobs.append(_array_job(node, attrs, pointer, f"{where}: {path}"))
@@ -598,11 +598,11 @@ def _decode_numpy_scalar(value: dict[str, Any]) -> Any:
     if "value" in value:
         if dtype.kind not in "biufU" or isinstance(value["value"], (dict, list)):
             raise ValueError("no JSON form for this dtype")
-        return np.array(value["value"], dtype=dtype)[()]
+        return dtype.type(value["value"])
     raw = base64.b64decode(value["base64"], validate=True)
     if len(raw) != dtype.itemsize:
         raise ValueError("wrong number of bytes")
-    return np.frombuffer(raw, dtype=dtype)[0]
+    return dtype.type(raw) if dtype.kind == "S" else np.frombuffer(raw, dtype=dtype)[0]
 
 
 def _array_job(z: Any, attrs: dict[str, Any], pointer: str, where: str) -> _ArrayJob:
