@@ -262,7 +262,7 @@ def _encode_numpy_scalar(value: np.generic) -> dict[str, Any]:
         return {**tag, "value": float(value)}
     if dtype.kind == "U":
         return {**tag, "value": str(value)}
-    raw = bytes(value) if dtype.kind == "S" else value.tobytes()  # b"" is an S0 scalar of no bytes
+    raw = value.item() if dtype.kind == "S" else value.tobytes()  # b"" is an S0 scalar of no bytes
     return {**tag, "base64": base64.b64encode(raw).decode("ascii")}
 
 
