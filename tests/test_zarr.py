@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import math
+import re
 import struct
 import tempfile
 import tracemalloc
@@ -370,3 +372,26 @@ def test_import_into_a_read_only_database_is_refused(db_path: Path, tmp_path: Pa
     tensordb.open(db_path).close()
     with tensordb.open(db_path, mode="r") as db, pytest.raises(tensordb.ReadOnlyError):
         tzarr.import_(db, "x", zarr.storage.MemoryStore())
+
+
+# -- docs/zarr.md and docs/ecosystem.md stay true ------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("page", ["zarr.md", "ecosystem.md"])
+def test_the_python_examples_of_the_docs_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if page == "ecosystem.md":
+        pytest.importorskip("dask.array")
+    blocks = re.findall(r"^```python\n(.*?)^```", (DOCS / page).read_text(encoding="utf-8"), re.S | re.M)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for i, code in enumerate(blocks):
+        if "LocalCluster" in code:  # starting a cluster is test_dask.py's job
+            continue
+        if "import icechunk" in code and importlib.util.find_spec("icechunk") is None:
+            continue
+        # the multiprocessing example runs under `if __name__ == "__main__"`: here it only defines its function
+        exec(compile(code, f"docs/{page} python block {i + 1}", "exec"), {"__name__": "docs_example"})
+    with tensordb.open(tmp_path / "runs.tdb", mode="r") as db:
+        assert db.check().ok
