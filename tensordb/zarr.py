@@ -47,6 +47,7 @@ import tensordb
 
 from .arrays.dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
 from .arrays.grid import auto_chunks
+from .trees.values import flatten
 
 __all__ = ["export", "import_", "MARKER", "MAX_CHUNK_BYTES"]
 
@@ -109,25 +110,58 @@ def export(tree_or_node: Any, store: Any, *, overwrite: bool = False) -> None:
     """
     zarr = _zarr()
     where = _describe(store)
-    value = tree_or_node.load(lazy=True) if isinstance(tree_or_node, (tensordb.Tree, tensordb.Node)) else tree_or_node
+    steps = _plan_hierarchy(tree_or_node)  # everything is checked before anything is written
     with _existing(where), warnings.catch_warnings():
         # Fixed-width strings have no Zarr v3 specification yet; zarr-python still writes them.
         warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
-        if _is_array(value):
-            _write_array(lambda **kw: zarr.create_array(store, overwrite=overwrite, **kw), value, "")
-            return
-        attrs, children = _plan(value, "")
-        root = zarr.create_group(store, overwrite=overwrite, attributes=attrs, zarr_format=3)
-        # Iterative, so that deep trees cannot exhaust the stack.
-        pending: list[tuple[Any, str, Any, str]] = [(root, name, child, ptr) for name, child, ptr in children]
-        while pending:
-            group, name, item, pointer = pending.pop()
-            if _is_array(item):
-                _write_array(lambda group=group, name=name, **kw: group.create_array(name, **kw), item, pointer)
-                continue
-            attrs, children = _plan(item, pointer)
-            sub = group.create_group(name, attributes=attrs)
-            pending.extend((sub, n, c, p) for n, c, p in children)
+        nodes: list[Any] = []
+        for step in steps:
+            parent = nodes[step.parent] if step.parent >= 0 else None
+            if step.array is not None:
+                _write_array(parent, step.name, step.array, store, overwrite)
+                nodes.append(None)  # arrays have no members
+            elif parent is None:
+                nodes.append(zarr.create_group(store, overwrite=overwrite, attributes=step.attrs, zarr_format=3))
+            else:
+                nodes.append(parent.create_group(step.name, attributes=step.attrs))
+
+
+@dataclass
+class _Step:
+    """One node to write: a group with its attributes, or an array."""
+
+    parent: int  # index of the parent's step; -1 for the root
+    name: str
+    attrs: dict[str, Any]
+    array: Any = None  # an ndarray or a tensordb.Array
+
+
+def _plan_hierarchy(value: Any) -> list[_Step]:
+    """The nodes to write, parents first, in document order.
+
+    A plain value is checked first as tensordb checks what it stores
+    (types, dict keys, dtypes, cycles), so that a bad value anywhere raises
+    TypeError naming its path before anything is written.
+    """
+    if isinstance(value, (tensordb.Tree, tensordb.Node)):
+        value = value.load(lazy=True)
+    else:
+        flatten(value, (tensordb.Array, tensordb.Node, tensordb.Tree))
+    steps: list[_Step] = []
+    # (parent step, member name, value, pointer); iterative, so deep trees cannot exhaust the stack
+    pending: list[tuple[int, str, Any, str]] = [(-1, "", value, "")]
+    while pending:
+        parent, name, item, pointer = pending.pop()
+        if isinstance(item, (tensordb.Tree, tensordb.Node)):  # a handle inside a plain value
+            item = item.load(lazy=True)
+        if _is_array(item):
+            steps.append(_Step(parent, name, {}, item))
+            continue
+        attrs, children = _plan(item, pointer)
+        index = len(steps)
+        steps.append(_Step(parent, name, attrs))
+        pending.extend((index, n, c, p) for n, c, p in reversed(children))
+    return steps
 
 
 @contextlib.contextmanager
@@ -136,9 +170,8 @@ def _existing(where: str) -> Iterator[None]:
     try:
         yield
     except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError,
-            zarr.errors.ContainsArrayAndGroupError) as exc:
-        raise FileExistsError(f"{where}: already holds a Zarr hierarchy ({exc}); "
-                              "pass overwrite=True to replace it") from None
+            zarr.errors.ContainsArrayAndGroupError):
+        raise FileExistsError(f"{where}: already holds a Zarr hierarchy; pass overwrite=True to replace it") from None
 
 
 def _plan(value: Any, pointer: str) -> tuple[dict[str, Any], list[tuple[str, Any, str]]]:
@@ -215,18 +248,22 @@ def _is_array(value: Any) -> bool:
 
 def _is_node(value: Any) -> bool:
     """Whether ``value`` becomes a group or an array (not an attribute)."""
-    if isinstance(value, dict) or _is_array(value):
+    if _is_container(value) or _is_array(value):
         return True
     if not isinstance(value, (list, tuple)):
         return False
     stack = [value]
     while stack:  # a list nested anywhere below that holds a dict or an array
         for item in stack.pop():
-            if isinstance(item, dict) or _is_array(item):
+            if _is_container(item) or _is_array(item):
                 return True
             if isinstance(item, (list, tuple)):
                 stack.append(item)
     return False
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, (dict, tensordb.Tree, tensordb.Node))
 
 
 def _encode(value: Any, pointer: str) -> Any:
@@ -282,8 +319,11 @@ def _zarr_dtype(dtype: np.dtype[Any]) -> tuple[np.dtype[Any], bool]:
     return dtype, False
 
 
-def _write_array(create: Any, array: Any, pointer: str) -> None:
-    """Create a Zarr array like ``array`` (shape, chunks, fill value) and copy it block by block."""
+def _write_array(parent: Any, name: str, array: Any, store: Any, overwrite: bool) -> None:
+    """Create a Zarr array like ``array`` (shape, chunks, fill value) and copy it block by block.
+
+    The array is the member ``name`` of the group ``parent``, or the root of ``store`` if there is none.
+    """
     zarr = _zarr()
     dtype: np.dtype[Any] = array.dtype
     shape: tuple[int, ...] = tuple(array.shape)
@@ -299,9 +339,12 @@ def _write_array(create: Any, array: Any, pointer: str) -> None:
         zshape, zchunks = shape, chunks
         if isinstance(array, tensordb.Array):
             fill = np.asarray(array.fill_value).astype(target)[()]
-    compressor = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
-    z = create(shape=zshape, chunks=zchunks, dtype=target, compressors=compressor, fill_value=fill,
-               attributes=attrs)
+    options = {"shape": zshape, "chunks": zchunks, "dtype": target, "fill_value": fill, "attributes": attrs,
+               "compressors": zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")}
+    if parent is None:
+        z = zarr.create_array(store, overwrite=overwrite, **options)
+    else:
+        z = parent.create_array(name, **options)
     if dtype.itemsize == 0:
         return  # items of no bytes: nothing to copy
     for box in _boxes(shape, chunks, dtype.itemsize):
@@ -409,14 +452,11 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
 
 
 def _describe(store: Any) -> str:
-    """How messages name a store or node."""
+    """How messages name a store (node paths inside it follow, from its root)."""
     if isinstance(store, (str, os.PathLike)):
         return os.fspath(store)
-    inner = getattr(store, "store", None)
-    path = getattr(store, "path", None)
-    if inner is not None and isinstance(path, str):  # a zarr Group or Array
-        return f"{inner}/{path}" if path else str(inner)
-    return str(store)
+    inner = getattr(store, "store", None)  # a zarr Group or Array: its store
+    return str(inner if inner is not None and isinstance(getattr(store, "path", None), str) else store)
 
 
 @contextlib.contextmanager

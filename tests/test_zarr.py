@@ -190,9 +190,11 @@ def test_any_root_round_trips(db: tensordb.Database, tmp_path: Path, root: Any) 
 
 def test_a_subtree_an_array_handle_and_plain_values_export(db: tensordb.Database, tmp_path: Path) -> None:
     db["t"] = {"data": {"p": np.arange(10.0), "n": 3}}
-    for what, expected in ((db["t"]["/data"], {"p": np.arange(10.0), "n": 3}),
+    data = {"p": np.arange(10.0), "n": 3}
+    for what, expected in ((db["t"]["/data"], data),
                            (db["t"]["/data/p"], np.arange(10.0)),
-                           ({"plain": np.ones((2, 2), ">f4"), "v": [1]}, {"plain": np.ones((2, 2), ">f4"), "v": [1]})):
+                           ({"plain": np.ones((2, 2), ">f4"), "v": [1]}, {"plain": np.ones((2, 2), ">f4"), "v": [1]}),
+                           ({"node": db["t"]["/data"], "in": [db["t"]]}, {"node": data, "in": [{"data": data}]})):
         store = zarr.storage.MemoryStore()
         tzarr.export(what, store)
         assert_tree_equal(tzarr.import_(db, "x", store) and db["x"].load(), expected)
@@ -281,11 +283,16 @@ def test_export_does_not_overwrite_unless_asked(db: tensordb.Database, tmp_path:
     assert zarr.open_group(tmp_path / "o.zarr", mode="r").attrs["b"] == 1
 
 
-def test_export_refuses_values_tensordb_cannot_store(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match=r"/a/0: values of type set cannot be stored"):
-        tzarr.export({"a": [{1, 2}]}, zarr.storage.MemoryStore())
-    with pytest.raises(TypeError, match=r"dict keys must be str"):
-        tzarr.export({"a": {1: 2}}, zarr.storage.MemoryStore())
+def test_export_refuses_values_tensordb_cannot_store_before_writing(tmp_path: Path) -> None:
+    cyclic: dict[str, Any] = {"a": []}
+    cyclic["a"].append(cyclic)
+    for value, message in (({"x": np.arange(3), "a": [1, {1, 2}]}, r"/a/1: values of type set cannot be stored"),
+                           ({"x": np.arange(3), "a": {1: 2}}, r"/a: dict keys must be str"),
+                           ({"x": np.arange(3), "o": np.array([None])}, r"/o: arrays of dtype object"),
+                           (cyclic, r"/a/0: the value contains itself")):
+        with pytest.raises(TypeError, match=message):
+            tzarr.export(value, tmp_path / "never.zarr")
+        assert not (tmp_path / "never.zarr").exists()
 
 
 def _write_json(path: Path, doc: Any) -> None:
