@@ -74,7 +74,7 @@ def _zarr() -> Any:
     try:
         import zarr
     except ImportError:
-        raise ImportError("tensordb.zarr needs zarr 3: pip install 'tensordb[zarr]'") from None
+        raise ImportError("tensordb.zarr needs zarr 3.1 or later: pip install 'tensordb[zarr]'") from None
     return zarr
 
 
