@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,14 @@ def test_a_distributed_cluster_of_processes_computes_what_numpy_does(tmp_path: P
         arr = db["big"]["/x"]
         with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            total = client.compute(arr.to_dask().astype("f8").sum()).result()
+            total = client.compute(arr.to_dask().sum()).result()
+            exact = client.compute(arr.to_dask().astype("f8").sum()).result()
             direct = client.compute(da.from_array(arr, chunks=arr.chunks).max()).result()
             mean = client.compute(tdask.from_glob(db, "/data/p", trees="sim/*").mean(axis=0)).result()
-            workers = client.run(lambda: 1)
-    assert len(workers) == 2
-    np.testing.assert_allclose(total, DATA.astype("f8").sum(), rtol=1e-12)
+            pids = client.run(os.getpid)
+    assert len(pids) == 2 and os.getpid() not in pids.values()  # two worker processes did the reading
+    np.testing.assert_allclose(total, DATA.sum(), rtol=1e-5)  # float32 sums in another order
+    np.testing.assert_allclose(exact, DATA.astype("f8").sum(), rtol=1e-12)
     assert direct == DATA.max()
     np.testing.assert_allclose(mean, np.mean(fields, axis=0), rtol=1e-12)
     assert time.monotonic() - start < 60
