@@ -425,7 +425,7 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re
 _REOPENED: dict[tuple[int, str], Database] = {}
 
 
-def reopen_readonly(state: tuple[str]) -> Database | Unreachable:
+def reopen_readonly(state: tuple[str]) -> Database | _Unreachable:
     """The read-only Database a pickled handle uses in this process (opened once).
 
     Unpickling must not raise: a ``multiprocessing`` pool whose worker fails
@@ -439,11 +439,11 @@ def reopen_readonly(state: tuple[str]) -> Database | Unreachable:
         try:
             db = _REOPENED[key] = Database(state[0], mode="r")
         except (OSError, TensorDBError) as exc:
-            return Unreachable(state[0], str(exc))
+            return _Unreachable(state[0], str(exc))
     return db
 
 
-class Unreachable:
+class _Unreachable:
     """The database of a pickled handle that could not be reopened: every use raises why."""
 
     readonly = True
@@ -479,6 +479,8 @@ class Unreachable:
         return (self.filename,)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocol probes (copy, pickle, hasattr) get the usual answer
+            raise AttributeError(name)
         raise self._fail()
 
 
