@@ -17,8 +17,11 @@ import csv
 import functools
 import json
 import math
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +48,8 @@ MAX_CHILDREN = 200
 MAX_PRINT_BYTES = 256 * 2**20
 
 #: The errors that mean bad input (not a bug): reported as one line, without a traceback.
-_EXPECTED = (tensordb.TensorDBError, OSError, KeyError, ValueError, TypeError, IndexError)
+#: ImportError: an optional extra (zarr) that is not installed; its message says what to install.
+_EXPECTED = (tensordb.TensorDBError, OSError, KeyError, ValueError, TypeError, IndexError, ImportError)
 
 
 def _errors_as_messages(fn: F) -> F:
@@ -117,11 +121,12 @@ def demo(path: str, sims: int, steps: int) -> None:
 @main.command("import")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("sources", metavar="SRC...", nargs=-1, required=True, type=click.Path())
-@click.option("--name", help="Tree name (a single file only; default: the file name without .json).")
+@click.option("--name", help="Tree name (a single file or Zarr folder only; default: its name without "
+                             ".json or .zarr).")
 @click.option("--pattern", default="**/*.json", show_default=True, help="Files to import from a folder (glob).")
 @_errors_as_messages
 def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str) -> None:
-    """Import JSON+binref files or folders into DB (created if missing).
+    """Import JSON+binref files or folders, or Zarr v3 hierarchies, into DB (created if missing).
 
     A JSON+binref file holds arrays as {"object_type": "array", "shape",
     "dtype", "data": {"buffer", "encoding": "base64" | "binref"}}, binrefs
@@ -133,23 +138,26 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str) -
     reports every bad file on stderr, imports the good ones, and exits
     non-zero if any file failed.
 
+    A folder holding a zarr.json is a Zarr v3 hierarchy: it becomes one tree
+    named like the folder without ".zarr" (needs the zarr extra; see
+    docs/zarr.md for the mapping).
+
     \b
     Example:
         tensordb import samples.tdb runs/                # every **/*.json below runs/
         tensordb import samples.tdb s037.json --name sample037
         tensordb import samples.tdb runs/ --pattern "sim0*/*.json"
+        tensordb import samples.tdb sample037.zarr       # a Zarr v3 hierarchy
     """
-    from .jsonbin import import_file
-
     paths = [Path(src) for src in sources]
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
-    if name is not None and (len(paths) != 1 or paths[0].is_dir()):
-        raise ValueError("--name applies to a single file, not to folders or several files")
+    if name is not None and (len(paths) != 1 or (paths[0].is_dir() and not _is_zarr(paths[0]))):
+        raise ValueError("--name applies to a single file or Zarr folder, not to folders or several files")
     with tensordb.open(db) as database:
-        if len(paths) == 1 and not paths[0].is_dir():  # one file: its error is the command's error
-            click.echo(f"imported {import_file(database, paths[0], name=name)!r} into {db}")
+        if len(paths) == 1 and (not paths[0].is_dir() or _is_zarr(paths[0])):  # its error is the command's
+            click.echo(f"imported {_import_one(database, paths[0], name)!r} into {db}")
             return
         imported, failed = _import_many(database, paths, pattern)
     click.echo(f"imported {imported} of {imported + failed} file(s) into {db}")
@@ -157,15 +165,34 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str) -
         raise click.ClickException(f"{failed} of {imported + failed} file(s) failed to import (see above)")
 
 
+def _is_zarr(path: Path) -> bool:
+    """Whether ``path`` is the root folder of a Zarr v3 hierarchy."""
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+def _import_one(database: tensordb.Database, path: Path, name: str | None) -> str:
+    """Import one JSON+binref file or one Zarr v3 folder; return the tree name."""
+    if not _is_zarr(path):
+        from .jsonbin import import_file
+
+        return import_file(database, path, name=name)
+    from .zarr import import_ as import_zarr
+
+    if name is None:
+        base = path.resolve().name
+        name = base[: -len(".zarr")] if base.lower().endswith(".zarr") and len(base) > 5 else base
+    return import_zarr(database, name, str(path))
+
+
 def _import_many(database: tensordb.Database, paths: Sequence[Path], pattern: str) -> tuple[int, int]:
     """Import files and folders; report each bad file on stderr. Returns (imported, failed) counts."""
-    from .jsonbin import import_file, import_folder
+    from .jsonbin import import_folder
 
     imported = failed = 0
     for path in paths:
-        if not path.is_dir():
+        if not path.is_dir() or _is_zarr(path):
             try:
-                import_file(database, path)
+                _import_one(database, path, None)
                 imported += 1
             except _EXPECTED as exc:
                 failed += 1
@@ -196,15 +223,22 @@ def _report_failure(file: str, message: str) -> None:
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("address", metavar="TREE[/POINTER]")
-@click.argument("out", metavar="OUT.json", type=click.Path(dir_okay=False))
+@click.argument("out", metavar="OUT.json|OUT.zarr", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["json", "zarr"]),
+              help="json (JSON+binref) or zarr (a Zarr v3 folder). Default: zarr if OUT ends with .zarr, else json.")
 @click.option("--inline-below", default=1024, show_default=True, type=click.IntRange(min=0),
-              help="Arrays smaller than this many bytes are written inline as base64, larger ones to OUT's .bin.")
+              help="json: arrays smaller than this many bytes are written inline as base64, larger ones to "
+                   "OUT's .bin.")
 @_errors_as_messages
-def export(db: str, address: str, out: str, inline_below: int) -> None:
-    """Export a tree or subtree to a JSON+binref file.
+def export(db: str, address: str, out: str, fmt: str | None, inline_below: int) -> None:
+    """Export a tree or subtree to a JSON+binref file or a Zarr v3 folder.
 
-    Small arrays are written inline (base64), larger ones into one .bin file
-    next to OUT.json.
+    JSON+binref: small arrays are written inline (base64), larger ones into
+    one .bin file next to OUT.json.
+
+    Zarr v3 (needs the zarr extra): dicts and lists of arrays become groups,
+    arrays keep their chunks, other values become attributes (see
+    docs/zarr.md). OUT must not exist; it appears only once complete.
 
     TREE[/POINTER]: the longest prefix that names a tree is the tree, the
     rest a JSON Pointer into it (tree names may contain '/').
@@ -213,13 +247,41 @@ def export(db: str, address: str, out: str, inline_below: int) -> None:
     Example:
         tensordb export samples.tdb sample037 sample037.json
         tensordb export samples.tdb sim01/step003/data out.json --inline-below 0
+        tensordb export samples.tdb sample037 sample037.zarr --format zarr
     """
-    from .jsonbin import export_tree
-
+    if fmt is None:
+        fmt = "zarr" if out.rstrip("/\\").lower().endswith(".zarr") else "json"
     with _open_read(db) as database:
         name, pointer = _resolve(database, address)
-        export_tree(_lookup(database, name, pointer), out, inline_below=inline_below)
+        value = _lookup(database, name, pointer)
+        if fmt == "zarr":
+            _export_zarr(value, Path(out))
+        else:
+            from .jsonbin import export_tree
+
+            export_tree(value, out, inline_below=inline_below)
     click.echo(f"exported {_address(name, pointer)} to {out}")
+
+
+def _export_zarr(value: Any, out: Path) -> None:
+    """Write a Zarr v3 folder under a temporary name beside ``out``, then rename it: no half-written OUT."""
+    from .zarr import export as export_zarr
+
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; remove it or choose another name")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{out}: folder {parent} does not exist")
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes a private folder; exports are ordinary folders
+        export_zarr(value, tmp)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 # -- looking: ls, tree, show ---------------------------------------------------------------

@@ -24,7 +24,7 @@ import apsw.ext
 from . import maintenance
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
-from .errors import PathNotFoundError, ReadOnlyError, TensorDBError, context
+from .errors import PathNotFoundError, ReadOnlyError, StaleHandleError, TensorDBError, context
 from .storage.chunks import Counters
 from .storage.store import Store
 from .trees.nodes import NODE_COLUMNS, NodeRow
@@ -425,13 +425,63 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re
 _REOPENED: dict[tuple[int, str], Database] = {}
 
 
-def reopen_readonly(state: tuple[str]) -> Database:
-    """The read-only Database a pickled handle uses in this process (opened once)."""
+def reopen_readonly(state: tuple[str]) -> Database | _Unreachable:
+    """The read-only Database a pickled handle uses in this process (opened once).
+
+    Unpickling must not raise: a ``multiprocessing`` pool whose worker fails
+    to unpickle a task loses the task and waits forever. A database that
+    cannot be opened here (moved, deleted, damaged) gives a stand-in that
+    raises the reason when the handle is used.
+    """
     key = (os.getpid(), state[0])
     db = _REOPENED.get(key)
     if db is None or db.closed:
-        db = _REOPENED[key] = Database(state[0], mode="r")
+        try:
+            db = _REOPENED[key] = Database(state[0], mode="r")
+        except (OSError, TensorDBError) as exc:
+            return _Unreachable(state[0], str(exc))
     return db
+
+
+class _Unreachable:
+    """The database of a pickled handle that could not be reopened: every use raises why."""
+
+    readonly = True
+
+    def __init__(self, filename: str, reason: str) -> None:
+        self.filename = filename
+        self.reason = reason
+
+    def _fail(self) -> StaleHandleError:
+        reason = self.reason if self.reason.startswith(self.filename) else f"{self.filename}: {self.reason}"
+        error = StaleHandleError(
+            f"{reason} (a pickled handle reopens its database by path: was the file moved or deleted?)"
+        )
+        error._tensordb_context = True  # type: ignore[attr-defined]  # names the file already
+        return error
+
+    @property
+    def _ops(self) -> Any:  # Tree and Node handles reach their database through ``_ops.db``
+        return self
+
+    @property
+    def db(self) -> Any:
+        return self
+
+    @property
+    def arrays(self) -> ArrayStore:
+        raise self._fail()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        raise self._fail()
+
+    def _reopen_state(self) -> tuple[str]:
+        return (self.filename,)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocol probes (copy, pickle, hasattr) get the usual answer
+            raise AttributeError(name)
+        raise self._fail()
 
 
 array_module.reopen_host = reopen_readonly

@@ -22,7 +22,7 @@ LAYERS = [
     {"trees"},
     {"database", "maintenance"},
     {"__init__"},
-    {"cli", "demo", "jsonbin", "__main__"},
+    {"cli", "demo", "jsonbin", "dask", "zarr", "__main__"},
 ]
 
 

@@ -535,7 +535,7 @@ def test_import_pattern_and_argument_errors(tmp_path: Path) -> None:
     with tensordb.open(db, mode="r") as database:
         assert list(database) == ["sim02/step000"]
     assert fails("import", db, folder, "--name", "x") == (
-        "Error: --name applies to a single file, not to folders or several files")
+        "Error: --name applies to a single file or Zarr folder, not to folders or several files")
     missing = tmp_path / "nothing.json"
     assert fails("import", db, missing) == f"Error: {missing}: no such file or folder"
     assert "Missing argument 'SRC...'" in fails("import", db, code=2)
@@ -569,6 +569,55 @@ def test_export_errors(tmp_path: Path, sample: Path) -> None:
     assert "'--inline-below': -1 is not in the range" in fails("export", sample, "s1", out, "--inline-below", "-1",
                                                              code=2)
     assert not out.exists()
+
+
+def test_export_to_zarr_and_import_the_folder_back(tmp_path: Path, sample: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    out = tmp_path / "s1.zarr"
+    assert ok("export", sample, "s1", out, "--format", "zarr").stdout.strip() == f"exported s1 to {out}"
+    root = zarr.open_group(out, mode="r")
+    np.testing.assert_array_equal(root["data"]["points"][...], POINTS)
+    assert root["data"]["points"].chunks == (16, 3)
+    assert root.attrs["time"] == 51
+    assert root["data"].attrs["l"] == [1, 2.5, None, True]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    ok("export", sample, "sim01/step003/data", tmp_path / "sub.zarr")  # the format follows the .zarr suffix
+    assert (tmp_path / "sub.zarr" / "zarr.json").is_file()
+
+    db = tmp_path / "z.tdb"
+    assert ok("import", db, out).stdout.strip() == f"imported 's1' into {db}"
+    assert ok("import", db, tmp_path / "sub.zarr", "--name", "p").stdout.strip() == f"imported 'p' into {db}"
+    folder = tmp_path / "runs"
+    _write_sample(folder, "step000", 4)
+    result = ok("import", db, folder, out)  # a JSON folder and a Zarr folder together
+    assert result.stdout.strip() == f"imported 2 of 2 file(s) into {db}"
+    with tensordb.open(db, mode="r") as database, tensordb.open(sample, mode="r") as original:
+        assert sorted(database) == ["p", "s1", "step000"]
+        expected = original["s1"].load()
+        for key in ("name", "time", "z"):
+            assert repr(database["s1"][key]) == repr(expected[key])
+        loaded = database["s1"].load()
+        assert list(loaded) == list(expected) and list(loaded["data"]) == list(expected["data"])
+        np.testing.assert_array_equal(loaded["data"]["noisy"], NOISY)
+        np.testing.assert_array_equal(database["p"]["p"][...], FIELD)
+
+
+def test_zarr_export_and_import_errors(tmp_path: Path, sample: Path) -> None:
+    pytest.importorskip("zarr")
+    out = tmp_path / "s1.zarr"
+    out.mkdir()
+    assert fails("export", sample, "s1", out) == f"Error: {out}: already exists; remove it or choose another name"
+    missing = tmp_path / "nowhere" / "x.zarr"
+    assert fails("export", sample, "s1", missing).startswith(f"Error: {missing}: folder ")
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    (bad / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": '
+                                   '{"tensordb": {"kind": "dict", "keys": ["x"]}}}')
+    db = tmp_path / "z.tdb"
+    assert fails("import", db, bad) == (f"Error: {bad}: /: key 'x' is neither a member nor an attribute "
+                                        "(looked for 'x')")
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == 0
 
 
 @pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")

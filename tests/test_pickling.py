@@ -37,6 +37,52 @@ def test_spawned_workers_read_disjoint_slices_of_a_pickled_array(tmp_path: Path)
     np.testing.assert_array_equal(node_value["x"], data)
 
 
+def _stale_read(handle: Any) -> str:
+    """Read a pickled handle that must fail; return the error (raised in the worker, reported here)."""
+    try:
+        handle[0:5]
+    except tensordb.TensorDBError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def test_spawned_workers_get_a_clear_error_for_a_collected_array_or_a_moved_database(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "c.tdb") as db:
+        db["t"] = {"x": np.arange(10)}
+        collected = pickle.loads(pickle.dumps(db["t"]["/x"]))  # pinned to this version of the array
+        del db["t"]["/x"]
+        db.gc()
+    with tensordb.open(tmp_path / "m.tdb") as db:
+        db["t"] = {"y": np.arange(5)}
+        moved = db["t"]["/y"]
+        (tmp_path / "m.tdb").rename(tmp_path / "elsewhere.tdb")  # the open connection keeps working
+        try:
+            with multiprocessing.get_context("spawn").Pool(2) as pool:
+                # The pool unpickles the handles itself: that must not fail (a lost task hangs the pool).
+                gone = pool.apply_async(_stale_read, (collected,))
+                away = pool.apply_async(_stale_read, (moved,))
+                gone_error, away_error = gone.get(timeout=60), away.get(timeout=60)
+        finally:
+            (tmp_path / "elsewhere.tdb").rename(tmp_path / "m.tdb")
+    assert gone_error.startswith("StaleHandleError: ") and "no longer exists" in gone_error
+    assert "c.tdb: t: /x:" in gone_error  # file, tree and path named
+    assert away_error.startswith("StaleHandleError: ") and "moved or deleted" in away_error
+    assert str(tmp_path / "m.tdb") in away_error
+
+
+def test_a_handle_to_a_missing_database_unpickles_and_fails_when_used(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "m.tdb") as db:
+        db["t"] = {"x": np.arange(10), "d": {"k": 1}}
+        payloads = [pickle.dumps(h) for h in (db["t"]["/x"], db["t"], db["t"]["/d"])]
+    (tmp_path / "m.tdb").unlink()
+    array, tree, node = (pickle.loads(p) for p in payloads)
+    for use in (lambda: array[:], lambda: array.shape, lambda: tree.load(), lambda: node["k"]):
+        with pytest.raises(tensordb.StaleHandleError, match="no such database"):
+            use()
+    assert "(deleted or closed)" in repr(tree)
+    assert pickle.loads(pickle.dumps(array))._db.filename == str(tmp_path / "m.tdb")  # re-pickles as it came
+
+
 def test_a_pickled_array_keeps_the_version_it_was_pickled_with(tmp_path: Path) -> None:
     with tensordb.open(tmp_path / "v.tdb") as db:
         db["t"] = {"x": np.zeros(10)}

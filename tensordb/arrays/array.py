@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future
@@ -116,6 +117,9 @@ class ArrayStore:
         self.store = store
         self.conn = store.conn
         self.chunks = store.chunks
+        # One apsw connection must not be used by two threads at once (Dask's
+        # threaded scheduler reads blocks concurrently): reads take turns.
+        self.read_lock = threading.RLock()
 
     # -- records -----------------------------------------------------------------
 
@@ -660,8 +664,8 @@ class Array:
     # -- reading -------------------------------------------------------------------
 
     def __getitem__(self, key: object) -> Any:
-        with self._context():
-            arrays = self._db.arrays
+        arrays = self._db.arrays
+        with arrays.read_lock, self._context():
             return arrays.read(arrays.meta(self._current_id()), key)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
@@ -677,6 +681,44 @@ class Array:
     def read(self) -> np.ndarray[Any, Any]:
         """The whole array as a numpy array."""
         return np.asarray(self[...])
+
+    def to_dask(self, chunks: Any = None) -> Any:
+        """This array as a lazy ``dask.array.Array``, one block per stored chunk (needs ``tensordb[dask]``).
+
+        The Dask array reads the version of the array this handle holds now,
+        even if the tree is changed later. Its tasks carry pickled read-only
+        handles, so they run on threads, on processes or on a ``distributed``
+        cluster alike.
+
+        Parameters
+        ----------
+        chunks : optional
+            Dask block shape (any form ``dask.array.from_array`` takes);
+            defaults to the stored chunk shape. Multiples of it read best.
+
+        Example
+        -------
+        >>> x = tree["/data/p"].to_dask()
+        >>> float(x.mean().compute())
+        0.25
+        """
+        try:
+            import dask.array as da
+        except ImportError:
+            raise ImportError("Array.to_dask() needs dask: pip install 'tensordb[dask]'") from None
+        with self._context():
+            array_id = self._current_id()
+            meta = self._db.arrays.meta(array_id)
+        tree, path = self._owner.location() if self._owner else (None, None)
+        pinned = Array(self._db, array_id, _DetachedOwner(tree, path, array_id))
+        # A fresh name per call: an array written in place keeps its id, so a
+        # name derived from the id could let Dask reuse blocks computed before.
+        return da.from_array(  # type: ignore[no-untyped-call]
+            pinned,
+            chunks=meta.chunks if chunks is None else chunks,
+            name=f"tensordb-{array_id}-{uuid.uuid4().hex}",
+            meta=np.empty((0,) * len(meta.shape), dtype=meta.dtype),
+        )
 
     # -- writing -------------------------------------------------------------------
 
