@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import itertools
 import json
 import math
 import threading
@@ -54,6 +55,8 @@ __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
 _WRITE_BATCH_BYTES = 64 * 1024 * 1024
 # Reads of more than two chunks at least this big decode them on every core.
 _PARALLEL_CHUNK_BYTES = 256 * 1024
+# Chunk records are looked up this many at a time (at most 16 MiB of inline chunks).
+_RECORDS_PER_QUERY = 256
 
 
 @dataclass(frozen=True)
@@ -228,11 +231,17 @@ class ArrayStore:
 
     def _chunk_record(self, meta: ArrayMeta, coords: tuple[int, ...]) -> tuple[Any, ...] | None:
         """The chunk record at ``coords`` (chunk id, then ChunkStore.DATA_COLUMNS); None if never written."""
-        return self.conn.one(
-            f"SELECT r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
-            "LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id = ? AND r.coord = ?",
-            (meta.array_id, g.coord_key(coords)),
+        return self._chunk_records(meta, [g.coord_key(coords)]).get(g.coord_key(coords))
+
+    def _chunk_records(self, meta: ArrayMeta, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        """{coord key: chunk record} for the written chunks among ``keys``, in one query."""
+        marks = ", ".join("?" * len(keys))
+        cursor = self.conn.execute(
+            f"SELECT r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
+            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id = ? AND r.coord IN ({marks})",
+            (meta.array_id, *keys),
         )
+        return {coord: tuple(record) for coord, *record in cursor}
 
     def read_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], out: np.ndarray[Any, Any] | None = None
                    ) -> np.ndarray[Any, Any]:
@@ -336,21 +345,24 @@ class ArrayStore:
 
         pool = thread_pool() if parallel else None
         inflight: collections.deque[Future[bool]] = collections.deque()
+        remaining = iter(projections)
         try:
-            for p in projections:
-                record = self._chunk_record(meta, p.coords)
-                if record is None:  # never written: reads as the fill value
-                    fill = np.broadcast_to(meta.fill_value(), meta.chunks)
-                    orthogonal_set(out, p.out_sel, orthogonal_get(fill, p.chunk_sel))
-                    continue
-                with _naming_chunk(meta, p.coords):
-                    stored = self.chunks.stored_for(record, meta.chunk_nbytes)
-                if pool is None:
-                    done(place(stored, p))
-                    continue
-                inflight.append(pool.submit(place, stored, p))
-                if len(inflight) > 2 * THREADS:
-                    done(inflight.popleft().result())
+            while batch := list(itertools.islice(remaining, _RECORDS_PER_QUERY)):
+                records = self._chunk_records(meta, [g.coord_key(p.coords) for p in batch])
+                for p in batch:
+                    record = records.get(g.coord_key(p.coords))
+                    if record is None:  # never written: reads as the fill value
+                        fill = np.broadcast_to(meta.fill_value(), meta.chunks)
+                        orthogonal_set(out, p.out_sel, orthogonal_get(fill, p.chunk_sel))
+                        continue
+                    with _naming_chunk(meta, p.coords):
+                        stored = self.chunks.stored_for(record, meta.chunk_nbytes)
+                    if pool is None:
+                        done(place(stored, p))
+                        continue
+                    inflight.append(pool.submit(place, stored, p))
+                    if len(inflight) > 2 * THREADS:
+                        done(inflight.popleft().result())
             while inflight:
                 done(inflight.popleft().result())
         finally:  # after an error, no worker may write into ``out`` once we have returned
