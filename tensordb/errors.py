@@ -17,7 +17,10 @@ tensordb cannot store, ``IndexError`` for out-of-range indexing,
 
 Low layers raise bare messages; :func:`context` adds the file, tree and path
 at the boundary so that every message reads
-``"runs.tdb: sample037: /data/points: what is wrong"``.
+``"runs.tdb: sample037: /data/points: what is wrong"``. The storage layer
+registers the SQLite errors that mean a damaged file
+(:func:`register_corruption_errors`); :func:`context` turns them into
+:class:`CorruptionError`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ __all__ = [
     "StaleHandleError",
     "PathNotFoundError",
     "context",
+    "register_corruption_errors",
+    "corruption_errors",
 ]
 
 
@@ -101,9 +106,28 @@ def with_context(
     return exc
 
 
+# Exception types of lower-level libraries that mean "the file is damaged"
+# (SQLite's SQLITE_CORRUPT and SQLITE_NOTADB), registered by the storage layer.
+_CORRUPTION_TYPES: tuple[type[BaseException], ...] = ()
+
+
+def register_corruption_errors(*types: type[BaseException]) -> None:
+    """Declare exception types that :func:`context` reports as :class:`CorruptionError`."""
+    global _CORRUPTION_TYPES
+    _CORRUPTION_TYPES = tuple(dict.fromkeys((*_CORRUPTION_TYPES, *types)))
+
+
+def corruption_errors() -> tuple[type[BaseException], ...]:
+    """The registered exception types that mean a damaged file."""
+    return _CORRUPTION_TYPES
+
+
 @contextlib.contextmanager
 def context(file: str | None, tree: str | None = None, path: str | None = None) -> Iterator[None]:
-    """Add ``file: tree: path:`` to errors raised inside the block."""
+    """Add ``file: tree: path:`` to errors raised inside the block.
+
+    Registered low-level corruption errors become :class:`CorruptionError`.
+    """
     try:
         yield
     except (TensorDBError, KeyError, TypeError, IndexError, ValueError) as exc:
@@ -111,3 +135,10 @@ def context(file: str | None, tree: str | None = None, path: str | None = None) 
         if new is exc:
             raise
         raise new from exc.__cause__
+    except Exception as exc:
+        if not isinstance(exc, _CORRUPTION_TYPES):
+            raise
+        prefix = _prefix(file, tree, path)
+        damaged = CorruptionError(f"{prefix + ': ' if prefix else ''}the database file is damaged ({exc})")
+        damaged._tensordb_context = True  # type: ignore[attr-defined]
+        raise damaged from None

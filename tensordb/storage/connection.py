@@ -15,9 +15,12 @@ from typing import Any
 
 import apsw
 
-from ..errors import ClosedError, ReadOnlyError, TensorDBError
+from ..errors import ClosedError, ReadOnlyError, TensorDBError, register_corruption_errors
 
 __all__ = ["Connection", "check_sqlite_version"]
+
+# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface.
+register_corruption_errors(apsw.CorruptError, apsw.NotADBError)
 
 # SQLite before 3.51.3 has a WAL-reset corruption bug hit by two connections
 # writing and checkpointing; 3.52.0 was withdrawn.
@@ -60,7 +63,16 @@ def _wait_when_busy(conn: apsw.Connection) -> None:
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
 
 
-_POLICY_ALL = (_wait_when_busy, _strict_sql)
+def _distrust_the_file(conn: apsw.Connection) -> None:
+    # Every file is untrusted input: SQL stored in its schema may not call
+    # functions with side effects, the schema cannot be edited through SQL,
+    # and b-tree cells are bounds-checked as pages are read.
+    conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+    conn.execute("PRAGMA cell_size_check = ON")
+
+
+_POLICY_ALL = (_wait_when_busy, _strict_sql, _distrust_the_file)
 _POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
 
 
