@@ -44,16 +44,19 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
     conn = store.conn
     packs = store.packs
     result = {"arrays_removed": 0, "chunks_removed": 0, "bytes_reclaimed": 0, "packs_compacted": 0,
-              "packs_deleted": 0}
-    to_delete: list[str] = []
+              "packs_deleted": 0, "files_deferred": 0}
+    unnamed: set[str] = set()  # packs whose rows this gc deletes (their bytes are counted here)
     with store.transaction():
-        result["arrays_removed"] = conn.execute("DELETE FROM array WHERE refcount <= 0").getconnection().changes()
+        # Refcounts are read from an untrusted file: a row is deleted only if no
+        # row really references it, whatever its refcount says.
+        result["arrays_removed"] = conn.execute(
+            f"DELETE FROM array WHERE refcount <= 0 AND {_ARRAY_UNUSED}").getconnection().changes()
         freed = conn.one("SELECT count(*), coalesce(sum(CASE WHEN data IS NOT NULL THEN size END), 0) "
-                         "FROM chunk WHERE refcount <= 0")
+                         f"FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
         assert freed is not None
         result["chunks_removed"] = int(freed[0])
         result["bytes_reclaimed"] = int(freed[1])
-        conn.execute("DELETE FROM chunk WHERE refcount <= 0")
+        conn.execute(f"DELETE FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
         rotated = False
         for pack_id, name in conn.execute("SELECT pack_id, name FROM pack ORDER BY pack_id").fetchall():
             size = packs.file_size(pack_id) or 0
@@ -70,23 +73,58 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
                 result["packs_deleted"] += 1
             conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
             packs.forget(pack_id)
-            to_delete.append(name)
+            unnamed.add(name)
             result["bytes_reclaimed"] += size - live
-        known = {n for (n,) in conn.execute("SELECT name FROM pack").fetchall()}
-        for name in packs.list_files():
-            if name not in known and name not in to_delete:
-                result["bytes_reclaimed"] += os.path.getsize(packs.path_of(name))
-                to_delete.append(name)
 
     def after_commit() -> None:
-        # Files and tail bytes go only once no committed row can point at them.
-        for name in to_delete:
-            packs.delete_file(name)
-        result["bytes_reclaimed"] += _trim_pack_tails(store)
+        # Files and tail bytes go only once no committed row points at them and
+        # no reader's snapshot can still see such a row.
+        reclaimed, deferred = _reclaim_files(store, unnamed)
+        result["bytes_reclaimed"] += reclaimed
+        result["files_deferred"] = deferred
         _shrink_file(store)
 
     conn.after_commit(after_commit)
     return result
+
+
+# A row is unused when nothing references it, whatever its refcount column says.
+_ARRAY_UNUSED = "NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id)"
+_CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id)"
+
+#: How long gc waits for concurrent read snapshots to end before leaving files for the next gc.
+RECLAIM_WAIT = 1.0
+
+
+def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
+    """Delete pack files no row names and cut bytes past each pack's last chunk.
+
+    Returns (bytes reclaimed, not counting the files in ``counted``; files
+    left for a later gc). Runs in a write
+    transaction (no writer is creating or appending to a pack meanwhile) and
+    only while no read snapshot is open anywhere (see PackStore.exclusive);
+    otherwise it leaves everything for the next gc.
+    """
+    packs = store.packs
+    reclaimed = 0
+    with store.transaction(), packs.exclusive(RECLAIM_WAIT) as free:
+        known = {str(n) for (n,) in store.conn.execute("SELECT name FROM pack").fetchall()}
+        orphans = [n for n in packs.list_files() if n not in known]
+        if not free:
+            return 0, len(orphans)
+        for name in orphans:
+            freed = packs.delete_file(name)
+            reclaimed += 0 if name in counted else freed
+        for pack_id, end in store.conn.execute(
+            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
+            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
+        ).fetchall():
+            size = store.packs.file_size(pack_id)
+            end = max(int(end), len(HEADER))
+            if size is not None and size > end:
+                store.packs.truncate(pack_id, end)
+                reclaimed += size - end
+    return reclaimed, 0
 
 
 def _gc_preview(store: Store) -> dict[str, int]:
@@ -103,22 +141,6 @@ def _gc_preview(store: Store) -> dict[str, int]:
         orphans = sum(os.path.getsize(store.packs.path_of(n)) for n in store.packs.list_files() if n not in known)
     return {"arrays_removed": arrays, "chunks_removed": int(dead[0]), "bytes_reclaimed": int(dead[1]) + orphans,
             "packs_compacted": 0, "packs_deleted": 0}
-
-
-def _trim_pack_tails(store: Store) -> int:
-    """Cut bytes past the last committed chunk of each pack (left by crashes or rolled-back writers)."""
-    trimmed = 0
-    with store.transaction():  # the write lock: no other writer is appending meanwhile
-        for pack_id, end in store.conn.execute(
-            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
-            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
-        ).fetchall():
-            size = store.packs.file_size(pack_id)
-            end = max(int(end), len(HEADER))
-            if size is not None and size > end:
-                store.packs.truncate(pack_id, end)
-                trimmed += size - end
-    return trimmed
 
 
 def _compact(store: Store, pack_id: int) -> None:

@@ -104,6 +104,7 @@ class Connection:
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
+        self._snapshot_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
 
     def apply_writer_policy(self) -> None:
         for policy in _POLICY_WRITER:
@@ -159,6 +160,11 @@ class Connection:
     def on_savepoint(self, begin: Callable[[int], None], rollback: Callable[[int], None]) -> None:
         """Call ``begin(level)`` when a (sub)transaction starts and ``rollback(level)`` when it rolls back."""
         self._savepoint_hooks.append((begin, rollback))
+
+    def on_snapshot(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
+        """Call ``begin()`` right after an outermost read snapshot's ``BEGIN`` (before its
+        first read) and ``end()`` once it has ended."""
+        self._snapshot_hooks.append((begin, end))
 
     def before_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before every outermost ``COMMIT`` (for example, flush pack files)."""
@@ -240,9 +246,17 @@ class Connection:
             return
         self.conn.execute("BEGIN DEFERRED")
         self._read_depth = 1
+        started = 0
         try:
+            for begin, _ in self._snapshot_hooks:
+                begin()
+                started += 1
             yield
         finally:
             self._read_depth = 0
-            if not self.closed and not self.conn.getautocommit():
-                self.conn.execute("COMMIT")
+            try:
+                if not self.closed and not self.conn.getautocommit():
+                    self.conn.execute("COMMIT")
+            finally:
+                for _, end in self._snapshot_hooks[:started]:
+                    end()
