@@ -93,18 +93,20 @@ class Codec:
     def from_dict(cls, d: object) -> Codec:
         """Build a codec from stored JSON metadata; malformed input is a CorruptionError."""
         if not isinstance(d, dict) or set(d) != {"name", "level", "shuffle"}:
-            raise CorruptionError(f"malformed codec description {d!r}")
+            raise CorruptionError(f"malformed codec description {str(d)[:80]!r}")
         try:
             return cls(d["name"], d["level"], d["shuffle"])
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # TypeError: an unhashable name or shuffle
             raise CorruptionError(f"invalid codec description: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str) -> Codec:
+    def from_json(cls, text: object) -> Codec:
+        if not isinstance(text, str) or len(text) > 256:
+            raise CorruptionError(f"malformed codec description {str(text)[:80]!r}")
         try:
             return cls.from_dict(json.loads(text))
-        except (TypeError, json.JSONDecodeError):
-            raise CorruptionError(f"malformed codec description {text!r}") from None
+        except (ValueError, RecursionError):  # JSONDecodeError, too many digits, nesting
+            raise CorruptionError(f"malformed codec description {text[:80]!r}") from None
 
     def fingerprint(self, typesize: int) -> bytes:
         """Bytes identifying the stored form of a chunk, mixed into its content key."""

@@ -127,12 +127,15 @@ class ArrayStore:
     def meta(self, array_id: int) -> ArrayMeta:
         """Read and validate an array record (its fields are untrusted input)."""
         row = self.conn.one(
-            "SELECT dtype, shape, chunks, codec, fill_value FROM array WHERE array_id = ?", (array_id,)
+            "SELECT dtype, shape, chunks, codec, fill_value, size, nbytes FROM array WHERE array_id = ?", (array_id,)
         )
         if row is None:
             raise StaleHandleError(f"array {array_id} no longer exists (deleted and garbage-collected)")
-        dtype_text, shape_text, chunks_text, codec_text, fill = row
-        dtype = dtype_from_text(dtype_text)
+        dtype_text, shape_text, chunks_text, codec_text, fill, size, nbytes = row
+        try:
+            dtype = dtype_from_text(dtype_text)
+        except CorruptionError as exc:
+            raise CorruptionError(f"array {array_id}: {exc}") from None
         shape = _json_dims(shape_text, "shape", array_id)
         chunks = _json_dims(chunks_text, "chunks", array_id)
         try:
@@ -140,7 +143,15 @@ class ArrayStore:
             g.check_chunks(chunks, shape, dtype.itemsize)
         except ValueError as exc:
             raise CorruptionError(f"array {array_id}: {exc}") from None
-        codec = Codec.from_json(codec_text)
+        if size != math.prod(shape) or nbytes != size * dtype.itemsize:
+            raise CorruptionError(
+                f"array {array_id}: size {size!r} and nbytes {nbytes!r} disagree with shape {list(shape)} "
+                f"of {dtype.itemsize}-byte items"
+            )
+        try:
+            codec = Codec.from_json(codec_text)
+        except CorruptionError as exc:
+            raise CorruptionError(f"array {array_id}: {exc}") from None
         if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
             raise CorruptionError(f"array {array_id}: fill value does not match its dtype")
         return ArrayMeta(array_id, dtype, shape, chunks, codec, fill)
@@ -296,13 +307,19 @@ class ArrayStore:
 
 
 def _json_dims(text: object, what: str, array_id: int) -> tuple[int, ...]:
+    if not isinstance(text, str) or len(text) > _MAX_DIMS_TEXT:
+        raise CorruptionError(f"array {array_id}: malformed {what} {str(text)[:80]!r}")
     try:
-        value = json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, json.JSONDecodeError):
-        raise CorruptionError(f"array {array_id}: malformed {what} {text!r}") from None
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, nesting
+        raise CorruptionError(f"array {array_id}: malformed {what} {text[:80]!r}") from None
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise CorruptionError(f"array {array_id}: malformed {what} {text!r}")
     return tuple(value)
+
+
+# 32 dimensions of 20 digits each, with separators, fit easily.
+_MAX_DIMS_TEXT = 1024
 
 
 def _is_fill(raw: np.ndarray[Any, Any], meta: ArrayMeta) -> bool:
@@ -448,8 +465,9 @@ class Array:
     # -- reading -------------------------------------------------------------------
 
     def __getitem__(self, key: object) -> Any:
-        with self._context():
-            arrays = self._db.arrays
+        arrays = self._db.arrays
+        # one snapshot: the node's array, its metadata and its chunks from the same commit
+        with self._context(), arrays.store.snapshot():
             return arrays.read(arrays.meta(self._current_id()), key)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:

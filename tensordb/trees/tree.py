@@ -18,7 +18,7 @@ import numpy as np
 from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
-from ..errors import PathNotFoundError, StaleHandleError, TensorDBError, context
+from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .values import CONTAINER_KINDS, decode_scalar
@@ -91,8 +91,9 @@ class TreeOps:
             return ListNode(self, row.node_id)
         if row.kind == "array":
             if row.dtype is not None:  # a numpy scalar stored as a 0-d array
-                return self.arrays.read(self.arrays.meta(int(row.array_id)), ())
-            return Array(self.db, int(row.array_id), NodeOwner(self, row.node_id))
+                with self.db._store.snapshot():  # metadata and chunks from one commit
+                    return self.arrays.read(self.arrays.meta(_array_id(row)), ())
+            return Array(self.db, _array_id(row), NodeOwner(self, row.node_id))
         return decode_scalar(row.kind, row.value, row.exact, row.dtype)
 
     def load(self, tree_id: int, path: str, lazy: bool) -> Any:
@@ -101,29 +102,39 @@ class TreeOps:
             rows = self.nodes.subtree(tree_id, path)
             if not rows:
                 raise PathNotFoundError(f"{path or '(root)'}: no such path")
+            if rows[0].path != path:
+                raise CorruptionError(f"{path or '(root)'}: the node rows of this subtree have no root")
             made: dict[int, Any] = {}
+            made_paths: dict[int, str] = {}
             children: dict[int, list[tuple[int, str | None, Any]]] = {}
             for row in rows:  # ordered by path: parents before children
+                if row.path != path:  # rows are untrusted: each must hang under a container made before it
+                    _check_child(row, made, made_paths)
                 if row.kind == "dict":
                     value: Any = {}
                 elif row.kind == "list":
                     value = []
                 elif row.kind == "array" and (not lazy or row.dtype is not None):
-                    value = self.arrays.read(self.arrays.meta(int(row.array_id)), ...)
+                    value = self.arrays.read(self.arrays.meta(_array_id(row)), ...)
                     if row.dtype is not None:
                         value = value[()]
                 else:
                     value = self.value_of(row)
                 made[row.node_id] = value
+                made_paths[row.node_id] = row.path
                 if row.path != path:
-                    children.setdefault(int(row.parent_id), []).append((row.pos, row.key, value))
+                    children.setdefault(row.parent_id, []).append((row.pos, row.key, value))
         for parent_id, items in children.items():
             container = made[parent_id]
             items.sort(key=lambda item: item[0])
             if isinstance(container, dict):
                 for _, key, value in items:
                     container[key] = value
+                if len(container) != len(items):
+                    raise CorruptionError(f"{made_paths[parent_id] or '(root)'}: a dict holds a key twice")
             else:
+                if [pos for pos, _, _ in items] != list(range(len(items))):
+                    raise CorruptionError(f"{made_paths[parent_id] or '(root)'}: list items are not numbered 0..n-1")
                 container.extend(value for _, _, value in items)
         return made[rows[0].node_id]
 
@@ -252,6 +263,25 @@ class TreeOps:
             (parent.node_id, key, pos, row.node_id),
         )
         self.touch(row.tree_id)
+
+
+def _check_child(row: NodeRow, made: dict[int, Any], made_paths: dict[int, str]) -> None:
+    """A loaded row must be a dict entry or list item of a container loaded before it, at the right path."""
+    parent = made.get(row.parent_id) if type(row.parent_id) is int else None
+    if isinstance(parent, dict) and isinstance(row.key, str):
+        expected = paths.child(made_paths[row.parent_id], row.key)
+    elif isinstance(parent, list) and row.key is None and type(row.pos) is int:
+        expected = paths.child(made_paths[row.parent_id], row.pos)
+    else:
+        raise CorruptionError(f"{row.path}: node {row.node_id} does not hang under a dict or list of its subtree")
+    if row.path != expected:
+        raise CorruptionError(f"{row.path}: node {row.node_id} should be at {expected} (parent, key and path disagree)")
+
+
+def _array_id(row: NodeRow) -> int:
+    if type(row.array_id) is not int:
+        raise CorruptionError(f"{row.path or '(root)'}: an array node without a valid array id")
+    return row.array_id
 
 
 def _reopen_ops(db_state: Any) -> TreeOps:
