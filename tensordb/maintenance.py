@@ -349,8 +349,8 @@ def _check_arrays(store: Store, report: CheckReport) -> None:
             _add(report, "array-metadata", str(exc), array_id=array_id, **_where_array(store, array_id))
 
 
-def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any]]:
-    """(chunk id, typesize, codec) of every chunk, with the codec of one array that uses it."""
+def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any, int]]:
+    """(chunk id, typesize, codec, raw size) of every chunk, as one array that uses it says."""
     arrays = ArrayStore(store)
     rows = store.conn.execute(
         "SELECT c.chunk_id, (SELECT r.array_id FROM chunk_ref r WHERE r.chunk_id = c.chunk_id LIMIT 1) "
@@ -358,22 +358,22 @@ def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any]]:
     ).fetchall()
     for chunk_id, array_id in rows:
         if array_id is None:
-            yield chunk_id, 0, None
+            yield chunk_id, 0, None, 0
             continue
         try:
             meta = arrays.meta(array_id)
         except TensorDBError:
             continue  # reported by _check_arrays
-        yield chunk_id, meta.itemsize, meta.codec
+        yield chunk_id, meta.itemsize, meta.codec, meta.chunk_nbytes
 
 
 def _check_chunks(store: Store, report: CheckReport) -> None:
-    for chunk_id, typesize, codec in _referenced_chunks(store):
+    for chunk_id, typesize, codec, raw_size in _referenced_chunks(store):
         try:
             if codec is None:
                 store.chunks.stored_bytes(chunk_id)  # unreferenced: checksum only
             else:
-                store.chunks.verify(chunk_id, codec, typesize)
+                store.chunks.verify(chunk_id, codec, typesize, raw_size)
             report.chunks_checked += 1
         except CorruptionError as exc:
             _add(report, "chunk-corrupt", str(exc), chunk_id=chunk_id, **_where_chunk(store, chunk_id))

@@ -112,8 +112,12 @@ class ChunkStore:
         if row is None:
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
         data, pack_id, offset, size, expected, raw_size = row
+        if type(size) is not int or type(raw_size) is not int or type(expected) is not int:
+            raise CorruptionError(f"chunk {chunk_id}: malformed size, raw size or checksum")
         if data is not None:
-            stored = bytes(data)
+            if not isinstance(data, bytes):  # bytes(10**12) would allocate: accept BLOBs only
+                raise CorruptionError(f"chunk {chunk_id}: inline data is {type(data).__name__}, not a BLOB")
+            stored = data
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
             stored = self.packs.read(pack_id, offset, size)
             self.counters.pack_reads += 1
@@ -123,7 +127,7 @@ class ChunkStore:
             raise CorruptionError(f"chunk {chunk_id}: {len(stored)} stored bytes, the record says {size}")
         if checksum(stored) != expected:
             raise CorruptionError(f"chunk {chunk_id}: checksum mismatch (stored bytes are damaged)")
-        return stored, int(raw_size), int(size)
+        return stored, raw_size, size
 
     def get(self, chunk_id: int, codec: Codec, expected_raw: int, out: Any = None) -> Any:
         """Decompress a chunk into ``out`` (a writable buffer of ``expected_raw`` bytes) or a new bytearray."""
@@ -136,9 +140,13 @@ class ChunkStore:
         self.counters.chunks_decoded += 1
         return result
 
-    def verify(self, chunk_id: int, codec: Codec, typesize: int) -> None:
+    def verify(self, chunk_id: int, codec: Codec, typesize: int, expected_raw: int) -> None:
         """Full verification for check(): checksum, decompression and content key."""
         stored, raw_size, _ = self.stored_bytes(chunk_id)
+        if raw_size != expected_raw:
+            raise CorruptionError(
+                f"chunk {chunk_id} holds {raw_size} raw bytes where the array expects {expected_raw}"
+            )
         raw = codec.decode(stored, raw_size)
         key = self.conn.scalar("SELECT hash FROM chunk WHERE chunk_id = ?", (chunk_id,))
         if content_key(codec.fingerprint(typesize), raw) != key:

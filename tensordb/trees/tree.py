@@ -115,7 +115,7 @@ class TreeOps:
                 elif row.kind == "list":
                     value = []
                 elif row.kind == "array" and (not lazy or row.dtype is not None):
-                    value = self.arrays.read(self.arrays.meta(_array_id(row)), ...)
+                    value = self.arrays.read(self._meta_in_snapshot(row), ...)
                     if row.dtype is not None:
                         value = value[()]
                 else:
@@ -137,6 +137,13 @@ class TreeOps:
                     raise CorruptionError(f"{made_paths[parent_id] or '(root)'}: list items are not numbered 0..n-1")
                 container.extend(value for _, _, value in items)
         return made[rows[0].node_id]
+
+    def _meta_in_snapshot(self, row: NodeRow) -> Any:
+        """The metadata of an array node read in the same snapshot: a missing array is damage."""
+        try:
+            return self.arrays.meta(_array_id(row))
+        except StaleHandleError:
+            raise CorruptionError(f"{row.path or '(root)'}: array {row.array_id} does not exist") from None
 
     # -- edits -------------------------------------------------------------------
 
