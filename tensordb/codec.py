@@ -146,7 +146,9 @@ class Codec:
                 f"expected {expected_size} bytes from {len(stored)}"
             )
         if version not in _BLOSC_FORMATS or flags & _EXTENDED != _EXTENDED:
-            raise CorruptionError(f"compressed chunk has an unknown Blosc2 header (version {version}, flags {flags:#x})")
+            raise CorruptionError(
+                f"compressed chunk has an unknown Blosc2 header (version {version}, flags {flags:#x})"
+            )
         if not 1 <= blocksize <= max(nbytes, 1):
             raise CorruptionError(f"compressed chunk header declares an invalid block size {blocksize}")
         codec_id, format_code = head[22], flags >> 5
@@ -215,7 +217,7 @@ def decompress_payload(frame: bytes) -> bytes:
         raise CorruptionError("compressed payload needs a dictionary (tensordb never uses one)")
     out = bytearray()
     try:
-        with zstandard.ZstdDecompressor().stream_reader(frame) as reader:
+        with zstandard.ZstdDecompressor(max_window_size=_PAYLOAD_WINDOW).stream_reader(frame) as reader:
             while len(out) <= size:
                 piece = reader.read(min(_PAYLOAD_PIECE, size + 1 - len(out)))
                 if not piece:
@@ -229,3 +231,6 @@ def decompress_payload(frame: bytes) -> bytes:
 
 
 _PAYLOAD_PIECE = 1 << 20
+# Frames we write (level 3) use a window of at most 2 MiB; a frame may not ask
+# the decoder for a larger buffer than this.
+_PAYLOAD_WINDOW = 1 << 23

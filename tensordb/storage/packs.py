@@ -100,7 +100,9 @@ class PackStore:
             raise
         except OSError as exc:
             if exc.errno in _NOT_A_FILE:
-                raise CorruptionError(f"pack file {name} in {self.dir} is not a regular file ({exc.strerror})") from None
+                raise CorruptionError(
+                    f"pack file {name} in {self.dir} is not a regular file ({exc.strerror})"
+                ) from None
             raise
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -11,10 +11,9 @@ two in step.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
-
-import re
 
 import apsw
 

@@ -534,6 +534,9 @@ class Tree(SubtreeHandle):
         self._ops.conn.ensure_usable()
         row = self._ops.nodes.row_at(self._tree_id, "")
         if row is None:
+            name = self._ops.tree_name(self._tree_id)
+            if name is not None:
+                raise CorruptionError(f"{self._ops.db.filename}: {name}: the tree has no root node")
             raise StaleHandleError("this tree was deleted")
         return row
 
