@@ -24,7 +24,7 @@ import apsw.ext
 from . import maintenance
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
-from .errors import PathNotFoundError, ReadOnlyError, TensorDBError, context
+from .errors import CorruptionError, PathNotFoundError, ReadOnlyError, TensorDBError, context, guard_corruption
 from .storage.chunks import Counters
 from .storage.store import Store
 from .trees.nodes import NODE_COLUMNS, NodeRow
@@ -57,6 +57,7 @@ def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int
     return Database(path, mode, inline_threshold=inline_threshold)
 
 
+@guard_corruption(lambda db: db.filename)
 class Database(MutableMapping[str, Tree]):
     """Named trees in one file. ``db[name]`` is a lazy :class:`Tree`; assigning stores a value.
 
@@ -155,6 +156,8 @@ class Database(MutableMapping[str, Tree]):
 
     def __iter__(self) -> Iterator[str]:
         names = self._store.conn.execute("SELECT name FROM tree ORDER BY tree_id").fetchall()
+        if not all(type(n) is str for (n,) in names):
+            raise CorruptionError(f"{self.filename}: a tree name is not text")
         return iter([n for (n,) in names])
 
     def __len__(self) -> int:
@@ -208,6 +211,8 @@ class Database(MutableMapping[str, Tree]):
         rows = self._store.conn.execute(sql, params).fetchall()  # one snapshot; values built lazily
         for tree_name, *columns in rows:
             row = NodeRow(*columns)
+            if type(row.path) is not str or type(tree_name) is not str:
+                raise CorruptionError(f"{self.filename}: node {row.node_id} has a path or tree name that is not text")
             if exact.fullmatch(row.path):
                 yield tree_name, row.path, self._ops.value_of(row)
 
@@ -366,6 +371,8 @@ class _ReadOnlyGuard:
             raise ReadOnlyError(f"{self.filename}: {exc}") from None
         if isinstance(exc, apsw.SQLError):
             raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
+        if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+            raise CorruptionError(f"{self.filename}: the database file is damaged ({exc})") from None
 
 
 # -- glob -------------------------------------------------------------------------------

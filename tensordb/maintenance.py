@@ -230,7 +230,9 @@ def _add(report: CheckReport, code: str, message: str, **where: Any) -> None:
 
 
 def _check_sqlite(store: Store, report: CheckReport) -> None:
-    for (line,) in store.conn.execute("PRAGMA quick_check").fetchall():
+    # integrity_check, not quick_check: it also verifies that every index matches its table
+    # (a damaged index sends look-ups to the wrong rows).
+    for (line,) in store.conn.execute("PRAGMA integrity_check").fetchall():
         if line != "ok":
             _add(report, "sqlite-integrity", str(line))
     app_id = store.conn.scalar("PRAGMA application_id")

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..codec import DEFAULT_CODEC, Codec
-from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
+from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context, guard_corruption
 from ..storage.store import Store
 from . import grid as g
 from .dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
@@ -192,7 +192,9 @@ class ArrayStore:
         value = self.conn.scalar(
             "SELECT chunk_id FROM chunk_ref WHERE array_id = ? AND coord = ?", (meta.array_id, g.coord_key(coords))
         )
-        return None if value is None else int(value)
+        if value is None or type(value) is int:
+            return value
+        raise CorruptionError(f"array {meta.array_id}: chunk {g.coord_key(coords) or '()'} has a malformed chunk id")
 
     def read_chunk(self, meta: ArrayMeta, coords: tuple[int, ...], out: np.ndarray[Any, Any] | None = None
                    ) -> np.ndarray[Any, Any]:
@@ -360,6 +362,7 @@ class ArrayHost(Protocol):
 reopen_host: Callable[[Any], ArrayHost] | None = None
 
 
+@guard_corruption(lambda handle: handle._db.filename)
 class Array:
     """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
 

@@ -19,8 +19,10 @@ from ..errors import ClosedError, ReadOnlyError, TensorDBError, register_corrupt
 
 __all__ = ["Connection", "check_sqlite_version"]
 
-# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface.
-register_corruption_errors(apsw.CorruptError, apsw.NotADBError)
+# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface, and
+# so does text that is not UTF-8 (apsw decodes every TEXT value; tensordb writes
+# only valid UTF-8).
+register_corruption_errors(apsw.CorruptError, apsw.NotADBError, UnicodeDecodeError)
 
 # SQLite before 3.51.3 has a WAL-reset corruption bug hit by two connections
 # writing and checkpointing; 3.52.0 was withdrawn.

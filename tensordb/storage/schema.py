@@ -278,7 +278,7 @@ def prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict
         _prepare(conn, filename, writable, settings)
     except apsw.NotADBError:
         raise FormatError(f"{filename} is not a tensordb file (not an SQLite database)") from None
-    except apsw.CorruptError as exc:
+    except (apsw.CorruptError, UnicodeDecodeError) as exc:
         raise CorruptionError(f"{filename}: the database file is damaged ({exc})") from None
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
-from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
+from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context, guard_corruption
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .values import CONTAINER_KINDS, decode_scalar
@@ -272,12 +272,16 @@ class TreeOps:
         self.touch(row.tree_id)
 
 
+def _file_of(handle: Any) -> object:
+    return handle._ops.db.filename
+
+
 def _check_child(row: NodeRow, made: dict[int, Any], made_paths: dict[int, str]) -> None:
     """A loaded row must be a dict entry or list item of a container loaded before it, at the right path."""
-    parent = made.get(row.parent_id) if type(row.parent_id) is int else None
+    parent = made.get(row.parent_id) if type(row.parent_id) is int and type(row.pos) is int else None
     if isinstance(parent, dict) and isinstance(row.key, str):
         expected = paths.child(made_paths[row.parent_id], row.key)
-    elif isinstance(parent, list) and row.key is None and type(row.pos) is int:
+    elif isinstance(parent, list) and row.key is None:
         expected = paths.child(made_paths[row.parent_id], row.pos)
     else:
         raise CorruptionError(f"{row.path}: node {row.node_id} does not hang under a dict or list of its subtree")
@@ -327,6 +331,7 @@ def _pointer(base: str, key: object, kind: str) -> str:
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
 
+@guard_corruption(_file_of)
 class Node(SubtreeHandle):
     """A dict or list inside a tree (lazy handle). See :class:`DictNode` and :class:`ListNode`."""
 
@@ -457,6 +462,7 @@ class Node(SubtreeHandle):
             return Array(self._ops.db, meta.array_id, NodeOwner(self._ops, node_id))
 
 
+@guard_corruption(_file_of)
 class DictNode(Node, MutableMapping[str, Any]):
     """A dict inside a tree: a MutableMapping whose keys keep their insertion order."""
 
@@ -482,6 +488,7 @@ class DictNode(Node, MutableMapping[str, Any]):
         return [v for _, v in self.items()]
 
 
+@guard_corruption(_file_of)
 class ListNode(Node, MutableSequence[Any]):
     """A list inside a tree: a MutableSequence (append, insert, negative indices, ...)."""
 
@@ -511,6 +518,7 @@ class ListNode(Node, MutableSequence[Any]):
             self._ops.insert_item(row, self._ops.nodes.count_children(row.node_id), value)
 
 
+@guard_corruption(_file_of)
 class Tree(SubtreeHandle):
     """A named tree of the database (lazy handle; nothing is loaded until asked).
 
@@ -645,8 +653,8 @@ class Tree(SubtreeHandle):
 
         With ``lazy=True`` arrays come back as :class:`tensordb.Array` handles.
         """
-        self._root()  # a deleted tree is a stale handle, not a missing path
         with self._context(""):
+            self._root()  # a deleted tree is a stale handle, not a missing path
             return self._ops.load(self._tree_id, "", lazy)
 
     def set(self, path: str, value: object, *, chunks: tuple[int, ...] | None = None,
