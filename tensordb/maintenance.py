@@ -158,7 +158,10 @@ def _compact(store: Store, pack_id: int) -> None:
 def _shrink_file(store: Store) -> None:
     with contextlib.suppress(apsw.Error):
         store.conn.execute("PRAGMA incremental_vacuum")
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # A TRUNCATE checkpoint waits for every reader to leave the log and blocks new
+    # writers meanwhile: try it only if nobody is busy, never wait for it.
+    with contextlib.suppress(apsw.Error), store.conn.without_waiting():
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 # -- check ---------------------------------------------------------------------------------

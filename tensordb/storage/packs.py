@@ -39,7 +39,7 @@ from typing import BinaryIO
 from ..errors import CorruptionError
 from .connection import Connection
 
-__all__ = ["PackStore", "PACK_NAME", "HEADER"]
+__all__ = ["PackStore", "PACK_NAME", "HEADER", "GATE_NAME"]
 
 HEADER = b"TDBPACK1" + bytes(8)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -48,6 +48,8 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # open() errors that mean "this name is a link, a FIFO without writer/reader, a folder..."
 _NOT_A_FILE = {errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK, errno.ENODEV, errno.ENOTDIR}
 PACK_NAME = re.compile(r"\A[0-9]{8,19}\.pack\Z")
+#: The lock file gc creates in the pack folder when it has to wait for readers (see PackStore.exclusive).
+GATE_NAME = "gc.lock"
 #: A pack is closed for appends once it reaches this size.
 MAX_PACK_BYTES = 1 << 30
 
@@ -63,6 +65,7 @@ class PackStore:
         self.conn = conn
         self.dir = pack_dir_for(db_filename)
         self._dir_fd: int | None = None  # the sidecar folder, for flock(2)
+        self._gate_fd: int | None = None  # the gate file in it (see exclusive())
         self._read_locked = False
         self.max_pack_bytes = MAX_PACK_BYTES
         self._readers: dict[int, tuple[str, BinaryIO]] = {}
@@ -304,6 +307,13 @@ class PackStore:
         return st.st_size
 
     # -- readers and gc ------------------------------------------------------------
+    #
+    # The pack folder itself is the lock: every read snapshot holds flock(LOCK_SH)
+    # on it, and pack files are deleted or truncated only under LOCK_EX. A second
+    # lock, the file GATE_NAME in the folder (created by the first gc that has to
+    # wait), keeps a stream of readers from starving gc: readers pass through it
+    # (LOCK_SH, momentarily) before locking the folder, so while gc holds it
+    # exclusively, new snapshots wait and the open ones drain.
 
     def _folder_fd(self) -> int | None:
         if self._dir_fd is None:
@@ -312,6 +322,20 @@ class PackStore:
             except OSError:
                 return None
         return self._dir_fd
+
+    def _gate(self, create: bool) -> int | None:
+        """The gate file's descriptor (a regular file, never followed through a link), or None."""
+        if self._gate_fd is None:
+            flags = (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY
+            try:
+                fd = os.open(os.path.join(self.dir, GATE_NAME), flags | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, 0o666)
+            except OSError:
+                return None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return None
+            self._gate_fd = fd
+        return self._gate_fd
 
     def _begin_read(self) -> None:
         """Called right after ``BEGIN DEFERRED``, before the snapshot's first read."""
@@ -327,8 +351,15 @@ class PackStore:
             # The folder appeared meanwhile: start the snapshot again, under the lock.
             self.conn.conn.execute("COMMIT")
             self.conn.conn.execute("BEGIN DEFERRED")
+        gate = self._gate(create=False)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            if gate is not None:
+                fcntl.flock(gate, fcntl.LOCK_SH)  # waits while a gc holds the gate
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            finally:
+                if gate is not None:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
         except OSError:
             return  # no flock on this file system: gc cannot see readers either way
         self._read_locked = True
@@ -345,32 +376,38 @@ class PackStore:
 
         Yields True while that holds (readers that start meanwhile wait), so
         pack files can be deleted or truncated; False when readers kept the
-        folder busy: leave the files for a later gc.
+        folder busy all along: leave the files for a later gc.
         """
         fd = self._folder_fd()
         if fd is None:
             yield True  # no folder, no pack file to protect
             return
         deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
+        locked: list[int] = []
+        try:
+            if _try_lock(fd, deadline=None):  # the common case: no reader at all
+                locked.append(fd)
+            else:
+                gate = self._gate(create=True)
+                if gate is not None and _try_lock(gate, deadline):
+                    locked.append(gate)
+                if _try_lock(fd, deadline):
+                    locked.append(fd)
+                else:
                     yield False
                     return
-                time.sleep(0.002)
-            except OSError:
-                yield True  # no flock on this file system: nothing to coordinate with
-                return
-        try:
             yield True
+        except _NoLocks:
+            yield True  # no flock on this file system: nothing to coordinate with
         finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            for held in reversed(locked):
+                with contextlib.suppress(OSError):
+                    fcntl.flock(held, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        if self._gate_fd is not None:
+            os.close(self._gate_fd)
+            self._gate_fd = None
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
@@ -384,6 +421,24 @@ class PackStore:
         for f in self._touched.values():
             f.close()
         self._touched.clear()
+
+
+class _NoLocks(Exception):
+    """flock(2) is not available on this file system."""
+
+
+def _try_lock(fd: int, deadline: float | None) -> bool:
+    """LOCK_EX on ``fd``: once (deadline None) or polling until ``deadline``."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        except OSError:
+            raise _NoLocks from None
 
 
 def _fsync_dir(path: str) -> None:
