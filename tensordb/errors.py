@@ -41,7 +41,6 @@ __all__ = [
     "PathNotFoundError",
     "context",
     "register_corruption_errors",
-    "corruption_errors",
     "guard_corruption",
 ]
 
@@ -118,11 +117,6 @@ def register_corruption_errors(*types: type[BaseException]) -> None:
     """Declare exception types that :func:`context` reports as :class:`CorruptionError`."""
     global _CORRUPTION_TYPES
     _CORRUPTION_TYPES = tuple(dict.fromkeys((*_CORRUPTION_TYPES, *types)))
-
-
-def corruption_errors() -> tuple[type[BaseException], ...]:
-    """The registered exception types that mean a damaged file."""
-    return _CORRUPTION_TYPES
 
 
 @contextlib.contextmanager

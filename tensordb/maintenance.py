@@ -99,11 +99,11 @@ RECLAIM_WAIT = 1.0
 def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
     """Delete pack files no row names and cut bytes past each pack's last chunk.
 
-    Returns (bytes reclaimed, not counting the files in ``counted``; files
-    left for a later gc). Runs in a write
-    transaction (no writer is creating or appending to a pack meanwhile) and
-    only while no read snapshot is open anywhere (see PackStore.exclusive);
-    otherwise it leaves everything for the next gc.
+    Runs in a write transaction (no writer creates or appends to a pack
+    meanwhile), and only while no read snapshot is open anywhere (see
+    PackStore.exclusive); if readers stay, everything is left for the next
+    gc. Returns (bytes reclaimed, files in ``counted`` not counted again;
+    number of files left for a later gc).
     """
     packs = store.packs
     reclaimed = 0

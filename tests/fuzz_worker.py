@@ -96,6 +96,8 @@ def build(path: Path) -> None:
                        codec=tensordb.Codec("lz4", level=1, shuffle="bit"))
         db["s001"]["/mesh/points"] = db["s000"]["/mesh/points"]
         assert np.asarray(db["s001"]["/mesh/points"]).tobytes() == trees["s001"]["mesh"]["points"].tobytes()
+        db.gc()  # no dead bytes: damage to a pack hits a live chunk or a pack header
+        assert db.check().findings == []
 
 
 # -- mutations ----------------------------------------------------------------------------------

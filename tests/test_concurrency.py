@@ -69,6 +69,7 @@ def test_soak_one_writer_four_readers_and_gc(tmp_path: Path, request: pytest.Fix
     # the soak did what it claims: many commits, compaction under readers, real reads
     assert writer["ops"] >= 20 and writer["slice"] > 0 and writer["share"] > 0, writer
     assert gc["runs"] >= 5 and gc["packs_compacted"] + gc["packs_deleted"] > 0, gc
+    assert gc["deferred_runs"] < gc["runs"], gc  # readers did not starve gc: files were really deleted
     # the end state is exactly the writer's last commits, and the file is healthy
     with tensordb.open(path, mode="r") as db:
         for name, checksum in writer["final"].items():
@@ -91,3 +92,29 @@ def test_two_writers_lose_no_update(tmp_path: Path) -> None:
     with tensordb.open(path, mode="r") as db:
         assert db["counter"].load() == {"n": 2 * increments, "w0": increments, "w1": increments}
     print(f"\ntwo writers: {2 * increments} read-modify-write transactions in {time.monotonic() - start:.1f} s")
+
+
+def test_gc_never_deletes_a_pack_under_an_open_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader holding a snapshot keeps every pack it can see; the next gc after it ends deletes them."""
+    from tensordb import maintenance
+
+    monkeypatch.setattr(maintenance, "RECLAIM_WAIT", 0.05)  # do not wait a second for the reader
+    path = tmp_path / "held.tdb"
+    rng = np.random.default_rng(3)
+    first = rng.standard_normal(20_000)
+    with tensordb.open(path, inline_threshold=1024) as writer:
+        writer["t"] = {"a": None}
+        writer["t"].set("/a", first, chunks=(1000,))
+        old_packs = set(os.listdir(writer.pack_dir))
+        with tensordb.open(path, mode="r") as reader, reader._store.snapshot():
+            tree = reader["t"]
+            # meanwhile: the array is replaced and gc compacts, so the old pack is unreferenced
+            writer["t"]["/a"] = rng.standard_normal(10)
+            result = writer.gc()
+            assert result["packs_deleted"] + result["packs_compacted"] > 0 and result["files_deferred"] > 0
+            assert old_packs <= set(os.listdir(writer.pack_dir))  # still there for the open snapshot
+            assert np.array_equal(tree.load()["a"], first)  # the snapshot reads its own commit in full
+        again = writer.gc()
+        assert again["files_deferred"] == 0
+        assert not old_packs & set(os.listdir(writer.pack_dir))
+        assert writer.check().ok
