@@ -224,6 +224,10 @@ class Database(MutableMapping[str, Tree]):
         Returns a dict with at least ``arrays_removed``, ``chunks_removed`` and
         ``bytes_reclaimed``. With ``dry_run=True`` nothing changes and the
         figures say what would be removed (pack compaction not included).
+
+        Pack files are deleted only while no read snapshot is open in any
+        process; if readers stay busy for a second, ``files_deferred`` says
+        how many files were left for the next gc.
         """
         if self.readonly and not dry_run:
             raise ReadOnlyError(f"{self.filename}: database is open read-only")
