@@ -48,6 +48,14 @@ _SHUFFLES: dict[str, blosc2.Filter] = {
     "byte": blosc2.Filter.SHUFFLE,
     "bit": blosc2.Filter.BITSHUFFLE,
 }
+# Blosc2 "format" compressor codes in the flags byte (LZ4HC writes LZ4's).
+_FORMAT_CODES = {"blosclz": 0, "lz4": 1, "lz4hc": 1, "zlib": 3, "zstd": 4}
+# The Blosc2 chunk header we write: 32 bytes, the "extended" Blosc2 layout.
+_HEADER_BYTES = 32
+_BLOSC_FORMATS = range(3, 6)  # Blosc2 chunk format versions with that layout
+_EXTENDED = 0x05  # flags bits 0 and 2 both set: an extended (Blosc2) header
+_MEMCPYED = 0x02
+_ZERO_CHUNK = 0x10  # Blosc2 "special value" bits 4-6 = 1: a run of zeros
 # Blosc2 buffers hold less than 2 GiB; keep a margin for its header.
 MAX_CHUNK_BYTES = 2**31 - 1024
 # Blosc2's typesize is a byte; wider items (big records) are shuffled as bytes.
@@ -95,18 +103,20 @@ class Codec:
     def from_dict(cls, d: object) -> Codec:
         """Build a codec from stored JSON metadata; malformed input is a CorruptionError."""
         if not isinstance(d, dict) or set(d) != {"name", "level", "shuffle"}:
-            raise CorruptionError(f"malformed codec description {d!r}")
+            raise CorruptionError(f"malformed codec description {str(d)[:80]!r}")
         try:
             return cls(d["name"], d["level"], d["shuffle"])
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # TypeError: an unhashable name or shuffle
             raise CorruptionError(f"invalid codec description: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str) -> Codec:
+    def from_json(cls, text: object) -> Codec:
+        if not isinstance(text, str) or len(text) > 256:
+            raise CorruptionError(f"malformed codec description {str(text)[:80]!r}")
         try:
             return cls.from_dict(json.loads(text))
-        except (TypeError, json.JSONDecodeError):
-            raise CorruptionError(f"malformed codec description {text!r}") from None
+        except (ValueError, RecursionError):  # JSONDecodeError, too many digits, nesting
+            raise CorruptionError(f"malformed codec description {text[:80]!r}") from None
 
     def fingerprint(self, typesize: int) -> bytes:
         """Bytes identifying the stored form of a chunk, mixed into its content key."""
@@ -127,13 +137,56 @@ class Codec:
             nthreads=_threads_for(nbytes),
         )
 
+    def check_header(self, stored: bytes | memoryview, expected_size: int) -> None:
+        """Refuse a Blosc2 header this codec would not have written, before Blosc2 reads it.
+
+        Beyond the sizes (a header declaring more bytes than expected is a
+        decompression bomb), the compressor and filter ids must be this
+        codec's: Blosc2 loads plugins for ids it does not know, and a header
+        naming one must never get that far. Special chunks other than "all
+        zeros" (NaN, repeated value, uninitialised) are never written by
+        tensordb and are refused.
+        """
+        if len(stored) < _HEADER_BYTES:
+            raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
+        head = bytes(stored[:_HEADER_BYTES])
+        version, flags = head[0], head[2]
+        nbytes = int.from_bytes(head[4:8], "little")
+        blocksize = int.from_bytes(head[8:12], "little")
+        cbytes = int.from_bytes(head[12:16], "little")
+        if nbytes != expected_size or cbytes != len(stored):
+            raise CorruptionError(
+                f"compressed chunk header says {nbytes} bytes from {cbytes}, "
+                f"expected {expected_size} bytes from {len(stored)}"
+            )
+        if version not in _BLOSC_FORMATS or flags & _EXTENDED != _EXTENDED:
+            raise CorruptionError(
+                f"compressed chunk has an unknown Blosc2 header (version {version}, flags {flags:#x})"
+            )
+        if not 1 <= blocksize <= max(nbytes, 1):
+            raise CorruptionError(f"compressed chunk header declares an invalid block size {blocksize}")
+        codec_id, format_code = head[22], flags >> 5
+        if codec_id != _CODECS[self.name].value or format_code not in (_FORMAT_CODES[self.name], 0) or (
+            format_code != _FORMAT_CODES[self.name] and not flags & _MEMCPYED
+        ):
+            raise CorruptionError(
+                f"compressed chunk names compressor {codec_id} (format {format_code}); the array uses {self.name}"
+            )
+        filters = tuple(head[16:22])
+        if filters != (_SHUFFLES[self.shuffle].value, 0, 0, 0, 0, 0):
+            raise CorruptionError(
+                f"compressed chunk names filters {list(filters)}; the array uses shuffle {self.shuffle!r}"
+            )
+        if any(head[23:31]) or head[31] not in (0, _ZERO_CHUNK):
+            raise CorruptionError("compressed chunk header holds options tensordb never writes")
+
     def decode(self, stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:
         """Decompress one chunk into ``out`` (or a new bytearray), refusing a header that disagrees.
 
         The declared sizes are checked *before* any allocation, so a damaged or
         hostile buffer can never make us allocate more than ``expected_size``.
         """
-        _check_header(stored, expected_size)
+        self.check_header(stored, expected_size)
         if out is None:
             out = bytearray(expected_size)
         try:
@@ -151,11 +204,11 @@ class Codec:
         buffer holds the raw bytes from ``offset`` on, a whole number of
         blocks. Without partial decoding, the whole chunk is returned.
         """
-        blocksize = _check_header(stored, expected_size)
+        self.check_header(stored, expected_size)
         getitem = _blosc2_getitem()
-        typesize = stored[3]
-        first = start // blocksize * blocksize if blocksize else 0
-        last = min(expected_size, -(-stop // blocksize) * blocksize) if blocksize else expected_size
+        typesize, blocksize = stored[3], int.from_bytes(stored[8:12], "little")  # validated just above
+        first = start // blocksize * blocksize
+        last = min(expected_size, -(-stop // blocksize) * blocksize)
         if (getitem is None or not 0 <= start < stop <= expected_size or last - first >= expected_size
                 or typesize == 0 or first % typesize or (last - first) % typesize):
             return 0, self.decode(stored, expected_size)
@@ -178,22 +231,6 @@ _MIN_COMPRESSIBLE_BYTES = 128
 
 def _threads_for(nbytes: int) -> int:
     return int(blosc2.nthreads) if nbytes >= _THREADED_CHUNK_BYTES else 1
-
-
-def _check_header(stored: bytes | memoryview, expected_size: int) -> int:
-    """Validate a Blosc2 chunk header against what the record expects; return its block size."""
-    if len(stored) < 16:
-        raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
-    try:
-        nbytes, cbytes, blocksize = blosc2.get_cbuffer_sizes(stored)
-    except Exception as exc:  # blosc2 raises assorted types on garbage
-        raise CorruptionError(f"unreadable compressed chunk header: {exc}") from None
-    if nbytes != expected_size or cbytes != len(stored):
-        raise CorruptionError(
-            f"compressed chunk header says {nbytes} bytes from {cbytes}, "
-            f"expected {expected_size} bytes from {len(stored)}"
-        )
-    return int(blocksize) if 0 < blocksize <= max(nbytes, 1) else 0
 
 
 @functools.cache
@@ -241,7 +278,13 @@ def compress_payload(data: bytes) -> bytes:
 
 
 def decompress_payload(frame: bytes) -> bytes:
-    """Decompress a payload frame, refusing frames without a declared, bounded size."""
+    """Decompress a payload frame, refusing frames without a declared, bounded size.
+
+    The output grows with the bytes really decompressed, never with the size
+    the frame declares, so a tiny frame that lies cannot make us allocate.
+    """
+    if not isinstance(frame, bytes):
+        raise CorruptionError(f"compressed payload is {type(frame).__name__}, not bytes")
     try:
         params = zstandard.get_frame_parameters(frame)
     except zstandard.ZstdError as exc:
@@ -249,10 +292,24 @@ def decompress_payload(frame: bytes) -> bytes:
     size = params.content_size
     if size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR) or size > MAX_PAYLOAD_BYTES:
         raise CorruptionError(f"compressed payload declares an invalid size ({size})")
+    if params.dict_id:
+        raise CorruptionError("compressed payload needs a dictionary (tensordb never uses one)")
+    out = bytearray()
     try:
-        out = zstandard.ZstdDecompressor().decompress(frame, max_output_size=size)
+        with zstandard.ZstdDecompressor(max_window_size=_PAYLOAD_WINDOW).stream_reader(frame) as reader:
+            while len(out) <= size:
+                piece = reader.read(min(_PAYLOAD_PIECE, size + 1 - len(out)))
+                if not piece:
+                    break
+                out += piece
     except zstandard.ZstdError as exc:
         raise CorruptionError(f"compressed payload does not decompress: {exc}") from None
     if len(out) != size:
-        raise CorruptionError("compressed payload is shorter than it declares")
-    return out
+        raise CorruptionError(f"compressed payload holds {len(out)} bytes where it declares {size}")
+    return bytes(out)
+
+
+_PAYLOAD_PIECE = 1 << 20
+# Frames we write (level 3) use a window of at most 2 MiB; a frame may not ask
+# the decoder for a larger buffer than this.
+_PAYLOAD_WINDOW = 1 << 23

@@ -24,7 +24,15 @@ import apsw.ext
 from . import maintenance
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
-from .errors import PathNotFoundError, ReadOnlyError, StaleHandleError, TensorDBError, context
+from .errors import (
+    CorruptionError,
+    PathNotFoundError,
+    ReadOnlyError,
+    StaleHandleError,
+    TensorDBError,
+    context,
+    guard_corruption,
+)
 from .storage.chunks import Counters
 from .storage.store import Store
 from .trees.nodes import NODE_COLUMNS, NodeRow
@@ -57,6 +65,7 @@ def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int
     return Database(path, mode, inline_threshold=inline_threshold)
 
 
+@guard_corruption(lambda db: db.filename)
 class Database(MutableMapping[str, Tree]):
     """Named trees in one file. ``db[name]`` is a lazy :class:`Tree`; assigning stores a value.
 
@@ -155,6 +164,8 @@ class Database(MutableMapping[str, Tree]):
 
     def __iter__(self) -> Iterator[str]:
         names = self._store.conn.execute("SELECT name FROM tree ORDER BY tree_id").fetchall()
+        if not all(type(n) is str for (n,) in names):
+            raise CorruptionError(f"{self.filename}: a tree name is not text")
         return iter([n for (n,) in names])
 
     def __len__(self) -> int:
@@ -208,6 +219,8 @@ class Database(MutableMapping[str, Tree]):
         rows = self._store.conn.execute(sql, params).fetchall()  # one snapshot; values built lazily
         for tree_name, *columns in rows:
             row = NodeRow(*columns)
+            if type(row.path) is not str or type(tree_name) is not str:
+                raise CorruptionError(f"{self.filename}: node {row.node_id} has a path or tree name that is not text")
             if exact.fullmatch(row.path):
                 yield tree_name, row.path, self._ops.value_of(row)
 
@@ -219,6 +232,10 @@ class Database(MutableMapping[str, Tree]):
         Returns a dict with at least ``arrays_removed``, ``chunks_removed`` and
         ``bytes_reclaimed``. With ``dry_run=True`` nothing changes and the
         figures say what would be removed (pack compaction not included).
+
+        Pack files are deleted only while no read snapshot is open in any
+        process; if readers stay busy for a second, ``files_deferred`` says
+        how many files were left for the next gc.
         """
         if self.readonly and not dry_run:
             raise ReadOnlyError(f"{self.filename}: database is open read-only")
@@ -366,6 +383,8 @@ class _ReadOnlyGuard:
             raise ReadOnlyError(f"{self.filename}: {exc}") from None
         if isinstance(exc, apsw.SQLError):
             raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
+        if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+            raise CorruptionError(f"{self.filename}: the database file is damaged ({exc})") from None
 
 
 # -- glob -------------------------------------------------------------------------------

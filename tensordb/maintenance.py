@@ -44,16 +44,19 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
     conn = store.conn
     packs = store.packs
     result = {"arrays_removed": 0, "chunks_removed": 0, "bytes_reclaimed": 0, "packs_compacted": 0,
-              "packs_deleted": 0}
-    to_delete: list[str] = []
+              "packs_deleted": 0, "files_deferred": 0}
+    unnamed: set[str] = set()  # packs whose rows this gc deletes (their bytes are counted here)
     with store.transaction():
-        result["arrays_removed"] = conn.execute("DELETE FROM array WHERE refcount <= 0").getconnection().changes()
+        # Refcounts are read from an untrusted file: a row is deleted only if no
+        # row really references it, whatever its refcount says.
+        result["arrays_removed"] = conn.execute(
+            f"DELETE FROM array WHERE refcount <= 0 AND {_ARRAY_UNUSED}").getconnection().changes()
         freed = conn.one("SELECT count(*), coalesce(sum(CASE WHEN data IS NOT NULL THEN size END), 0) "
-                         "FROM chunk WHERE refcount <= 0")
+                         f"FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
         assert freed is not None
         result["chunks_removed"] = int(freed[0])
         result["bytes_reclaimed"] = int(freed[1])
-        conn.execute("DELETE FROM chunk WHERE refcount <= 0")
+        conn.execute(f"DELETE FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
         rotated = False
         for pack_id, name in conn.execute("SELECT pack_id, name FROM pack ORDER BY pack_id").fetchall():
             size = packs.file_size(pack_id) or 0
@@ -70,23 +73,58 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
                 result["packs_deleted"] += 1
             conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
             packs.forget(pack_id)
-            to_delete.append(name)
+            unnamed.add(name)
             result["bytes_reclaimed"] += size - live
-        known = {n for (n,) in conn.execute("SELECT name FROM pack").fetchall()}
-        for name in packs.list_files():
-            if name not in known and name not in to_delete:
-                result["bytes_reclaimed"] += os.path.getsize(packs.path_of(name))
-                to_delete.append(name)
 
     def after_commit() -> None:
-        # Files and tail bytes go only once no committed row can point at them.
-        for name in to_delete:
-            packs.delete_file(name)
-        result["bytes_reclaimed"] += _trim_pack_tails(store)
+        # Files and tail bytes go only once no committed row points at them and
+        # no reader's snapshot can still see such a row.
+        reclaimed, deferred = _reclaim_files(store, unnamed)
+        result["bytes_reclaimed"] += reclaimed
+        result["files_deferred"] = deferred
         _shrink_file(store)
 
     conn.after_commit(after_commit)
     return result
+
+
+# A row is unused when nothing references it, whatever its refcount column says.
+_ARRAY_UNUSED = "NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id)"
+_CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id)"
+
+#: How long gc waits for concurrent read snapshots to end before leaving files for the next gc.
+RECLAIM_WAIT = 1.0
+
+
+def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
+    """Delete pack files no row names and cut bytes past each pack's last chunk.
+
+    Runs in a write transaction (no writer creates or appends to a pack
+    meanwhile), and only while no read snapshot is open anywhere (see
+    PackStore.exclusive); if readers stay, everything is left for the next
+    gc. Returns (bytes reclaimed, files in ``counted`` not counted again;
+    number of files left for a later gc).
+    """
+    packs = store.packs
+    reclaimed = 0
+    with store.transaction(), packs.exclusive(RECLAIM_WAIT) as free:
+        known = {str(n) for (n,) in store.conn.execute("SELECT name FROM pack").fetchall()}
+        orphans = [n for n in packs.list_files() if n not in known]
+        if not free:
+            return 0, len(orphans)
+        for name in orphans:
+            freed = packs.delete_file(name)
+            reclaimed += 0 if name in counted else freed
+        for pack_id, end in store.conn.execute(
+            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
+            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
+        ).fetchall():
+            size = store.packs.file_size(pack_id)
+            end = max(int(end), len(HEADER))
+            if size is not None and size > end:
+                store.packs.truncate(pack_id, end)
+                reclaimed += size - end
+    return reclaimed, 0
 
 
 def _gc_preview(store: Store) -> dict[str, int]:
@@ -105,22 +143,6 @@ def _gc_preview(store: Store) -> dict[str, int]:
             "packs_compacted": 0, "packs_deleted": 0}
 
 
-def _trim_pack_tails(store: Store) -> int:
-    """Cut bytes past the last committed chunk of each pack (left by crashes or rolled-back writers)."""
-    trimmed = 0
-    with store.transaction():  # the write lock: no other writer is appending meanwhile
-        for pack_id, end in store.conn.execute(
-            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
-            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
-        ).fetchall():
-            size = store.packs.file_size(pack_id)
-            end = max(int(end), len(HEADER))
-            if size is not None and size > end:
-                store.packs.truncate(pack_id, end)
-                trimmed += size - end
-    return trimmed
-
-
 def _compact(store: Store, pack_id: int) -> None:
     """Copy the live chunks of a pack to the active pack and repoint their rows."""
     conn = store.conn
@@ -136,7 +158,10 @@ def _compact(store: Store, pack_id: int) -> None:
 def _shrink_file(store: Store) -> None:
     with contextlib.suppress(apsw.Error):
         store.conn.execute("PRAGMA incremental_vacuum")
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # A TRUNCATE checkpoint waits for every reader to leave the log and blocks new
+    # writers meanwhile: try it only if nobody is busy, never wait for it.
+    with contextlib.suppress(apsw.Error), store.conn.without_waiting():
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 # -- check ---------------------------------------------------------------------------------
@@ -208,7 +233,9 @@ def _add(report: CheckReport, code: str, message: str, **where: Any) -> None:
 
 
 def _check_sqlite(store: Store, report: CheckReport) -> None:
-    for (line,) in store.conn.execute("PRAGMA quick_check").fetchall():
+    # integrity_check, not quick_check: it also verifies that every index matches its table
+    # (a damaged index sends look-ups to the wrong rows).
+    for (line,) in store.conn.execute("PRAGMA integrity_check").fetchall():
         if line != "ok":
             _add(report, "sqlite-integrity", str(line))
     app_id = store.conn.scalar("PRAGMA application_id")
@@ -327,8 +354,8 @@ def _check_arrays(store: Store, report: CheckReport) -> None:
             _add(report, "array-metadata", str(exc), array_id=array_id, **_where_array(store, array_id))
 
 
-def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any]]:
-    """(chunk id, typesize, codec) of every chunk, with the codec of one array that uses it."""
+def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any, int]]:
+    """(chunk id, typesize, codec, raw size) of every chunk, as one array that uses it says."""
     arrays = ArrayStore(store)
     rows = store.conn.execute(
         "SELECT c.chunk_id, (SELECT r.array_id FROM chunk_ref r WHERE r.chunk_id = c.chunk_id LIMIT 1) "
@@ -336,22 +363,22 @@ def _referenced_chunks(store: Store) -> Iterator[tuple[int, int, Any]]:
     ).fetchall()
     for chunk_id, array_id in rows:
         if array_id is None:
-            yield chunk_id, 0, None
+            yield chunk_id, 0, None, 0
             continue
         try:
             meta = arrays.meta(array_id)
         except TensorDBError:
             continue  # reported by _check_arrays
-        yield chunk_id, meta.itemsize, meta.codec
+        yield chunk_id, meta.itemsize, meta.codec, meta.chunk_nbytes
 
 
 def _check_chunks(store: Store, report: CheckReport) -> None:
-    for chunk_id, typesize, codec in _referenced_chunks(store):
+    for chunk_id, typesize, codec, raw_size in _referenced_chunks(store):
         try:
             if codec is None:
                 store.chunks.stored_bytes(chunk_id)  # unreferenced: checksum only
             else:
-                store.chunks.verify(chunk_id, codec, typesize)
+                store.chunks.verify(chunk_id, codec, typesize, raw_size)
             report.chunks_checked += 1
         except CorruptionError as exc:
             _add(report, "chunk-corrupt", str(exc), chunk_id=chunk_id, **_where_chunk(store, chunk_id))

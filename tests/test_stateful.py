@@ -1,8 +1,16 @@
-"""Stateful test: a real database against a plain-dict model {tree_name: value}."""
+"""Stateful test: a real database against a plain-dict model {tree_name: value}.
+
+Rules put, get, move, copy, delete, write slices, gc and reopen (among
+others). After every step the database equals the model, ``check()`` is
+clean, and every stored reference count equals a mark-and-sweep count made
+here, from the raw tables, through a separate ``sqlite3`` connection.
+"""
 
 from __future__ import annotations
 
+import collections
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -338,6 +346,28 @@ class TensorDBMachine(RuleBasedStateMachine):
             del self.db[name][ptr][i]
         del node[i]
 
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def get(self, data: st.DataObject) -> None:
+        """Read one node through handles: a scalar, a container's keys, or an array slice."""
+        pick = self._pick_node(data, lambda p, v: True, "node")
+        assert pick is not None
+        name, ptr, value = pick
+        got = self.db[name][ptr] if ptr else self.db[name].root
+        if isinstance(value, np.ndarray):
+            assert isinstance(got, tensordb.Array) and got.shape == value.shape and got.dtype == value.dtype
+            if value.ndim:
+                sl = data.draw(st.slices(value.shape[0]), label="slice")
+                assert_tree_equal(got[sl], value[sl], path=f"{name}:{ptr}[{sl}]")
+            else:
+                assert_tree_equal(got[()], value[()], path=f"{name}:{ptr}")
+        elif isinstance(value, dict):
+            assert list(got.keys()) == list(value)
+        elif isinstance(value, list):
+            assert len(got) == len(value)
+        else:
+            assert_tree_equal(got, value, path=f"{name}:{ptr}")
+
     # ------------------------------------------------------------ arrays
 
     def _pick_array(self, data: st.DataObject, pred: Any = lambda a: True) -> tuple[str, str, np.ndarray] | None:
@@ -496,6 +526,11 @@ class TensorDBMachine(RuleBasedStateMachine):
         assert isinstance(stats, dict)
         for k in ("arrays_removed", "chunks_removed", "bytes_reclaimed"):
             assert k in stats
+        # the sweep left exactly what the roots reach
+        graph = _mark(self.path)
+        assert graph.arrays == graph.reachable_arrays, "gc left unreachable arrays"
+        assert graph.chunks == graph.reachable_chunks, "gc left unreachable chunks"
+        assert stats["files_deferred"] == 0
 
     # ------------------------------------------------------------ invariants
 
@@ -555,6 +590,13 @@ class TensorDBMachine(RuleBasedStateMachine):
                     assert value is None, where
 
     @invariant()
+    def refcounts_match_mark_and_sweep(self) -> None:
+        graph = _mark(self.path)
+        assert graph.unreachable_nodes == set(), graph.unreachable_nodes
+        assert graph.array_refcounts == graph.array_references, "array refcounts"
+        assert graph.chunk_refcounts == graph.chunk_references, "chunk refcounts"
+
+    @invariant()
     def healthy(self) -> None:
         self.steps += 1
         if self.steps % CHECK_EVERY == 0:
@@ -562,11 +604,50 @@ class TensorDBMachine(RuleBasedStateMachine):
             assert report.ok, report.findings
 
 
-# ~30 runs of ~30 steps under the "ci" profile, 10x fewer runs than examples otherwise.
-_runs = settings().max_examples  # the loaded profile's
+class Graph:
+    """Reference counts as stored, and as a mark phase from the tree roots finds them."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        roots = [r for (r,) in con.execute("SELECT root_id FROM tree")]
+        parent_of = dict(con.execute("SELECT node_id, parent_id FROM node").fetchall())
+        array_of = dict(con.execute("SELECT node_id, array_id FROM node WHERE array_id IS NOT NULL").fetchall())
+        children = collections.defaultdict(list)
+        for node, parent in parent_of.items():
+            children[parent].append(node)
+        reached: set[int] = set()
+        stack = [r for r in roots if r in parent_of]
+        while stack:  # mark
+            node = stack.pop()
+            if node not in reached:
+                reached.add(node)
+                stack.extend(children[node])
+        self.unreachable_nodes = set(parent_of) - reached
+        self.array_references = collections.Counter(array_of[n] for n in reached if n in array_of)
+        self.array_refcounts = collections.Counter(
+            {a: rc for a, rc in con.execute("SELECT array_id, refcount FROM array") if rc})
+        self.arrays = {a for (a,) in con.execute("SELECT array_id FROM array")}
+        self.reachable_arrays = set(self.array_references)
+        refs = con.execute("SELECT array_id, chunk_id FROM chunk_ref").fetchall()
+        self.chunk_references = collections.Counter(c for _, c in refs)
+        self.chunk_refcounts = collections.Counter(
+            {c: rc for c, rc in con.execute("SELECT chunk_id, refcount FROM chunk") if rc})
+        self.chunks = {c for (c,) in con.execute("SELECT chunk_id FROM chunk")}
+        self.reachable_chunks = {c for a, c in refs if a in self.reachable_arrays}
+
+
+def _mark(path: Path) -> Graph:
+    """Read the raw tables through the standard library's sqlite3, not through tensordb."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return Graph(con)
+    finally:
+        con.close()
+
+
+# 100 runs of 40 steps under the "ci" profile (the loaded profile's example count).
 TensorDBMachine.TestCase.settings = settings(
     settings(),
-    stateful_step_count=30,
-    max_examples=min(_runs, 30) if _runs <= 100 else _runs // 10,
+    stateful_step_count=40,
+    max_examples=settings().max_examples,
 )
 test_tensordb_state_machine = TensorDBMachine.TestCase

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..codec import DEFAULT_CODEC, Codec
-from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
+from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context, guard_corruption
 from ..storage.chunks import THREADS, thread_pool
 from ..storage.store import Store
 from . import grid as g
@@ -52,7 +52,7 @@ __all__ = ["ArrayMeta", "ArrayStore", "Array", "ArrayOwner"]
 
 
 # Whole-value writes hand chunks to the chunk store in batches of about this many raw bytes.
-_WRITE_BATCH_BYTES = 64 * 1024 * 1024
+_WRITE_BATCH_BYTES = 16 * 1024 * 1024
 # Reads of more than two chunks at least this big decode them on every core.
 _PARALLEL_CHUNK_BYTES = 256 * 1024
 # Chunk records are looked up this many at a time (at most 16 MiB of inline chunks).
@@ -164,7 +164,7 @@ class ArrayStore:
         )
         return metas
 
-    _META_COLUMNS = "array_id, dtype, shape, chunks, codec, fill_value"
+    _META_COLUMNS = "array_id, dtype, shape, chunks, codec, fill_value, size, nbytes"
 
     def meta(self, array_id: int) -> ArrayMeta:
         """Read and validate an array record (its fields are untrusted input)."""
@@ -497,17 +497,15 @@ def _naming_chunk(meta: ArrayMeta, coords: tuple[int, ...]) -> Iterator[None]:
 def _meta_from_row(row: tuple[Any, ...]) -> ArrayMeta:
     """An :class:`ArrayMeta` from the columns ``_META_COLUMNS``, every field validated."""
     array_id, *fields = row
-    if not all(isinstance(f, (str, bytes)) for f in fields):
-        raise CorruptionError(f"array {array_id}: malformed record")
     try:
         return ArrayMeta(array_id, *_parse_meta(*fields))
-    except CorruptionError as exc:
+    except (CorruptionError, TypeError) as exc:  # TypeError: an unhashable (malformed) cell
         raise CorruptionError(f"array {array_id}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: Any, fill: Any
-                ) -> tuple[np.dtype[Any], tuple[int, ...], tuple[int, ...], Codec, bytes]:
+def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: Any, fill: Any, size: Any,
+                nbytes: Any) -> tuple[np.dtype[Any], tuple[int, ...], tuple[int, ...], Codec, bytes]:
     """The validated fields of an array record (cached: many arrays share dtype, shape and codec)."""
     dtype = dtype_from_text(dtype_text)
     shape = _json_dims(shape_text, "shape")
@@ -517,6 +515,10 @@ def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: 
         g.check_chunks(chunks, shape, dtype.itemsize)
     except ValueError as exc:
         raise CorruptionError(str(exc)) from None
+    if size != math.prod(shape) or nbytes != size * dtype.itemsize:
+        raise CorruptionError(
+            f"size {size!r} and nbytes {nbytes!r} disagree with shape {list(shape)} of {dtype.itemsize}-byte items"
+        )
     codec = Codec.from_json(codec_text)
     if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
         raise CorruptionError("fill value does not match its dtype")
@@ -524,13 +526,19 @@ def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: 
 
 
 def _json_dims(text: object, what: str) -> tuple[int, ...]:
+    if not isinstance(text, str) or len(text) > _MAX_DIMS_TEXT:
+        raise CorruptionError(f"malformed {what} {str(text)[:80]!r}")
     try:
-        value = json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, json.JSONDecodeError):
-        raise CorruptionError(f"malformed {what} {text!r}") from None
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, nesting
+        raise CorruptionError(f"malformed {what} {text[:80]!r}") from None
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise CorruptionError(f"malformed {what} {text!r}")
     return tuple(value)
+
+
+# 32 dimensions of 20 digits each, with separators, fit easily.
+_MAX_DIMS_TEXT = 1024
 
 
 def _is_fill(raw: np.ndarray[Any, Any], meta: ArrayMeta) -> bool:
@@ -571,6 +579,7 @@ class ArrayHost(Protocol):
 reopen_host: Callable[[Any], ArrayHost] | None = None
 
 
+@guard_corruption(lambda handle: handle._db.filename)
 class Array:
     """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
 
@@ -677,7 +686,8 @@ class Array:
 
     def __getitem__(self, key: object) -> Any:
         arrays = self._db.arrays
-        with arrays.read_lock, self._context():
+        # one snapshot: the node's array, its metadata and its chunks from the same commit
+        with arrays.read_lock, self._context(), arrays.store.snapshot():
             return arrays.read(arrays.meta(self._current_id()), key)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:

@@ -28,6 +28,8 @@ __all__ = ["dtype_to_text", "dtype_from_text", "check_storable_dtype", "MAX_ITEM
 MAX_ITEMSIZE = 1 << 24
 _MAX_DEPTH = 8
 _MAX_FIELDS = 4096
+# 4096 fields with long names and titles: generous, but bounded before parsing.
+_MAX_DTYPE_TEXT = 1 << 20
 _STRUCT_KEYS = {"names", "formats", "offsets", "itemsize"}
 _PLAIN = re.compile(r"\A[<>|][bBiufcmMSUV][0-9]{1,8}(\[[0-9]{0,6}[a-zA-Z]{1,3}\])?\Z")
 
@@ -77,10 +79,12 @@ def dtype_from_text(text: object) -> np.dtype[Any]:
     """Parse a stored dtype; anything unexpected is a CorruptionError."""
     if not isinstance(text, str):
         raise CorruptionError(f"invalid dtype {text!r}")
+    if len(text) > _MAX_DTYPE_TEXT:
+        raise CorruptionError(f"dtype description too long ({len(text)} characters)")
     if text.startswith("{"):
         try:
             spec = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, too many digits, nesting
             raise CorruptionError(f"invalid dtype description {text[:80]!r}") from None
         dtype = _build(spec, 0)
     else:
@@ -97,7 +101,7 @@ def _plain(text: object) -> np.dtype[Any]:
         raise CorruptionError(f"invalid dtype {text!r}")
     try:
         dtype = np.dtype(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise CorruptionError(f"invalid dtype {text!r}") from None
     if dtype.itemsize > MAX_ITEMSIZE:
         raise CorruptionError(f"dtype {text!r} is too large")
@@ -144,6 +148,6 @@ def _build(spec: object, depth: int) -> np.dtype[Any]:
         try:
             built_dtype: np.dtype[Any] = np.dtype(layout, align=aligned)  # type: ignore[call-overload]
             return built_dtype
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError) as exc:
             raise CorruptionError(f"invalid structured dtype: {exc}") from None
     raise CorruptionError(f"invalid dtype description {str(spec)[:120]!r}")

@@ -190,8 +190,12 @@ class ChunkStore:
         chunk_id, data, pack_id, offset, size, expected, raw_size = row
         if size is None and expected is None:  # a LEFT JOIN from chunk_ref found no record
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
+        if type(size) is not int or type(raw_size) is not int or type(expected) is not int:
+            raise CorruptionError(f"chunk {chunk_id}: malformed size, raw size or checksum")
         if data is not None:
-            stored = bytes(data)
+            if not isinstance(data, bytes):  # bytes(10**12) would allocate: accept BLOBs only
+                raise CorruptionError(f"chunk {chunk_id}: inline data is {type(data).__name__}, not a BLOB")
+            stored = data
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
             stored = self.packs.read(pack_id, offset, size)
             self.counters.pack_reads += 1
@@ -201,9 +205,7 @@ class ChunkStore:
             raise CorruptionError(f"chunk {chunk_id}: {len(stored)} stored bytes, the record says {size}")
         if checksum(stored) != expected:
             raise CorruptionError(f"chunk {chunk_id}: checksum mismatch (stored bytes are damaged)")
-        if not isinstance(raw_size, int):
-            raise CorruptionError(f"chunk {chunk_id}: malformed raw size {raw_size!r}")
-        return stored, int(raw_size), int(size)
+        return stored, raw_size, size
 
     def get(self, chunk_id: int, codec: Codec, expected_raw: int, out: Any = None) -> Any:
         """Decompress a chunk into ``out`` (a writable buffer of ``expected_raw`` bytes) or a new bytearray."""
@@ -225,10 +227,9 @@ class ChunkStore:
             )
         return stored
 
-    def verify(self, chunk_id: int, codec: Codec, typesize: int) -> None:
+    def verify(self, chunk_id: int, codec: Codec, typesize: int, expected_raw: int) -> None:
         """Full verification for check(): checksum, decompression and content key."""
-        stored, raw_size, _ = self.stored_bytes(chunk_id)
-        raw = codec.decode(stored, raw_size)
+        raw = codec.decode(self.stored_for(self._record(chunk_id), expected_raw), expected_raw)
         key = self.conn.scalar("SELECT hash FROM chunk WHERE chunk_id = ?", (chunk_id,))
         if content_key(codec.fingerprint(typesize), raw) != key:
             raise CorruptionError(f"chunk {chunk_id}: content does not match its content key")

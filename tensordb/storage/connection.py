@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import apsw
 
-from ..errors import ClosedError, ReadOnlyError, TensorDBError
+from ..errors import ClosedError, ReadOnlyError, TensorDBError, register_corruption_errors
 
 __all__ = ["Connection", "check_sqlite_version"]
+
+# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface, and
+# so does text that is not UTF-8 (apsw decodes every TEXT value; tensordb writes
+# only valid UTF-8).
+register_corruption_errors(apsw.CorruptError, apsw.NotADBError, UnicodeDecodeError)
 
 # SQLite before 3.51.3 has a WAL-reset corruption bug hit by two connections
 # writing and checkpointing; 3.52.0 was withdrawn.
@@ -57,10 +63,33 @@ def _strict_sql(conn: apsw.Connection) -> None:
 
 
 def _wait_when_busy(conn: apsw.Connection) -> None:
-    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    # SQLite's own busy timeout sleeps up to 100 ms between attempts, so a writer
+    # that commits back to back can starve another one for the whole timeout.
+    # Retrying every millisecond or two catches the gaps between its transactions.
+    started = [0.0]
+
+    def retry(prior_calls: int) -> bool:
+        now = time.monotonic()
+        if prior_calls == 0:
+            started[0] = now
+        if now - started[0] >= BUSY_TIMEOUT_MS / 1000:
+            return False
+        time.sleep(0.0005 if prior_calls < 20 else 0.002)
+        return True
+
+    conn.set_busy_handler(retry)
 
 
-_POLICY_ALL = (_wait_when_busy, _strict_sql)
+def _distrust_the_file(conn: apsw.Connection) -> None:
+    # Every file is untrusted input: SQL stored in its schema may not call
+    # functions with side effects, the schema cannot be edited through SQL,
+    # and b-tree cells are bounds-checked as pages are read.
+    conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+    conn.execute("PRAGMA cell_size_check = ON")
+
+
+_POLICY_ALL = (_wait_when_busy, _strict_sql, _distrust_the_file)
 _POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
 
 
@@ -92,6 +121,7 @@ class Connection:
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
+        self._snapshot_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
 
     def apply_writer_policy(self) -> None:
         for policy in _POLICY_WRITER:
@@ -115,6 +145,17 @@ class Connection:
                 f"{self.filename}: this database handle was opened in another process; "
                 "open the database again in this process (pickled handles do this for you)"
             )
+
+    @contextlib.contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Statements in the block fail at once with BusyError instead of waiting for a lock."""
+        self.ensure_usable()
+        self.conn.set_busy_handler(None)
+        try:
+            yield
+        finally:
+            if not self.closed:
+                _wait_when_busy(self.conn)
 
     def close(self) -> None:
         if not self.closed:
@@ -147,6 +188,11 @@ class Connection:
     def on_savepoint(self, begin: Callable[[int], None], rollback: Callable[[int], None]) -> None:
         """Call ``begin(level)`` when a (sub)transaction starts and ``rollback(level)`` when it rolls back."""
         self._savepoint_hooks.append((begin, rollback))
+
+    def on_snapshot(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
+        """Call ``begin()`` right after an outermost read snapshot's ``BEGIN`` (before its
+        first read) and ``end()`` once it has ended."""
+        self._snapshot_hooks.append((begin, end))
 
     def before_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before every outermost ``COMMIT`` (for example, flush pack files)."""
@@ -228,9 +274,17 @@ class Connection:
             return
         self.conn.execute("BEGIN DEFERRED")
         self._read_depth = 1
+        started = 0
         try:
+            for begin, _ in self._snapshot_hooks:
+                begin()
+                started += 1
             yield
         finally:
             self._read_depth = 0
-            if not self.closed and not self.conn.getautocommit():
-                self.conn.execute("COMMIT")
+            try:
+                if not self.closed and not self.conn.getautocommit():
+                    self.conn.execute("COMMIT")
+            finally:
+                for _, end in self._snapshot_hooks[:started]:
+                    end()

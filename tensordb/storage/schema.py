@@ -11,14 +11,15 @@ two in step.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import apsw
 
-from ..errors import FormatError
+from ..errors import CorruptionError, FormatError
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "prepare", "TABLES", "VIEWS"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "prepare", "check_schema", "expected_schema", "TABLES", "VIEWS"]
 
 #: ``PRAGMA application_id``: the bytes "TDB1".
 APPLICATION_ID = 0x54444231
@@ -213,16 +214,76 @@ def _create(conn: apsw.Connection, settings: dict[str, object]) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+# SQLite's own tables, which may or may not exist depending on history (AUTOINCREMENT, ANALYZE).
+_SQLITE_INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
+_expected: dict[tuple[str, str], tuple[str, str | None]] | None = None
+
+
+def _normalise_sql(sql: object) -> str | None:
+    return None if sql is None else re.sub(r"\s+", " ", str(sql)).strip()
+
+
+def expected_schema() -> dict[tuple[str, str], tuple[str, str | None]]:
+    """``{(type, name): (table, normalised SQL)}`` of every schema object this version creates."""
+    global _expected
+    if _expected is None:
+        mem = apsw.Connection(":memory:")
+        try:
+            with mem:
+                for ddl in _DDL:
+                    mem.execute(ddl)
+            _expected = {
+                (str(kind), str(name)): (str(table), _normalise_sql(sql))
+                for kind, name, table, sql in mem.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema")
+                if name not in _SQLITE_INTERNAL
+            }
+        finally:
+            mem.close()
+    return _expected
+
+
+def check_schema(conn: apsw.Connection, filename: str) -> None:
+    """Refuse a file whose schema is not exactly tensordb's.
+
+    A trigger, view, index or table planted in a shared file would run SQL on
+    our reads and writes (a trigger fires on our INSERTs, an expression index
+    is evaluated on them); a changed definition would break the invariants
+    every read relies on.
+    """
+    expected = expected_schema()
+    found: dict[tuple[str, str], tuple[str, str | None]] = {}
+    rows: Any = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall()
+    for kind, name, table, sql in rows:
+        if isinstance(name, str) and name in _SQLITE_INTERNAL and kind == "table":
+            continue
+        found[(str(kind), str(name))] = (str(table), _normalise_sql(sql))
+    for key in sorted(set(found) - set(expected)):
+        raise CorruptionError(f"{filename}: unexpected {key[0]} {key[1]!r} in the schema (not created by tensordb)")
+    for key in sorted(set(expected) - set(found)):
+        raise CorruptionError(f"{filename}: the schema lacks the {key[0]} {key[1]!r}")
+    for key in sorted(expected):
+        if found[key] != expected[key]:
+            raise CorruptionError(f"{filename}: the definition of the {key[0]} {key[1]!r} was changed")
+
+
 def prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict[str, object]) -> None:
     """Create, check or upgrade the schema of ``conn``.
 
     Raises :class:`FormatError` for a file that is not a tensordb database,
-    one written by a newer format version, or an older one opened read-only.
+    one written by a newer format version, or an older one opened read-only,
+    and :class:`CorruptionError` for a damaged file or one whose schema is
+    not exactly tensordb's (see :func:`check_schema`).
     """
     try:
-        app_id, version, n_objects = _read_identity(conn)
+        _prepare(conn, filename, writable, settings)
     except apsw.NotADBError:
         raise FormatError(f"{filename} is not a tensordb file (not an SQLite database)") from None
+    except (apsw.CorruptError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"{filename}: the database file is damaged ({exc})") from None
+
+
+def _prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict[str, object]) -> None:
+    app_id, version, n_objects = _read_identity(conn)
     if app_id == 0 and version == 0 and n_objects == 0:
         if not writable:
             raise FormatError(f"{filename} is not a tensordb file (empty database)")
@@ -242,6 +303,7 @@ def prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict
                 f"{SCHEMA_VERSION}: open it writable once"
             )
         _upgrade(conn, version)
+    check_schema(conn, filename)
 
 
 def _upgrade(conn: apsw.Connection, version: int) -> None:

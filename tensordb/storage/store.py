@@ -13,7 +13,7 @@ from ..errors import FormatError
 from . import schema
 from .chunks import DEFAULT_INLINE_THRESHOLD, ChunkStore, Counters
 from .connection import Connection
-from .packs import PACK_NAME, PackStore, pack_dir_for
+from .packs import GATE_NAME, PACK_NAME, PackStore, pack_dir_for
 
 __all__ = ["Store", "MODES"]
 
@@ -110,7 +110,7 @@ def _remove_database(filename: str) -> None:
     pack_dir = pack_dir_for(filename)
     if os.path.isdir(pack_dir):
         for name in os.listdir(pack_dir):
-            if PACK_NAME.match(name):
+            if PACK_NAME.match(name) or name == GATE_NAME:
                 os.remove(os.path.join(pack_dir, name))
         with contextlib.suppress(OSError):
             os.rmdir(pack_dir)

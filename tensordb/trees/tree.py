@@ -18,7 +18,7 @@ import numpy as np
 from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
-from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
+from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context, guard_corruption
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .values import CONTAINER_KINDS, decode_scalar
@@ -91,8 +91,9 @@ class TreeOps:
             return ListNode(self, row.node_id)
         if row.kind == "array":
             if row.dtype is not None:  # a numpy scalar stored as a 0-d array
-                return self.arrays.read(self.arrays.meta(int(row.array_id)), ())
-            return Array(self.db, int(row.array_id), NodeOwner(self, row.node_id))
+                with self.db._store.snapshot():  # metadata and chunks from one commit
+                    return self.arrays.read(self.arrays.meta(_array_id(row)), ())
+            return Array(self.db, _array_id(row), NodeOwner(self, row.node_id))
         return decode_scalar(row.kind, row.value, row.exact, row.dtype)
 
     def load(self, tree_id: int, path: str, lazy: bool) -> Any:
@@ -105,32 +106,42 @@ class TreeOps:
             rows = self.nodes.subtree(tree_id, path)
             if not rows:
                 raise PathNotFoundError(f"{path or '(root)'}: no such path")
+            if rows[0].path != path:
+                raise CorruptionError(f"{path or '(root)'}: the node rows of this subtree have no root")
             arrays = self._read_arrays(tree_id, path, lazy)
             made: dict[int, Any] = {}
+            made_paths: dict[int, str] = {}
             children: dict[int, list[tuple[int, str | None, Any]]] = {}
             for row in rows:  # ordered by path: parents before children
+                if row.path != path:  # rows are untrusted: each must hang under a container made before it
+                    _check_child(row, made, made_paths)
                 if row.kind == "dict":
                     value: Any = {}
                 elif row.kind == "list":
                     value = []
                 elif row.kind == "array" and (not lazy or row.dtype is not None):
-                    value = arrays.get(int(row.array_id))
+                    value = arrays.get(_array_id(row))
                     if value is None:
-                        raise CorruptionError(f"{row.path or '(root)'}: array {row.array_id} has no record")
+                        raise CorruptionError(f"{row.path or '(root)'}: array {row.array_id} does not exist")
                     if row.dtype is not None:
                         value = value[()]
                 else:
                     value = self.value_of(row)
                 made[row.node_id] = value
+                made_paths[row.node_id] = row.path
                 if row.path != path:
-                    children.setdefault(int(row.parent_id), []).append((row.pos, row.key, value))
+                    children.setdefault(row.parent_id, []).append((row.pos, row.key, value))
         for parent_id, items in children.items():
             container = made[parent_id]
             items.sort(key=lambda item: item[0])
             if isinstance(container, dict):
                 for _, key, value in items:
                     container[key] = value
+                if len(container) != len(items):
+                    raise CorruptionError(f"{made_paths[parent_id] or '(root)'}: a dict holds a key twice")
             else:
+                if [pos for pos, _, _ in items] != list(range(len(items))):
+                    raise CorruptionError(f"{made_paths[parent_id] or '(root)'}: list items are not numbered 0..n-1")
                 container.extend(value for _, _, value in items)
         return made[rows[0].node_id]
 
@@ -269,6 +280,29 @@ class TreeOps:
         self.touch(row.tree_id)
 
 
+def _file_of(handle: Any) -> object:
+    return handle._ops.db.filename
+
+
+def _check_child(row: NodeRow, made: dict[int, Any], made_paths: dict[int, str]) -> None:
+    """A loaded row must be a dict entry or list item of a container loaded before it, at the right path."""
+    parent = made.get(row.parent_id) if type(row.parent_id) is int and type(row.pos) is int else None
+    if isinstance(parent, dict) and isinstance(row.key, str):
+        expected = paths.child(made_paths[row.parent_id], row.key)
+    elif isinstance(parent, list) and row.key is None:
+        expected = paths.child(made_paths[row.parent_id], row.pos)
+    else:
+        raise CorruptionError(f"{row.path}: node {row.node_id} does not hang under a dict or list of its subtree")
+    if row.path != expected:
+        raise CorruptionError(f"{row.path}: node {row.node_id} should be at {expected} (parent, key and path disagree)")
+
+
+def _array_id(row: NodeRow) -> int:
+    if type(row.array_id) is not int:
+        raise CorruptionError(f"{row.path or '(root)'}: an array node without a valid array id")
+    return row.array_id
+
+
 def _reopen_ops(db_state: Any) -> TreeOps:
     """The tree operations of the read-only database a pickled handle reopens."""
     if array_module.reopen_host is None:
@@ -305,6 +339,7 @@ def _pointer(base: str, key: object, kind: str) -> str:
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
 
+@guard_corruption(_file_of)
 class Node(SubtreeHandle):
     """A dict or list inside a tree (lazy handle). See :class:`DictNode` and :class:`ListNode`."""
 
@@ -448,6 +483,7 @@ class Node(SubtreeHandle):
             return Array(self._ops.db, meta.array_id, NodeOwner(self._ops, node_id))
 
 
+@guard_corruption(_file_of)
 class DictNode(Node, MutableMapping[str, Any]):
     """A dict inside a tree: a MutableMapping whose keys keep their insertion order."""
 
@@ -472,6 +508,7 @@ class DictNode(Node, MutableMapping[str, Any]):
         return [v for _, v in self.items()]
 
 
+@guard_corruption(_file_of)
 class ListNode(Node, MutableSequence[Any]):
     """A list inside a tree: a MutableSequence (append, insert, negative indices, ...)."""
 
@@ -501,6 +538,7 @@ class ListNode(Node, MutableSequence[Any]):
             self._ops.insert_item(row, self._ops.nodes.count_children(row.node_id), value)
 
 
+@guard_corruption(_file_of)
 class Tree(SubtreeHandle):
     """A named tree of the database (lazy handle; nothing is loaded until asked).
 
@@ -524,6 +562,9 @@ class Tree(SubtreeHandle):
         self._ops.conn.ensure_usable()
         row = self._ops.nodes.row_at(self._tree_id, "")
         if row is None:
+            name = self._ops.tree_name(self._tree_id)
+            if name is not None:
+                raise CorruptionError(f"{self._ops.db.filename}: {name}: the tree has no root node")
             raise StaleHandleError("this tree was deleted")
         return row
 
@@ -632,8 +673,8 @@ class Tree(SubtreeHandle):
 
         With ``lazy=True`` arrays come back as :class:`tensordb.Array` handles.
         """
-        self._root()  # a deleted tree is a stale handle, not a missing path
         with self._context(""):
+            self._root()  # a deleted tree is a stale handle, not a missing path
             return self._ops.load(self._tree_id, "", lazy)
 
     def set(self, path: str, value: object, *, chunks: tuple[int, ...] | None = None,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arrays.dtypes import check_storable_dtype
+from ..arrays.dtypes import check_storable_dtype, dtype_from_text
 from ..codec import compress_payload, decompress_payload
 from ..errors import CorruptionError
 from .paths import child
@@ -190,54 +190,93 @@ def _encode_numpy_scalar(item: Any, spec: NodeSpec) -> None:
         spec.kind, spec.payload = "array", np.asarray(item).reshape(())
 
 
+# Node kinds and the numpy dtype kinds their ``node.dtype`` may name.
+_SCALAR_DTYPE_KINDS = {"bool": "b", "int": "iu", "float": "f", "str": "U", "bytes": "S"}
+# Exact ints are written with str(): at most Python's default digit limit.
+_MAX_INT_DIGITS = 4300
+
+
 def decode_scalar(kind: str, value: Any, exact: Any, dtype: str | None) -> Any:
-    """The Python (or numpy) value of a scalar node row."""
+    """The Python (or numpy) value of a scalar node row.
+
+    Every column is untrusted: a type that the writer never produces is a
+    CorruptionError, never a conversion (``bytes(10**12)`` would allocate).
+    """
     if kind == "null":
+        if value is not None or exact is not None or dtype is not None:
+            raise CorruptionError("null node holds a value")
         return None
+    if dtype is not None and (not isinstance(dtype, str) or kind not in _SCALAR_DTYPE_KINDS):
+        raise CorruptionError(f"invalid scalar dtype {dtype!r} for a {kind} node")
+    result: Any
     if kind == "bool":
-        result: Any = bool(value)
+        if type(value) is not int or value not in (0, 1) or exact is not None:
+            raise CorruptionError(f"bool node holds {value!r}")
+        result = bool(value)
     elif kind == "int":
-        result = int(exact) if isinstance(exact, str) else value
-        if not isinstance(result, int):
-            raise CorruptionError(f"int node holds {type(result).__name__}")
+        if isinstance(exact, str):
+            if not _is_decimal(exact):
+                raise CorruptionError(f"int node holds invalid digits {exact[:40]!r}")
+            result = int(exact)
+        elif exact is None and type(value) is int:
+            result = value
+        else:
+            raise CorruptionError(f"int node holds {type(value).__name__}")
     elif kind == "float":
         if value is None:
             result = _nan_from_bits(exact, dtype)
             if dtype is not None:
                 return result
+        elif type(value) is float and exact is None:
+            result = value
         else:
-            result = float(value)
+            raise CorruptionError(f"float node holds {type(value).__name__}")
     elif kind in ("str", "bytes"):
-        data = decompress_payload(exact) if isinstance(exact, bytes) else value
-        if kind == "str":
-            result = data.decode("utf-8") if isinstance(data, bytes) else data
+        if isinstance(exact, bytes) and value is None:
+            data: Any = decompress_payload(exact)
+        elif exact is None and type(value) is (str if kind == "str" else bytes):
+            data = value
         else:
-            result = bytes(data)
-        if not isinstance(result, str if kind == "str" else bytes):
-            raise CorruptionError(f"{kind} node holds {type(result).__name__}")
+            raise CorruptionError(f"{kind} node holds {type(value).__name__}")
+        if kind == "str" and isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CorruptionError("str node holds invalid UTF-8") from None
+        result = data
     else:
         raise CorruptionError(f"unknown node kind {kind!r}")
     if dtype is None:
         return result
-    return _numpy_scalar(result, dtype)
+    return _numpy_scalar(result, dtype, kind)
 
 
-def _numpy_scalar(value: Any, dtype: str) -> Any:
-    try:
-        dt = np.dtype(dtype)
-    except (TypeError, ValueError):
-        raise CorruptionError(f"invalid scalar dtype {dtype!r}") from None
+def _is_decimal(text: str) -> bool:
+    digits = text[1:] if text[:1] == "-" else text
+    return 0 < len(digits) <= _MAX_INT_DIGITS and digits.isascii() and digits.isdigit()
+
+
+def _scalar_dtype(dtype: str, kind: str) -> np.dtype[Any]:
+    dt = dtype_from_text(dtype)  # the whitelist of stored dtypes, no eval
+    if dt.fields is not None or dt.subdtype is not None or dt.kind not in _SCALAR_DTYPE_KINDS[kind]:
+        raise CorruptionError(f"invalid scalar dtype {dtype!r} for a {kind} node")
+    return dt
+
+
+def _numpy_scalar(value: Any, dtype: str, kind: str) -> Any:
+    dt = _scalar_dtype(dtype, kind)
     if dt.kind == "U":
         return np.str_(value)
     if dt.kind == "S":
         return np.bytes_(value)
-    if dt.kind not in "biuf":
-        raise CorruptionError(f"invalid scalar dtype {dtype!r}")
-    return dt.type(value)
+    try:
+        return dt.type(value)
+    except (OverflowError, ValueError, TypeError):
+        raise CorruptionError(f"{kind} node value {value!r} does not fit its dtype {dtype}") from None
 
 
 def _nan_from_bits(exact: Any, dtype: str | None) -> Any:
-    if not isinstance(exact, str):
+    if not isinstance(exact, str) or len(exact) > 32:
         raise CorruptionError("float node without a value or NaN bits")
     try:
         raw = bytes.fromhex(exact)
@@ -247,7 +286,7 @@ def _nan_from_bits(exact: Any, dtype: str | None) -> Any:
         if len(raw) != 8:
             raise CorruptionError(f"invalid NaN bits {exact!r}")
         return struct.unpack("<d", raw)[0]
-    dt = np.dtype(dtype)
-    if dt.kind != "f" or len(raw) != dt.itemsize:
+    dt = _scalar_dtype(dtype, "float")
+    if len(raw) != dt.itemsize:
         raise CorruptionError(f"invalid NaN bits {exact!r} for {dtype}")
     return np.frombuffer(raw, dtype=dt)[0]

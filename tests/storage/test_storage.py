@@ -171,7 +171,7 @@ def test_checksum_mismatch_is_corruption(store: Store) -> None:
     with pytest.raises(CorruptionError, match="checksum"):
         store.chunks.get(inline, CODEC, len(COMPRESSIBLE))
     with pytest.raises(CorruptionError):
-        store.chunks.verify(inline, CODEC, 1)
+        store.chunks.verify(inline, CODEC, 1, len(COMPRESSIBLE))
     # damage the pack copy
     pack_id, offset, size = store.conn.one("SELECT pack_id, offset, size FROM chunk WHERE chunk_id = ?", (packed,))
     path = store.packs.path_of(store.packs.name_of(pack_id))
