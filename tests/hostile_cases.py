@@ -606,9 +606,32 @@ def _watch(sandbox: Path) -> tuple[list[str], list[str]]:
     return opened, trapped
 
 
-def main(sandbox: Path) -> None:
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS since :func:`_reset_peak_rss` (VmHWM), else since it started.
+
+    ``ru_maxrss`` alone is no measure: Linux keeps it across ``execve``, so a
+    child of a big pytest process would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def main(sandbox: Path) -> None:
+    _reset_peak_rss()
     # Warm every lazy import before the hook and the traps go in.
     warm = sandbox / "warm"
     warm.mkdir()
@@ -624,8 +647,7 @@ def main(sandbox: Path) -> None:
         result = run(case, paths[case.name])
         result["opened"] = sorted(set(opened[start:]))
         print(json.dumps(result), flush=True)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"summary": True, "trapped": trapped, "peak_rss_bytes": peak_kib * 1024}), flush=True)
+    print(json.dumps({"summary": True, "trapped": trapped, "peak_rss_bytes": _peak_rss_bytes()}), flush=True)
 
 
 if __name__ == "__main__":
