@@ -24,7 +24,15 @@ import apsw.ext
 from . import maintenance
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
-from .errors import CorruptionError, PathNotFoundError, ReadOnlyError, TensorDBError, context, guard_corruption
+from .errors import (
+    CorruptionError,
+    PathNotFoundError,
+    ReadOnlyError,
+    TensorDBError,
+    context,
+    corruption_as_error,
+    guard_corruption,
+)
 from .storage.chunks import Counters
 from .storage.store import Store
 from .trees.nodes import NODE_COLUMNS, NodeRow
@@ -68,7 +76,8 @@ class Database(MutableMapping[str, Tree]):
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
         self.filename = os.fspath(path)
-        self._store = Store(self.filename, mode, inline_threshold)
+        with corruption_as_error(self.filename):
+            self._store = Store(self.filename, mode, inline_threshold)
         self.mode = mode
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)
