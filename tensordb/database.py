@@ -31,6 +31,7 @@ from .errors import (
     StaleHandleError,
     TensorDBError,
     context,
+    corruption_as_error,
     guard_corruption,
 )
 from .storage.chunks import Counters
@@ -76,7 +77,8 @@ class Database(MutableMapping[str, Tree]):
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
         self.filename = os.fspath(path)
-        self._store = Store(self.filename, mode, inline_threshold)
+        with corruption_as_error(self.filename):
+            self._store = Store(self.filename, mode, inline_threshold)
         self.mode = mode
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)

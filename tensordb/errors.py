@@ -42,6 +42,7 @@ __all__ = [
     "context",
     "register_corruption_errors",
     "guard_corruption",
+    "corruption_as_error",
 ]
 
 
@@ -198,6 +199,17 @@ def guard_corruption(file_of: Callable[[Any], object]) -> Callable[[_C], _C]:
         return cls
 
     return decorate
+
+
+@contextlib.contextmanager
+def corruption_as_error(file: str | None) -> Iterator[None]:
+    """Turn registered low-level corruption errors into :class:`CorruptionError`; nothing else changes."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, _CORRUPTION_TYPES) and not isinstance(exc, TensorDBError):
+            raise _damaged(exc, file) from None
+        raise
 
 
 def _safe_file(file_of: Callable[[Any], object], obj: Any) -> object:

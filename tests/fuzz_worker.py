@@ -380,7 +380,8 @@ def worker() -> None:
     expected = canon(expected_trees())
     limit = int(os.environ.get("TENSORDB_FUZZ_RLIMIT_AS", str(1 << 30)))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    print(json.dumps({"ready": os.getpid()}), file=replies, flush=True)
+    print(json.dumps({"ready": os.getpid(), "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0]}),
+          file=replies, flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         result = examine(Path(request["path"]), request["mode"], expected)

@@ -32,6 +32,7 @@ from fuzz_worker import build, copy_database, mutate
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 TIMEOUT = 5.0
+RLIMIT_AS = 1 << 30  # the worker's address-space limit (its default)
 SEED = int(os.environ.get("TENSORDB_FUZZ_SEED", "20250611"))
 ACCEPTED = ("error", "intact", "changed", "reported")
 
@@ -50,7 +51,7 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, str(TESTS / "fuzz_worker.py")], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         ready = self._reply(60.0)
-        assert ready is not None and "ready" in ready, ready
+        assert ready is not None and ready.get("rlimit_as") == RLIMIT_AS, ready
 
     def _reply(self, timeout: float) -> dict[str, Any] | None:
         assert self.proc is not None and self.proc.stdout is not None
