@@ -216,7 +216,9 @@ def _create(conn: apsw.Connection, settings: dict[str, object]) -> None:
 
 # SQLite's own tables, which may or may not exist depending on history (AUTOINCREMENT, ANALYZE).
 _SQLITE_INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
+_SCHEMA_ROWS = "SELECT type, name, tbl_name, sql FROM sqlite_schema"
 _expected: dict[tuple[str, str], tuple[str, str | None]] | None = None
+_expected_rows: set[tuple[Any, ...]] | None = None
 
 
 def _normalise_sql(sql: object) -> str | None:
@@ -225,20 +227,18 @@ def _normalise_sql(sql: object) -> str | None:
 
 def expected_schema() -> dict[tuple[str, str], tuple[str, str | None]]:
     """``{(type, name): (table, normalised SQL)}`` of every schema object this version creates."""
-    global _expected
+    global _expected, _expected_rows
     if _expected is None:
         mem = apsw.Connection(":memory:")
         try:
             with mem:
                 for ddl in _DDL:
                     mem.execute(ddl)
-            _expected = {
-                (str(kind), str(name)): (str(table), _normalise_sql(sql))
-                for kind, name, table, sql in mem.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema")
-                if name not in _SQLITE_INTERNAL
-            }
+            rows = [row for row in mem.execute(_SCHEMA_ROWS) if row[1] not in _SQLITE_INTERNAL]
         finally:
             mem.close()
+        _expected_rows = set(rows)
+        _expected = {(str(kind), str(name)): (str(table), _normalise_sql(sql)) for kind, name, table, sql in rows}
     return _expected
 
 
@@ -251,8 +251,10 @@ def check_schema(conn: apsw.Connection, filename: str) -> None:
     every read relies on.
     """
     expected = expected_schema()
+    rows: Any = conn.execute(_SCHEMA_ROWS).fetchall()
+    if {row for row in rows if row[1] not in _SQLITE_INTERNAL or row[0] != "table"} == _expected_rows:
+        return  # the common case, verbatim: SQLite keeps each CREATE statement as it was written
     found: dict[tuple[str, str], tuple[str, str | None]] = {}
-    rows: Any = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall()
     for kind, name, table, sql in rows:
         if isinstance(name, str) and name in _SQLITE_INTERNAL and kind == "table":
             continue

@@ -40,8 +40,10 @@ class Store:
         self.readonly = mode == "r"
         self.conn = Connection(filename, readonly=self.readonly, create=mode in ("a", "w", "x"))
         try:
-            if not self.readonly:
-                _check_is_sqlite(filename)
+            # No Python-level open() of the file here: closing any descriptor of a
+            # file drops every POSIX lock this process holds on it, including those
+            # of other connections. SQLite itself refuses a file that is not SQLite
+            # (NotADBError, before writing anything); schema.prepare reports it.
             threshold = DEFAULT_INLINE_THRESHOLD if inline_threshold is None else int(inline_threshold)
             if threshold < 0:
                 raise ValueError(f"inline_threshold must be >= 0, got {threshold}")
@@ -80,17 +82,6 @@ class Store:
             with contextlib.suppress(Exception):
                 self.conn.execute("PRAGMA optimize")
         self.conn.close()
-
-
-def _check_is_sqlite(filename: str) -> None:
-    """Refuse to let SQLite touch (and possibly rewrite) a file that is not SQLite at all."""
-    try:
-        with open(filename, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        return
-    if head and head != b"SQLite format 3\x00":
-        raise FormatError(f"{filename} is not a tensordb file (not an SQLite database)")
 
 
 def _remove_database(filename: str) -> None:
