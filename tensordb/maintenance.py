@@ -2,8 +2,10 @@
 
 ``gc`` deletes arrays no node references and chunks no array references,
 rewrites sparse pack files, cuts orphaned tail bytes, deletes pack files no
-row names (all after the commit that stops referencing them) and gives free
-pages back to the file system.
+row names and gives free pages back to the file system. Files are deleted and
+cut only after the commit that stops referencing them, and only once no
+reader of another connection can still hold a snapshot from before that
+commit (a ``wal_checkpoint(RESTART)`` waits for them).
 
 ``check`` reconciles both ways (rows against files, files against rows) and
 reports findings instead of raising, naming the tree, path, array and chunk
@@ -20,11 +22,13 @@ from typing import Any
 
 import apsw
 
+from . import faults
 from .arrays.array import ArrayStore
 from .arrays.grid import parse_coord_key
 from .arrays.indexing import grid_shape
 from .errors import CorruptionError, TensorDBError
 from .storage import schema
+from .storage.connection import io_errors, storage_error
 from .storage.packs import HEADER
 from .storage.store import Store
 from .trees import paths
@@ -79,14 +83,32 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
                 to_delete.append(name)
 
     def after_commit() -> None:
-        # Files and tail bytes go only once no committed row can point at them.
-        for name in to_delete:
-            packs.delete_file(name)
-        result["bytes_reclaimed"] += _trim_pack_tails(store)
+        # Files and tail bytes go only once no committed row points at them and
+        # no reader still holds a snapshot from before that commit.
+        faults.crashpoint("compact-commit")
+        if _wait_for_readers(store):
+            for name in to_delete:
+                packs.delete_file(name)
+                faults.crashpoint("compact-unlink")
+            result["bytes_reclaimed"] += _trim_pack_tails(store)
         _shrink_file(store)
 
     conn.after_commit(after_commit)
     return result
+
+
+def _wait_for_readers(store: Store) -> bool:
+    """Wait (busy timeout) until every reader sees the latest commit; False if one still does not.
+
+    A RESTART checkpoint returns only once no reader uses a snapshot older
+    than the last commit, so nothing that commit stopped referencing is still
+    needed by anyone.
+    """
+    try:
+        row = store.conn.one("PRAGMA wal_checkpoint(RESTART)")
+    except apsw.BusyError:
+        return False
+    return row is not None and row[0] == 0
 
 
 def _gc_preview(store: Store) -> dict[str, int]:
@@ -118,6 +140,7 @@ def _trim_pack_tails(store: Store) -> int:
             if size is not None and size > end:
                 store.packs.truncate(pack_id, end)
                 trimmed += size - end
+                faults.crashpoint("trim")
     return trimmed
 
 
@@ -131,6 +154,7 @@ def _compact(store: Store, pack_id: int) -> None:
         new_pack, new_offset = store.packs.append(data)
         store.counters.pack_bytes_written += len(data)
         conn.execute("UPDATE chunk SET pack_id = ?, offset = ? WHERE chunk_id = ?", (new_pack, new_offset, chunk_id))
+        faults.crashpoint("compact-copy")
 
 
 def _shrink_file(store: Store) -> None:
@@ -439,32 +463,56 @@ def _size_if_exists(path: str) -> int:
 # -- bundle ----------------------------------------------------------------------------------
 
 def bundle(store: Store, target: str) -> None:
-    """Copy the database into one self-contained file: every pack chunk moved inline."""
+    """Copy the database into one self-contained file: every pack chunk moved inline.
+
+    The copy is built in ``<target>.tmp-bundle``, fsynced, renamed into place
+    and the folder fsynced: ``target`` is either absent or complete, even
+    after a crash. A leftover temporary file is replaced by the next bundle.
+    """
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists")
     if os.path.abspath(target) == os.path.abspath(store.filename):
         raise ValueError("cannot bundle a database onto itself")
     tmp = target + ".tmp-bundle"
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(tmp)
+    for leftover in (tmp, tmp + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(leftover)
     store.conn.execute("VACUUM INTO ?", (tmp,))
+    faults.crashpoint("bundle-copy")
     try:
-        out = apsw.Connection(tmp)
+        with io_errors(tmp, "writing the bundle"):
+            out = apsw.Connection(tmp, vfs=faults.sqlite_vfs)
+            try:
+                with out:
+                    moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL")
+                    for (chunk_id,) in moved.fetchall():
+                        data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified
+                        out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
+                                    (data, chunk_id))
+                    out.execute("DELETE FROM pack")
+                faults.crashpoint("bundle-inline")
+                # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
+                out.execute("PRAGMA journal_mode = DELETE")
+                out.execute("VACUUM")
+            finally:
+                out.close()
         try:
-            with out:
-                moved: Any = out.execute("SELECT chunk_id, pack_id, offset, size FROM chunk WHERE pack_id IS NOT NULL")
-                for chunk_id, pack_id, offset, size in moved.fetchall():
-                    data = store.packs.read(int(pack_id), int(offset), int(size))
-                    out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
-                                (data, chunk_id))
-                out.execute("DELETE FROM pack")
-            # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
-            out.execute("PRAGMA journal_mode = DELETE")
-            out.execute("VACUUM")
-        finally:
-            out.close()
-        os.replace(tmp, target)
+            _fsync_file(tmp)
+            faults.crashpoint("bundle-fsync")
+            faults.files.replace(tmp, target)
+            faults.crashpoint("bundle-rename")
+            faults.files.fsync_dir(os.path.dirname(os.path.abspath(target)))
+        except OSError as exc:
+            raise storage_error(target, exc, "writing the bundle") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _fsync_file(path: str) -> None:
+    fd = faults.files.open(path, os.O_RDONLY)
+    try:
+        faults.files.fsync(fd)
+    finally:
+        faults.files.close(fd)

@@ -19,6 +19,7 @@ from typing import Any
 import blake3
 import xxhash
 
+from .. import faults
 from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
@@ -86,6 +87,7 @@ class ChunkStore:
             self.counters.chunks_deduplicated += 1
             return int(found)
         stored = codec.encode(raw, typesize)
+        faults.crashpoint("compress")
         raw_size = memoryview(raw).nbytes
         if len(stored) <= self.inline_threshold:
             self.conn.execute(
@@ -99,6 +101,7 @@ class ChunkStore:
                 "INSERT INTO chunk(hash, checksum, raw_size, size, pack_id, offset) VALUES (?, ?, ?, ?, ?, ?)",
                 (key, checksum(stored), raw_size, len(stored), pack_id, offset),
             )
+        faults.crashpoint("chunk-row")
         self.counters.chunks_written += 1
         self.counters.chunk_bytes_written += len(stored)
         return int(self.conn.conn.last_insert_rowid())
