@@ -402,12 +402,17 @@ def _check_packs(store: Store, report: CheckReport) -> None:
             continue
         if end > size:
             _add(report, "pack-truncated", f"pack file {name} has {size} bytes, chunks need {end}")
-        unused = size - len(HEADER) - live
-        if unused > 0:
-            report.reclaimable_bytes += unused
+        # What gc() reclaims: bytes after the last chunk (it cuts them) and, in a pack it
+        # compacts (live bytes under COMPACT_BELOW of the body), every unused byte. Smaller
+        # gaps between chunks stay by design: rewriting a mostly-live pack is not worth it.
+        body = size - len(HEADER)
+        unused = body - live
+        reclaimable = unused if live < COMPACT_BELOW * body else max(0, size - max(end, len(HEADER)))
+        if reclaimable > 0:
+            report.reclaimable_bytes += reclaimable
             report.findings.append(Finding("pack-unreferenced-bytes",
-                                           f"pack file {name} holds {unused} bytes no chunk uses (gc reclaims them)",
-                                           severity="warning"))
+                                           f"pack file {name} holds {reclaimable} bytes no chunk uses "
+                                           "(gc reclaims them)", severity="warning"))
     for name in packs.list_files():
         if name not in known:
             size = os.path.getsize(packs.path_of(name))

@@ -4,6 +4,9 @@ Profiles (select with the environment variable HYPOTHESIS_PROFILE):
 
 * ``ci`` (default): 100 examples, no deadline;
 * ``thorough``: 1000 examples, no deadline.
+
+``pytest --long`` runs the long variants of the crash, power-loss and
+I/O-fault suites (``tests/crash/``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ settings.register_profile(
     max_examples=1000,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="run the long variants of the crash, power-loss and I/O-fault suites",
+    )
 
 
 @pytest.fixture

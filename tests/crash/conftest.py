@@ -1,0 +1,31 @@
+"""Fixtures of the crash, power-loss and I/O-fault suites (``--long`` runs the long variants)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# the suites share harness modules that live next to them
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """True with ``pytest --long``: run the long variants."""
+    return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture(autouse=True)
+def _default_seams() -> object:
+    """Every test starts and ends with tensordb's real file operations and SQLite's default VFS."""
+    from tensordb import faults
+
+    saved = faults.files, faults.sqlite_vfs
+    yield
+    faults.files, faults.sqlite_vfs = saved
+    assert not os.environ.get(faults.ENV_CRASHPOINT), "a test left a crash point armed in its own process"
