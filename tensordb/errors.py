@@ -100,6 +100,8 @@ def with_context(
     message = str(exc)
     if not prefix or getattr(exc, "_tensordb_context", False):
         return exc
+    if file and message.startswith(file + ": "):  # a low layer named the file already
+        message = message[len(file) + 2:]
     if isinstance(exc, (TensorDBError, KeyError, TypeError, IndexError, ValueError)):
         try:
             new: Any = type(exc)(f"{prefix}: {message}")

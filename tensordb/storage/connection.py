@@ -12,8 +12,8 @@ disk full) become :class:`~tensordb.StorageError`. After such an error SQLite
 may have rolled the whole transaction back on its own; the connection then
 refuses further statements until the outermost transaction block exits. A
 ``COMMIT`` that fails has an unknown outcome on disk (the commit record may
-have reached the WAL): the commit-failed hooks keep every file byte the
-transaction wrote, so both outcomes stay consistent.
+have reached the WAL): the before-commit hooks have made the transaction's
+files durable already, and nothing undoes them after that.
 """
 
 from __future__ import annotations
@@ -130,7 +130,6 @@ class Connection:
         self._read_depth = 0
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
-        self._commit_failed: list[Callable[[], None]] = []
         self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
         # SQLite rolled the open transaction back after an I/O error: refuse statements until it is left
         self._aborted = False
@@ -218,10 +217,6 @@ class Connection:
         else:
             self._after_commit.append(fn)
 
-    def on_commit_failed(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` when ``COMMIT`` itself fails, before the rollback hooks (the outcome on disk is unknown)."""
-        self._commit_failed.append(fn)
-
     # -- transactions ------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -298,10 +293,8 @@ class Connection:
             try:
                 self.conn.execute("COMMIT")
             except BaseException as exc:
-                # The commit record may have reached the WAL even so: keep what the
-                # transaction wrote to files, so that either outcome is consistent.
-                for fn in self._commit_failed:
-                    fn()
+                # The commit record may have reached the WAL even so (recovery would
+                # find it): the rollback hooks must not undo the files it references.
                 self._rollback(0)
                 if isinstance(exc, IO_ERRORS):
                     raise storage_error(

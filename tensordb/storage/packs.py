@@ -18,7 +18,8 @@ be trusted). A writer never appends after bytes no committed chunk uses (left
 by a crash, a failed commit or a poisoned pack): it starts a new pack
 instead, so such bytes stay a tail that ``gc()`` cuts. A new pack never takes
 the name of a file already in the folder. If ``COMMIT`` itself fails, its
-outcome on disk is unknown, so the bytes it wrote are kept.
+outcome on disk is unknown, so the bytes it wrote are kept (the flush before
+it has already forgotten them).
 
 All writes go through :data:`tensordb.faults.files` (a test seam).
 
@@ -68,10 +69,8 @@ class PackStore:
         # pack sizes at the start of each open (sub)transaction, to undo appends
         self._marks: list[dict[int, int]] = []
         self._poisoned: set[int] = set()
-        self._keep_bytes = False  # COMMIT failed: its outcome on disk is unknown
         conn.on_savepoint(self._begin, self._rollback)
         conn.before_commit(self.flush)
-        conn.on_commit_failed(self._commit_failed)
 
     # -- names -------------------------------------------------------------------
 
@@ -213,6 +212,8 @@ class PackStore:
                     raise self._error(None, "fsync", exc) from exc
                 faults.crashpoint("dir-fsync")
         self._created_dir = False
+        # Forget this transaction's appends: if COMMIT now fails, its outcome on disk is
+        # unknown (the commit record may be in the WAL), so its bytes must stay.
         self._end_transaction()
 
     def _end_transaction(self) -> None:
@@ -226,21 +227,17 @@ class PackStore:
         if self._writer == pack_id:
             self._writer = None
 
-    def _commit_failed(self) -> None:
-        self._keep_bytes = True
-
     def _begin(self, level: int) -> None:
         del self._marks[level:]
         self._marks.append({pid: os.fstat(self._fds[pid]).st_size for pid in self._touched})
 
     def _rollback(self, level: int) -> None:
         mark = self._marks[level] if level < len(self._marks) else {}
-        keep = self._keep_bytes
         for pack_id in sorted(self._touched):
             if pack_id in self._created and not self._has_row(pack_id):
                 # created by the part rolled back: the file is an orphan now
-                self._discard(pack_id, remove=not keep)
-            elif not keep and pack_id not in self._poisoned:
+                self._discard(pack_id)
+            elif pack_id not in self._poisoned:
                 try:
                     faults.files.truncate(self._fds[pack_id], mark.get(pack_id, self._first_size[pack_id]))
                 except OSError:
@@ -249,7 +246,6 @@ class PackStore:
         if level == 0:
             self._end_transaction()
             self._writer = None
-            self._keep_bytes = False
         del self._marks[level:]
 
     def _has_row(self, pack_id: int) -> bool:
@@ -258,16 +254,15 @@ class PackStore:
         except Exception:  # the connection is in trouble: assume the row may exist
             return True
 
-    def _discard(self, pack_id: int, remove: bool) -> None:
-        """Forget a pack created by a rolled-back (sub)transaction; delete its file if that is safe."""
+    def _discard(self, pack_id: int) -> None:
+        """Forget a pack created by a rolled-back (sub)transaction and delete its file (no row names it)."""
         self._touched.discard(pack_id)
         self._first_size.pop(pack_id, None)
         self._created.discard(pack_id)
         path = os.path.join(self.dir, f"{pack_id:08d}.pack")
         self.forget(pack_id)
-        if remove:
-            with contextlib.suppress(OSError):
-                faults.files.remove(path)
+        with contextlib.suppress(OSError):  # left behind, it is an orphan file gc() deletes
+            faults.files.remove(path)
 
     # -- reading -----------------------------------------------------------------
 

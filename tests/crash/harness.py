@@ -238,7 +238,8 @@ def run_random_crashes(workdir: str, seed: int, trials: int, *, lose: Callable[[
 
 
 def run_one(db_path: str, body: Callable[[Any], None], *, env: dict[str, str] | None = None,
-            journal: str | None = None, err_path: str | None = None) -> tuple[bool, str]:
+            journal: str | None = None, err_path: str | None = None,
+            before_open: Callable[[], None] | None = None) -> tuple[bool, str]:
     """Run ``body(db)`` in a forked writer; returns (killed by SIGKILL, error text if it failed otherwise)."""
     def child() -> None:
         if env:
@@ -246,6 +247,8 @@ def run_one(db_path: str, body: Callable[[Any], None], *, env: dict[str, str] | 
             faults.reload()
         if journal is not None:
             faults.files = iofs.JournalFS(journal)
+        if before_open is not None:
+            before_open()
         import tensordb
 
         db = tensordb.open(db_path)
