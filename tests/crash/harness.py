@@ -130,6 +130,19 @@ def _writer_child(db_path: str, seed: int, k0: int, model: Model, ack_r: int, ac
     _writer(db_path, seed, k0, model, ack_w, journal, env)
 
 
+def _read_records(fd: int, n: int, timeout: float = 60.0) -> bytes:
+    """Read ``n`` records (fewer if the writer dies or the timeout passes)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while len(data) < n * _ACK.size and time.monotonic() < deadline:
+        if select.select([fd], [], [], 1.0)[0]:
+            chunk = os.read(fd, n * _ACK.size - len(data))
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     while True:
@@ -188,13 +201,14 @@ def run_random_crashes(workdir: str, seed: int, trials: int, *, lose: Callable[[
                                       journal if lose_this else None, env)
             pid = fork(child, err_path)
             os.close(ack_w)
-            early = rng.random() < 0.1  # kill while the writer opens (and recovers) the database
-            if not early:
-                select.select([ack_r], [], [], 30.0)
+            # The kill moment: a random number of acknowledgements (progress, whatever the
+            # load), then a random delay; one kill in ten while the writer opens the database.
+            early = rng.random() < 0.1
+            records = b"" if early else _read_records(ack_r, 1 + rng.randint(0, 3))
             time.sleep(rng.uniform(0, 0.01 if early else max_delay))
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
-            records = _read_all(ack_r)
+            records += _read_all(ack_r)
             os.close(ack_r)
             if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
                 detail = open(err_path).read() if os.path.exists(err_path) else f"wait status {status}"
