@@ -29,6 +29,7 @@ from typing import Any
 
 import harness
 import iofs
+import numpy as np
 import pytest
 import scenario
 import workload
@@ -221,3 +222,42 @@ def test_a_failed_commit_may_still_be_committed(base: Scenario, fault_vfs: iofs.
     op = base.op("create")
     verdict = workload.verify(str(tmp_path / "case" / base.db_name), [base.after(op)])
     assert verdict.ok, verdict.problems
+
+
+def test_a_transaction_sqlite_rolled_back_cannot_go_on(fault_vfs: iofs.FaultVFS, tmp_path: Path) -> None:
+    """After an I/O error SQLite may roll the whole transaction back on its own.
+
+    The block that catches the error must not carry on in autocommit mode
+    (each statement committing alone, without the pack flush before it): the
+    database refuses statements until the outermost block exits, and that
+    exit raises too. Nothing of the transaction is kept.
+    """
+    path = tmp_path / "t.tdb"
+    with tensordb.open(path) as db:
+        db["keep"] = {"x": 1}
+    rule = iofs.FaultRule(kind="sqlite-write", n=1, armed=False)
+    _install(fault_vfs, rule)
+    db = tensordb.open(path)
+    rng = np.random.default_rng(3)
+    try:
+        rule.armed = True
+        with pytest.raises(tensordb.StorageError, match="rolled back after an I/O error"):
+            with db.transaction():
+                db["before"] = {"x": 2}
+                for i in range(200):  # enough pages to spill SQLite's cache before the commit
+                    try:
+                        db[f"x{i}"] = {"a": rng.integers(0, 2**63, 3000, dtype=np.uint64)}
+                    except tensordb.StorageError:
+                        break
+                else:
+                    pytest.fail("no write failed")
+                with pytest.raises(tensordb.StorageError, match="leave the transaction block"):
+                    db["after"] = {"x": 3}
+        rule.armed = False
+        assert sorted(db) == ["keep"]
+        db["next"] = 4  # out of the block, the database works again
+    finally:
+        rule.armed = False
+        db.close()
+        _uninstall()
+    assert workload.verify(str(path), [{"keep": {"x": 1}, "next": 4}]).ok

@@ -161,3 +161,26 @@ def test_gc_waits_for_readers_before_deleting_packs(tmp_path: Path) -> None:
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_savepoint_that_created_a_pack_rolls_back_alone(tmp_path: Path) -> None:
+    """A nested block that started a new pack file rolls back without breaking its outer block.
+
+    The pack row is gone with the savepoint, so the file is deleted and the
+    outer block's next pack write starts a pack of its own.
+    """
+    rng = np.random.default_rng(8)
+    big = rng.integers(0, 2**63, 20_000, dtype=np.uint64)
+    with tensordb.open(tmp_path / "s.tdb") as db:
+        with db.transaction():
+            db["keep"] = {"x": 1}
+            with pytest.raises(RuntimeError):
+                with db.transaction():
+                    db["doomed"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
+                    raise RuntimeError("roll this part back")
+            db["kept"] = {"big": big}
+        assert sorted(db) == ["keep", "kept"]
+        np.testing.assert_array_equal(db["kept"]["/big"][...], big)
+        report = db.check()
+        assert report.findings == [], str(report)
+        assert len(os.listdir(db.pack_dir)) == 1

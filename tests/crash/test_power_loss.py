@@ -141,3 +141,17 @@ def test_power_cuts_find_the_missing_pack_fsync(tmp_path: Path, recorder_vfs: io
     failures = run_cuts(rec, 100, SEEDS[0], tmp_path, stop_at_first=True)
     assert failures, "the power-loss harness did not notice that pack files are never fsynced"
     assert "past the end of the file" in failures[0] or "missing" in failures[0] or "checksum" in failures[0]
+
+
+def test_power_cuts_find_lost_commits_without_wal_syncs(tmp_path: Path, recorder_vfs: iofs.RecordingVFS) -> None:
+    """Why synchronous=FULL: without the WAL fsync at each commit, acknowledged transactions vanish.
+
+    The recording is taken with FULL, then every WAL sync is struck out of it,
+    which is what synchronous=NORMAL does in WAL mode (it syncs the WAL only
+    at checkpoints): some cuts then lose transactions whose commit returned,
+    or leave pages the database needs unwritten.
+    """
+    rec = record(tmp_path / "rec", SEEDS[0], recorder_vfs)
+    rec.ops = [op for op in rec.ops if not (op[0] == "sync" and op[1].endswith("-wal"))]
+    failures = run_cuts(rec, 100, SEEDS[0], tmp_path, stop_at_first=True)
+    assert failures, "the power-loss harness did not notice commits that were never synced"
