@@ -479,7 +479,7 @@ def bundle(store: Store, target: str) -> None:
     if os.path.abspath(target) == os.path.abspath(store.filename):
         raise ValueError("cannot bundle a database onto itself")
     tmp = target + ".tmp-bundle"
-    for leftover in (tmp, tmp + "-journal"):
+    for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(leftover)
     store.conn.execute("VACUUM INTO ?", (tmp,))

@@ -313,12 +313,14 @@ class PackStore:
             return []
 
     def forget(self, pack_id: int) -> None:
-        """Drop cached handles of a pack about to be deleted or rewritten."""
+        """Drop cached handles of a pack about to be deleted or rewritten (no more writes to it)."""
         cached = self._readers.pop(pack_id, None)
         if cached is not None:
             cached[1].close()
         if self._writer == pack_id:
             self._writer = None
+        self._touched.discard(pack_id)
+        self._first_size.pop(pack_id, None)
         self._close_fd(pack_id)
 
     def truncate(self, pack_id: int, size: int) -> None:

@@ -26,10 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import iofs
-import workload
-from workload import Model
-
+from crash import iofs, workload
+from crash.workload import Model
 from tensordb import faults
 
 __all__ = ["Reader", "start_reader", "fork", "run_random_crashes", "RunResult"]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import workload
-from workload import BIG_CHUNK, Model, Op
 
 import tensordb
+from crash import workload
+from crash.workload import BIG_CHUNK, Model, Op
 
 __all__ = ["Scenario", "build", "OPERATIONS", "SINGLE_TRANSACTION", "PRE_COMMIT", "POST_COMMIT"]
 
@@ -84,7 +84,7 @@ def build(folder: str) -> Scenario:
     writer starts a third pack); three trees, two of them deleted. A gc()
     then compacts the third pack and cuts the orphan tail of the second.
     """
-    import harness
+    from crash import harness
 
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "scenario.tdb")

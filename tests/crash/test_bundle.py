@@ -10,15 +10,11 @@ import os
 import stat
 from pathlib import Path
 
-import harness
-import iofs
 import pytest
-import scenario
-import workload
-from scenario import Scenario
-from test_crash_points import verify_bundle
 
 import tensordb
+from crash import harness, iofs, scenario, workload
+from crash.scenario import Scenario
 from tensordb import faults
 
 
@@ -45,11 +41,11 @@ def test_bundle_is_one_file_that_opens_from_a_read_only_folder(base: Scenario, t
             stats = db.stats()
             assert stats["pack_bytes"] == 0 and stats["inline_bytes"] == stats["stored_bytes"] > 0
             actual = {name: db[name].load() for name in db}
-        assert workload._equal(actual, base.model) is None
+        assert workload.differs(actual, base.model) is None
         assert sorted(os.listdir(shared)) == ["share.tdb"]  # reading created nothing either
     finally:
         shared.chmod(0o755)
-    assert verify_bundle(target, base.model) == []
+    assert workload.verify_bundle(target, base.model) == []
 
 
 def test_bundle_fsyncs_then_renames_then_fsyncs_the_folder(base: Scenario, tmp_path: Path) -> None:
@@ -77,7 +73,7 @@ def test_a_bundle_interrupted_before_its_rename_leaves_no_target(base: Scenario,
     with tensordb.open(db_path) as db:  # the next bundle replaces the leftover
         db.bundle(target)
     assert not Path(str(target) + ".tmp-bundle").exists()
-    assert verify_bundle(target, base.model) == []
+    assert workload.verify_bundle(target, base.model) == []
     assert workload.verify(db_path, [base.model]).ok
 
 

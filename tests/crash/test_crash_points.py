@@ -20,14 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import harness
-import iofs
 import pytest
-import scenario
-import workload
-from scenario import OPERATIONS, POST_COMMIT, PRE_COMMIT, SINGLE_TRANSACTION, Scenario
 
 import tensordb
+from crash import harness, iofs, scenario, workload
+from crash.scenario import OPERATIONS, POST_COMMIT, PRE_COMMIT, SINGLE_TRANSACTION, Scenario
 from tensordb import faults
 
 ALL_POINTS = ",".join(f"{name}:{10**9}" for name in faults.CRASHPOINTS)
@@ -52,23 +49,6 @@ def count_hits(base: Scenario, kind: str, workdir: Path) -> dict[str, int]:
                                     err_path=str(workdir / "err.txt"))
     assert not killed and not error, error
     return {name: n for name, n in json.loads(out.read_text()).items() if n}
-
-
-def verify_bundle(bundle: Path, expected: workload.Model) -> list[str]:
-    """A bundle left by a crash is absent, or complete: one file, clean, with the expected trees."""
-    if not bundle.exists():
-        return []
-    problems = []
-    with tensordb.open(bundle, mode="r") as db:
-        report = db.check()
-        problems += [f"bundle: {finding}" for finding in report.findings]
-        actual = {name: db[name].load() for name in db}
-    difference = workload._equal(actual, expected)
-    if difference:
-        problems.append(f"bundle content: {difference}")
-    if Path(str(bundle) + "-packs").exists():
-        problems.append("bundle: a pack folder exists next to it")
-    return problems
 
 
 def run_case(base: Scenario, kind: str, point: str, hit: int, workdir: Path,
@@ -101,7 +81,7 @@ def run_case(base: Scenario, kind: str, point: str, hit: int, workdir: Path,
         if folder == case:
             iofs.lose_unsynced(str(journal))
         if kind == "bundle":
-            problems += [f"{label}: {p}" for p in verify_bundle(folder / "bundle.tdb", before)]
+            problems += [f"{label}: {p}" for p in workload.verify_bundle(folder / "bundle.tdb", before)]
         verdict = workload.verify(str(folder / base.db_name), allowed)
         problems += [f"{label}: {p}" for p in verdict.problems]
     return problems

@@ -27,16 +27,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import harness
-import iofs
 import numpy as np
 import pytest
-import scenario
-import workload
-from scenario import OPERATIONS, Scenario
-from test_crash_points import verify_bundle
 
 import tensordb
+from crash import harness, iofs, scenario, workload
+from crash.scenario import OPERATIONS, Scenario
 from tensordb import faults
 
 VFS_NAME = "tdb-fault"
@@ -129,7 +125,7 @@ def run_fault_then_crash(base: Scenario, kind: str, io_kind: str, n: int, err: i
         problems.append(f"the writer was not killed: {error}")
     states = [base.after(op)] if outcome == "ok" else [base.model, base.after(op)]
     if kind == "bundle":
-        problems += verify_bundle(case / "bundle.tdb", base.model)
+        problems += workload.verify_bundle(case / "bundle.tdb", base.model)
     problems += workload.verify(db_path, states).problems
     return problems, outcome if outcome in ("ok", "error", "not reached") else "error"
 
@@ -179,7 +175,7 @@ def run_fault_case(base: Scenario, kind: str, io_kind: str, n: int, err: int, mo
         rule.armed = False
         _uninstall()
     if kind == "bundle":
-        problems += verify_bundle(case / "bundle.tdb", base.model)
+        problems += workload.verify_bundle(case / "bundle.tdb", base.model)
     verdict = workload.verify(db_path, states)
     problems += verdict.problems
     return problems, outcome

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import iofs
 import numpy as np
 import pytest
-import workload
+from strategies import assert_tree_equal
 
 import tensordb
+from crash import iofs, workload
 from tensordb import faults
 
 VFS_NAME = "tdb-record-ordering"
@@ -150,13 +150,13 @@ def test_gc_waits_for_readers_before_deleting_packs(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert not done.is_set()  # committed, now waiting for the reader
         assert old in os.listdir(writer.pack_dir)
-        workload.assert_tree_equal(reader["t3"].load(), expected)  # the old pack, in the old snapshot
+        assert_tree_equal(reader["t3"].load(), expected)  # the old pack, in the old snapshot
         for _ in rows:  # the cursor ends: so does the snapshot
             pass
         thread.join(timeout=30)
         assert done.is_set()
         assert old not in os.listdir(writer.pack_dir)
-        workload.assert_tree_equal(reader["t3"].load(), expected)  # the new pack, in a new snapshot
+        assert_tree_equal(reader["t3"].load(), expected)  # the new pack, in a new snapshot
         assert writer.check().findings == []
     finally:
         reader.close()
@@ -184,3 +184,18 @@ def test_a_savepoint_that_created_a_pack_rolls_back_alone(tmp_path: Path) -> Non
         report = db.check()
         assert report.findings == [], str(report)
         assert len(os.listdir(db.pack_dir)) == 1
+
+
+def test_gc_inside_a_transaction_that_wrote_to_the_pack_it_compacts(tmp_path: Path) -> None:
+    """gc() nested in a transaction may compact the pack that transaction just wrote to."""
+    rng = np.random.default_rng(9)
+    with tensordb.open(tmp_path / "n.tdb") as db:
+        old = _sparse_pack(db)
+        fresh = rng.integers(0, 2**63, 20_000, dtype=np.uint64)
+        with db.transaction():
+            db["fresh"] = {"big": fresh}
+            assert db.gc()["packs_compacted"] == 1
+        assert old not in os.listdir(db.pack_dir)
+        np.testing.assert_array_equal(db["fresh"]["/big"][...], fresh)
+        report = db.check()
+        assert report.findings == [], str(report)

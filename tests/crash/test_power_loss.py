@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import iofs
 import pytest
-import workload
-from workload import Model
 
 import tensordb
+from crash import iofs, workload
+from crash.workload import Model
 from tensordb import faults
 
 VFS_NAME = "tdb-record"

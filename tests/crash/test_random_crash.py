@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import harness
-
+from crash import harness
 from tensordb import faults
 
 SEED = 61

@@ -25,6 +25,7 @@ import select
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import tensordb
 
 __all__ = [
     "Op", "make_op", "apply_db", "apply_model", "replay", "replay_model", "digest", "Verdict", "verify", "build_base",
-    "reader_loop", "KINDS", "ALLOWED_BEFORE_GC",
+    "reader_loop", "KINDS", "ALLOWED_BEFORE_GC", "differs", "verify_bundle",
 ]
 
 #: int32 elements of the inline array (2 KiB: one inline chunk).
@@ -311,7 +312,8 @@ class Verdict:
         return not self.problems and self.matched is not None
 
 
-def _equal(actual: dict[str, Any], expected: Model) -> str | None:
+def differs(actual: dict[str, Any], expected: Model) -> str | None:
+    """How ``actual`` (tree name -> loaded value) differs from ``expected``; None if it does not."""
     if sorted(actual) != sorted(expected):
         return f"trees {sorted(actual)} != expected {sorted(expected)}"
     for name in expected:
@@ -346,7 +348,7 @@ def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
         if actual is not None:
             differences = []
             for i, candidate in enumerate(candidates):
-                difference = _equal(actual, candidate)
+                difference = differs(actual, candidate)
                 if difference is None:
                     verdict.matched = i
                     break
@@ -363,7 +365,7 @@ def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
             verdict.problems.extend(f"check after gc: {finding}" for finding in report.findings)
             if verdict.matched is not None:
                 after_gc = load()
-                if after_gc is not None and _equal(after_gc, candidates[verdict.matched]) is not None:
+                if after_gc is not None and differs(after_gc, candidates[verdict.matched]) is not None:
                     verdict.problems.append("gc changed the content")
     except Exception as exc:
         verdict.problems.append(f"verification failed: {type(exc).__name__}: {exc}")
@@ -373,6 +375,23 @@ def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
         except Exception as exc:
             verdict.problems.append(f"close failed: {type(exc).__name__}: {exc}")
     return verdict
+
+
+def verify_bundle(bundle: Path, expected: Model) -> list[str]:
+    """A bundle left by a crash is absent, or complete: one file, clean, with the expected trees."""
+    if not bundle.exists():
+        return []
+    problems = []
+    with tensordb.open(bundle, mode="r") as db:
+        report = db.check()
+        problems += [f"bundle: {finding}" for finding in report.findings]
+        actual = {name: db[name].load() for name in db}
+    difference = differs(actual, expected)
+    if difference:
+        problems.append(f"bundle content: {difference}")
+    if Path(str(bundle) + "-packs").exists():
+        problems.append("bundle: a pack folder exists next to it")
+    return problems
 
 
 # -- a reader that knows nothing of the workload -------------------------------------------------
