@@ -115,6 +115,8 @@ def build(folder: str) -> Scenario:
         late = [step(db, "create").args["name"] for _ in range(3)]
         for name in late[:2]:
             step(db, "delete", name=name)
+        # nothing was appended after the orphan bytes: the late trees went to a new pack
+        assert sorted(os.listdir(db.pack_dir)) == ["00000002.pack", "00000003.pack"], os.listdir(db.pack_dir)
     return Scenario(folder, model, first)
 
 

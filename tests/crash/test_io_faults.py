@@ -257,3 +257,42 @@ def test_a_transaction_sqlite_rolled_back_cannot_go_on(fault_vfs: iofs.FaultVFS,
         db.close()
         _uninstall()
     assert workload.verify(str(path), [{"keep": {"x": 1}, "next": 4}]).ok
+
+
+def _pack_of(db: tensordb.Database, tree: str) -> set[str]:
+    rows = db.sql("SELECT DISTINCT p.name FROM nodes n JOIN chunk_ref r ON r.array_id = n.array_id "
+                  "JOIN chunk c ON c.chunk_id = r.chunk_id JOIN pack p ON p.pack_id = c.pack_id WHERE n.tree = ?",
+                  (tree,))
+    return {name for (name,) in rows}
+
+
+def test_a_pack_whose_fsync_failed_is_never_written_again(tmp_path: Path) -> None:
+    """After a failed fsync the kernel may have dropped the pages it could not write: the pack is poisoned."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "p.tdb"
+    with tensordb.open(path) as db:
+        db["first"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
+        (poisoned,) = _pack_of(db, "first")
+    rule = iofs.FaultRule(kind="pack-fsync", n=1, armed=False)
+    faults.files = iofs.FaultFS(rule)
+    try:
+        with tensordb.open(path) as db:
+            rule.armed = True
+            with pytest.raises(tensordb.StorageError, match="fsync failed") as raised:
+                db["lost"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
+            assert raised.value.errno == errno.EIO and poisoned in str(raised.value)
+            size = os.path.getsize(os.path.join(db.pack_dir, poisoned))
+            for name in ("second", "third"):
+                db[name] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
+                assert poisoned not in _pack_of(db, name)
+            assert os.path.getsize(os.path.join(db.pack_dir, poisoned)) == size  # never touched again
+        with tensordb.open(path) as db:  # a later process: the unreferenced tail keeps writers away
+            db["fourth"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
+            assert poisoned not in _pack_of(db, "fourth")
+    finally:
+        faults.files = faults.FileOps()
+    with tensordb.open(path) as db:
+        assert sorted(db) == ["first", "fourth", "second", "third"]
+        assert db.check().ok
+        db.gc()  # cuts the failed transaction's bytes off the poisoned pack
+        assert db.check().findings == []
