@@ -243,6 +243,7 @@ class RecordingVFS(apsw.VFS):
 
     def __init__(self, name: str, recorder: Recorder) -> None:
         self.rec = recorder
+        self.registered_name = name
         super().__init__(name, "")
 
     def xOpen(self, name: Any, flags: list[int]) -> apsw.VFSFile:
@@ -468,6 +469,7 @@ class FaultVFS(apsw.VFS):
 
     def __init__(self, name: str) -> None:
         self.rule = FaultRule(armed=False)
+        self.registered_name = name
         super().__init__(name, "")
 
     def xOpen(self, name: Any, flags: list[int]) -> apsw.VFSFile:

@@ -56,7 +56,7 @@ def fault_vfs() -> Any:
 def _install(vfs: iofs.FaultVFS, rule: iofs.FaultRule) -> None:
     vfs.rule = rule
     faults.files = iofs.FaultFS(rule)
-    faults.sqlite_vfs = VFS_NAME
+    faults.sqlite_vfs = vfs.registered_name
 
 
 def _uninstall() -> None:

@@ -37,7 +37,7 @@ def vfs() -> Any:
 def run_recorded(db_path: Path, vfs: iofs.RecordingVFS, body: Any) -> list[tuple[Any, ...]]:
     recorder = iofs.Recorder()
     vfs.rec = recorder
-    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), VFS_NAME
+    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), vfs.registered_name
     try:
         with tensordb.open(db_path) as db:
             body(db)

@@ -65,7 +65,7 @@ def record(root: Path, seed: int, vfs: iofs.RecordingVFS, n_ops: int = 25, no_pa
     recorder = iofs.Recorder()
     vfs.rec = recorder
     saved = faults.files, faults.sqlite_vfs, faults.UNSAFE_NO_PACK_FSYNC
-    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), VFS_NAME
+    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), vfs.registered_name
     faults.UNSAFE_NO_PACK_FSYNC = no_pack_fsync
     models = [model]
     try:
