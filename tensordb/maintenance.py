@@ -488,13 +488,15 @@ def bundle(store: Store, target: str) -> None:
         with io_errors(tmp, "writing the bundle"):
             out = apsw.Connection(tmp, vfs=faults.sqlite_vfs)
             try:
-                with out:
-                    moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL")
-                    for (chunk_id,) in moved.fetchall():
-                        data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified
-                        out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
-                                    (data, chunk_id))
-                    out.execute("DELETE FROM pack")
+                # No rollback on failure: closing discards the transaction, and the file goes anyway.
+                out.execute("BEGIN")
+                moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL")
+                for (chunk_id,) in moved.fetchall():
+                    data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified
+                    out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
+                                (data, chunk_id))
+                out.execute("DELETE FROM pack")
+                out.execute("COMMIT")
                 faults.crashpoint("bundle-inline")
                 # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
                 out.execute("PRAGMA journal_mode = DELETE")

@@ -4,7 +4,7 @@ SQLite's I/O fails through an apsw VFS (``faults.sqlite_vfs``), pack files'
 (and bundles') through ``faults.files``. For every operation of
 ``scenario.OPERATIONS`` a counting run finds how many I/Os of each kind it
 does; then each kind fails at its first, second, middle and last I/O (every
-one with ``--long``), with EIO and with ENOSPC, once and persistently, and
+one, or 120 spread over them, with ``--long``), with EIO and with ENOSPC, once and persistently, and
 once in a forked writer that is then killed (the failure is followed by a
 crash instead of a rollback and a clean close).
 
@@ -189,7 +189,10 @@ def test_injected_io_errors(base: Scenario, kind: str, fault_vfs: iofs.FaultVFS,
     failures = []
     outcomes: Counter[str] = Counter()
     for io_kind, total in sorted(counts.items()):
-        ns = range(1, total + 1) if long_run else sorted({1, min(2, total), (total + 1) // 2, total})
+        if long_run:  # every I/O, or 120 spread over them
+            ns = sorted({1 + (i * (total - 1)) // 119 for i in range(120)}) if total > 120 else range(1, total + 1)
+        else:
+            ns = sorted({1, min(2, total), (total + 1) // 2, total})
         for n in ns:
             for err, mode in MODES:
                 problems, outcome = run_fault_case(base, kind, io_kind, n, err, mode, fault_vfs, tmp_path)

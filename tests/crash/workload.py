@@ -401,7 +401,8 @@ def reader_loop(path: str, seed: int, stop_fd: int, pause: float = 0.001,
     """Load random trees and check their digests until ``stop_fd`` becomes readable.
 
     Returns (trees read, errors). A tree deleted or renamed between listing and
-    loading is not an error.
+    loading (PathNotFoundError, or StaleHandleError from the handle) is not an
+    error; tree names are never reused, so the name must then be gone.
     """
     rng = random.Random(seed)
     reads, errors = 0, []
@@ -414,7 +415,9 @@ def reader_loop(path: str, seed: int, stop_fd: int, pause: float = 0.001,
                     name = rng.choice(names)
                     try:
                         value = db[name].load()
-                    except tensordb.PathNotFoundError:
+                    except (tensordb.PathNotFoundError, tensordb.StaleHandleError) as exc:
+                        if name in db:  # names are never reused: it must really be gone
+                            errors.append(f"{name}: {type(exc).__name__} for a tree that exists: {exc}")
                         continue
                     reads += 1
                     if not isinstance(value, dict) or value.get("digest") != digest(value):
