@@ -5,7 +5,8 @@ Crash points
     the process with SIGKILL the n-th time the named step of the write, gc,
     compaction or bundle protocol is reached. :data:`CRASHPOINTS` lists the
     steps. The variable is read once, at import; when it is unset,
-    :func:`crashpoint` returns at once.
+    :func:`crashpoint` returns at once. :func:`hits` tells how often each
+    armed point was reached (arm a point with a huge n to count its hits).
 
 Planted bugs (tests prove that their harnesses catch them; never set them otherwise)
     ``TENSORDB_TEST_UNSAFE_COMMIT_BEFORE_PACK_FLUSH=1``: the outermost COMMIT
@@ -18,7 +19,7 @@ File operations
     Pack files and bundles are written through :data:`files`, a
     :class:`FileOps`, and new SQLite connections use the apsw VFS named by
     :data:`sqlite_vfs` (SQLite's default when ``None``). Tests substitute a
-    FileOps subclass or register a VFS that records, delays or fails
+    FileOps subclass or register a VFS that records or fails
     operations. Reads do not go through the seam.
 
 A test process forked after import sets the environment and calls

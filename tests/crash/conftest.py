@@ -15,10 +15,11 @@ def long_run(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(autouse=True)
 def _default_seams() -> object:
-    """Every test starts and ends with tensordb's real file operations and SQLite's default VFS."""
+    """Every test ends with the file operations, VFS and planted-bug switches it started with."""
     from tensordb import faults
 
-    saved = faults.files, faults.sqlite_vfs
+    saved = faults.files, faults.sqlite_vfs, faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH, faults.UNSAFE_NO_PACK_FSYNC
     yield
-    faults.files, faults.sqlite_vfs = saved
+    (faults.files, faults.sqlite_vfs, faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH,
+     faults.UNSAFE_NO_PACK_FSYNC) = saved
     assert not os.environ.get(faults.ENV_CRASHPOINT), "a test left a crash point armed in its own process"

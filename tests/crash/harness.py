@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import tensordb
 from crash import iofs, workload
 from crash.workload import Model
 from tensordb import faults
 
-__all__ = ["Reader", "start_reader", "fork", "run_random_crashes", "RunResult"]
+__all__ = ["Reader", "start_reader", "fork", "run_random_crashes", "RunResult", "run_one"]
 
 _ACK = struct.Struct("<q")
 READY = -1
@@ -109,8 +110,6 @@ def _writer(db_path: str, seed: int, k0: int, model: Model, ack_fd: int, journal
         faults.reload()
     if journal is not None:
         faults.files = iofs.JournalFS(journal)
-    import tensordb
-
     db = tensordb.open(db_path)
     os.write(ack_fd, _ACK.pack(READY))
     k = k0
@@ -261,8 +260,6 @@ def run_one(db_path: str, body: Callable[[Any], None], *, env: dict[str, str] | 
             faults.files = iofs.JournalFS(journal)
         if before_open is not None:
             before_open()
-        import tensordb
-
         db = tensordb.open(db_path)
         body(db)
         db.close()

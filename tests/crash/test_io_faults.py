@@ -3,10 +3,11 @@
 SQLite's I/O fails through an apsw VFS (``faults.sqlite_vfs``), pack files'
 (and bundles') through ``faults.files``. For every operation of
 ``scenario.OPERATIONS`` a counting run finds how many I/Os of each kind it
-does; then each kind fails at its first, second, middle and last I/O (every
-one, or 120 spread over them, with ``--long``), with EIO and with ENOSPC, once and persistently, and
-once in a forked writer that is then killed (the failure is followed by a
-crash instead of a rollback and a clean close).
+does; then each kind fails at its first, second, middle and last I/O
+(every one, or 120 spread over them, with ``--long``), with EIO and with
+ENOSPC, once and persistently, and once in a forked writer that is then
+killed (the failure is followed by a crash instead of a rollback and a clean
+close).
 
 (Compressed sizes vary from run to run, so the number of SQLite page writes
 does too: a case whose I/O is not reached is counted, not failed.)
