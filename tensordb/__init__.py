@@ -31,6 +31,7 @@ from .errors import (  # noqa: E402
     PathNotFoundError,
     ReadOnlyError,
     StaleHandleError,
+    StorageError,
     TensorDBError,
 )
 from .maintenance import CheckReport, Finding  # noqa: E402
@@ -56,6 +57,7 @@ __all__ = [
     "FormatError",
     "ClosedError",
     "StaleHandleError",
+    "StorageError",
     "PathNotFoundError",
     "__version__",
 ]

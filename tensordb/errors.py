@@ -8,6 +8,7 @@ The hierarchy::
     ├── FormatError                       not a tensordb file, or a newer format version
     ├── ClosedError                       the database (or handle) is closed
     ├── StaleHandleError                  a handle whose node/array no longer exists
+    ├── StorageError (also OSError)       writing or syncing the database's files failed (I/O error, disk full)
     └── PathNotFoundError (also KeyError) a missing tree or path
 
 Builtin errors are used where they fit: ``KeyError`` (through
@@ -38,6 +39,7 @@ __all__ = [
     "FormatError",
     "ClosedError",
     "StaleHandleError",
+    "StorageError",
     "PathNotFoundError",
     "context",
     "register_corruption_errors",
@@ -70,6 +72,15 @@ class StaleHandleError(TensorDBError):
     """A handle refers to a node or array that no longer exists (or was replaced)."""
 
 
+class StorageError(TensorDBError, OSError):
+    """Reading, writing or syncing the database's files failed (I/O error, disk full).
+
+    The operation that raised it changed nothing, or (when the failure hit the
+    commit itself) either everything or nothing: reopening the database shows
+    which. ``errno`` is set when the operating system gave one.
+    """
+
+
 class PathNotFoundError(TensorDBError, KeyError):
     """A tree name or a path inside a tree does not exist."""
 
@@ -97,11 +108,15 @@ def with_context(
     message = str(exc)
     if not prefix or getattr(exc, "_tensordb_context", False):
         return exc
+    if file and message.startswith(file + ": "):  # a low layer named the file already
+        message = message[len(file) + 2:]
     if isinstance(exc, (TensorDBError, KeyError, TypeError, IndexError, ValueError)):
         try:
             new: Any = type(exc)(f"{prefix}: {message}")
         except Exception:  # exotic constructor: keep the original
             return exc
+        if isinstance(exc, StorageError):
+            new.errno = exc.errno
         new._tensordb_context = True
         new.__cause__ = exc.__cause__
         new.__traceback__ = exc.__traceback__

@@ -2,8 +2,10 @@
 
 ``gc`` deletes arrays no node references and chunks no array references,
 rewrites sparse pack files, cuts orphaned tail bytes, deletes pack files no
-row names (all after the commit that stops referencing them) and gives free
-pages back to the file system.
+row names and gives free pages back to the file system. Files are deleted and
+cut only after the commit that stops referencing them, and only while no read
+snapshot is open in any connection (readers hold a shared lock on the pack
+folder, see PackStore.exclusive).
 
 ``check`` reconciles both ways (rows against files, files against rows) and
 reports findings instead of raising, naming the tree, path, array and chunk
@@ -20,11 +22,13 @@ from typing import Any
 
 import apsw
 
+from . import faults
 from .arrays.array import ArrayStore
 from .arrays.grid import parse_coord_key
 from .arrays.indexing import grid_shape
 from .errors import CorruptionError, TensorDBError
 from .storage import schema
+from .storage.connection import io_errors, storage_error
 from .storage.packs import HEADER
 from .storage.store import Store
 from .trees import paths
@@ -78,8 +82,14 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
 
     def after_commit() -> None:
         # Files and tail bytes go only once no committed row points at them and
-        # no reader's snapshot can still see such a row.
-        reclaimed, deferred = _reclaim_files(store, unnamed)
+        # no reader's snapshot can still see such a row: every snapshot older than
+        # this commit has ended (any SQLite reader, an open db.sql() cursor too),
+        # and no tensordb read snapshot is open (the pack folder lock).
+        faults.crashpoint("compact-commit")
+        if _old_snapshots_ended(store):
+            reclaimed, deferred = _reclaim_files(store, unnamed)
+        else:
+            reclaimed, deferred = 0, len(unnamed)
         result["bytes_reclaimed"] += reclaimed
         result["files_deferred"] = deferred
         _shrink_file(store)
@@ -94,6 +104,20 @@ _CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.
 
 #: How long gc waits for concurrent read snapshots to end before leaving files for the next gc.
 RECLAIM_WAIT = 1.0
+
+
+def _old_snapshots_ended(store: Store) -> bool:
+    """Wait (busy timeout) until every reader sees the latest commit; False if one still does not.
+
+    A RESTART checkpoint returns only once no reader uses a snapshot older
+    than the last commit, so nothing that commit stopped referencing is still
+    needed by anyone.
+    """
+    try:
+        row = store.conn.one("PRAGMA wal_checkpoint(RESTART)")
+    except apsw.BusyError:
+        return False
+    return row is not None and row[0] == 0
 
 
 def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
@@ -114,6 +138,7 @@ def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
             return 0, len(orphans)
         for name in orphans:
             freed = packs.delete_file(name)
+            faults.crashpoint("compact-unlink")
             reclaimed += 0 if name in counted else freed
         for pack_id, end in store.conn.execute(
             "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
@@ -124,6 +149,7 @@ def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
             if size is not None and size > end:
                 store.packs.truncate(pack_id, end)
                 reclaimed += size - end
+                faults.crashpoint("trim")
     return reclaimed, 0
 
 
@@ -153,6 +179,7 @@ def _compact(store: Store, pack_id: int) -> None:
         new_pack, new_offset = store.packs.append(data)
         store.counters.pack_bytes_written += len(data)
         conn.execute("UPDATE chunk SET pack_id = ?, offset = ? WHERE chunk_id = ?", (new_pack, new_offset, chunk_id))
+        faults.crashpoint("compact-copy")
 
 
 def _shrink_file(store: Store) -> None:
@@ -405,12 +432,17 @@ def _check_packs(store: Store, report: CheckReport) -> None:
             continue
         if end > size:
             _add(report, "pack-truncated", f"pack file {name} has {size} bytes, chunks need {end}")
-        unused = size - len(HEADER) - live
-        if unused > 0:
-            report.reclaimable_bytes += unused
+        # What gc() reclaims: bytes after the last chunk (it cuts them) and, in a pack it
+        # compacts (live bytes under COMPACT_BELOW of the body), every unused byte. Smaller
+        # gaps between chunks stay by design: rewriting a mostly-live pack is not worth it.
+        body = size - len(HEADER)
+        unused = body - live
+        reclaimable = unused if live < COMPACT_BELOW * body else max(0, size - max(end, len(HEADER)))
+        if reclaimable > 0:
+            report.reclaimable_bytes += reclaimable
             report.findings.append(Finding("pack-unreferenced-bytes",
-                                           f"pack file {name} holds {unused} bytes no chunk uses (gc reclaims them)",
-                                           severity="warning"))
+                                           f"pack file {name} holds {reclaimable} bytes no chunk uses "
+                                           "(gc reclaims them)", severity="warning"))
     for name in packs.list_files():
         if name not in known:
             size = os.path.getsize(packs.path_of(name))
@@ -466,32 +498,58 @@ def _size_if_exists(path: str) -> int:
 # -- bundle ----------------------------------------------------------------------------------
 
 def bundle(store: Store, target: str) -> None:
-    """Copy the database into one self-contained file: every pack chunk moved inline."""
+    """Copy the database into one self-contained file: every pack chunk moved inline.
+
+    The copy is built in ``<target>.tmp-bundle``, fsynced, renamed into place
+    and the folder fsynced: ``target`` is either absent or complete, even
+    after a crash. A leftover temporary file is replaced by the next bundle.
+    """
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists")
     if os.path.abspath(target) == os.path.abspath(store.filename):
         raise ValueError("cannot bundle a database onto itself")
     tmp = target + ".tmp-bundle"
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(tmp)
+    for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(leftover)
     store.conn.execute("VACUUM INTO ?", (tmp,))
+    faults.crashpoint("bundle-copy")
     try:
-        out = apsw.Connection(tmp)
-        try:
-            with out:
-                moved: Any = out.execute("SELECT chunk_id, pack_id, offset, size FROM chunk WHERE pack_id IS NOT NULL")
-                for chunk_id, pack_id, offset, size in moved.fetchall():
-                    data = store.packs.read(int(pack_id), int(offset), int(size))
+        with io_errors(tmp, "writing the bundle"):
+            out = apsw.Connection(tmp, vfs=faults.sqlite_vfs)
+            try:
+                # No rollback on failure: closing discards the transaction, and the file goes anyway.
+                out.execute("BEGIN")
+                moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL")
+                for (chunk_id,) in moved.fetchall():
+                    data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified
                     out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
                                 (data, chunk_id))
                 out.execute("DELETE FROM pack")
-            # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
-            out.execute("PRAGMA journal_mode = DELETE")
-            out.execute("VACUUM")
-        finally:
-            out.close()
-        os.replace(tmp, target)
+                out.execute("COMMIT")
+                faults.crashpoint("bundle-inline")
+                # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
+                out.execute("PRAGMA journal_mode = DELETE")
+                out.execute("VACUUM")
+            finally:
+                out.close()
+        try:
+            _fsync_file(tmp)
+            faults.crashpoint("bundle-fsync")
+            faults.files.replace(tmp, target)
+            faults.crashpoint("bundle-rename")
+            faults.files.fsync_dir(os.path.dirname(os.path.abspath(target)))
+        except OSError as exc:
+            raise storage_error(target, exc, "writing the bundle") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _fsync_file(path: str) -> None:
+    fd = faults.files.open(path, os.O_RDONLY)
+    try:
+        faults.files.fsync(fd)
+    finally:
+        faults.files.close(fd)

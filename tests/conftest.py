@@ -5,8 +5,9 @@ Profiles (select with the environment variable HYPOTHESIS_PROFILE):
 * ``ci`` (default): 100 examples, no deadline;
 * ``thorough``: 1000 examples, no deadline.
 
-``pytest --long`` runs the long versions of the soak and fuzz tests (a 30 s
-concurrency soak, 10,000 fuzz mutations) instead of their CI-sized defaults.
+``pytest --long`` runs the long versions of the soak, fuzz, crash, power-loss
+and I/O-fault tests (a 30 s concurrency soak, 10,000 fuzz mutations, 3,000
+random kills, ...) instead of their CI-sized defaults.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", default=False,
-                     help="run the long soak and fuzz tests (30 s soak, 10,000 mutations)")
+                     help="run the long soak, fuzz, crash, power-loss and I/O-fault tests")
 
 
 @pytest.fixture

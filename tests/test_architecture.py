@@ -15,7 +15,7 @@ PACKAGE = Path(tensordb.__file__).resolve().parent
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    {"errors"},
+    {"errors", "faults"},
     {"codec"},
     {"storage"},
     {"arrays"},
@@ -76,7 +76,7 @@ def test_public_surface() -> None:
         [
             "open", "Database", "Tree", "Node", "DictNode", "ListNode", "Array", "Codec", "SQLResult",
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
-            "ClosedError", "StaleHandleError", "PathNotFoundError", "__version__",
+            "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "__version__",
         ]
     )
     for name in tensordb.__all__:
@@ -87,9 +87,10 @@ def test_public_surface() -> None:
 
 def test_errors_subclass_the_base_and_builtins() -> None:
     for name in ("ReadOnlyError", "CorruptionError", "FormatError", "ClosedError", "StaleHandleError",
-                 "PathNotFoundError"):
+                 "StorageError", "PathNotFoundError"):
         assert issubclass(getattr(tensordb, name), tensordb.TensorDBError)
     assert issubclass(tensordb.PathNotFoundError, KeyError)
+    assert issubclass(tensordb.StorageError, OSError)
     assert str(tensordb.PathNotFoundError("a: b")) == "a: b"  # not quoted like KeyError
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import blake3
 import xxhash
 
+from .. import faults
 from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
@@ -141,6 +142,7 @@ class ChunkStore:
                 new[key] = item
         if new:
             compressed = _compress_all(list(new.values()))
+            faults.crashpoint("compress")
             next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
             rows: list[tuple[Any, ...]] = []
             for (key, (raw, _, _)), stored in zip(new.items(), compressed):
@@ -157,6 +159,7 @@ class ChunkStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            faults.crashpoint("chunk-row")
         return [ids[key] for key in keys]
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:

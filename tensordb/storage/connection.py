@@ -4,11 +4,22 @@ Policy is a handful of small named functions applied to our own connection
 only. Writers start with ``BEGIN IMMEDIATE``: a DEFERRED transaction that
 upgrades from read to write can fail with ``BUSY_SNAPSHOT``, which no busy
 timeout retries. Nested transactions are savepoints.
+
+The outermost commit is ordered: every row written, then the before-commit
+hooks (fsync the pack files), then ``COMMIT``, then the after-commit hooks
+(delete replaced files). SQLite errors that mean the disk failed (I/O error,
+disk full) become :class:`~tensordb.StorageError`. After such an error SQLite
+may have rolled the whole transaction back on its own; the connection then
+refuses further statements until the outermost transaction block exits. A
+``COMMIT`` that fails has an unknown outcome on disk (the commit record may
+have reached the WAL): the before-commit hooks have made the transaction's
+files durable already, and nothing undoes them after that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +27,10 @@ from typing import Any
 
 import apsw
 
-from ..errors import ClosedError, ReadOnlyError, TensorDBError, register_corruption_errors
+from .. import faults
+from ..errors import ClosedError, ReadOnlyError, StorageError, TensorDBError, register_corruption_errors
 
-__all__ = ["Connection", "check_sqlite_version"]
+__all__ = ["Connection", "check_sqlite_version", "storage_error", "io_errors"]
 
 # SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface, and
 # so does text that is not UTF-8 (apsw decodes every TEXT value; tensordb writes
@@ -92,6 +104,31 @@ def _distrust_the_file(conn: apsw.Connection) -> None:
 _POLICY_ALL = (_wait_when_busy, _strict_sql, _distrust_the_file)
 _POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
 
+#: apsw errors that mean the disk failed rather than the SQL.
+IO_ERRORS = (apsw.IOError, apsw.FullError)
+
+
+def storage_error(filename: str, exc: BaseException, doing: str | None = None, hint: str = "") -> StorageError:
+    """A StorageError naming the file (and what was being done) for an apsw I/O error or an OSError."""
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc)
+        code = exc.errno
+    else:
+        what = str(exc)
+        code = errno.ENOSPC if isinstance(exc, apsw.FullError) else errno.EIO
+    err = StorageError(f"{filename}: {doing + ' failed: ' if doing else ''}{what}{hint}")
+    err.errno = code
+    return err
+
+
+@contextlib.contextmanager
+def io_errors(filename: str, doing: str | None = None) -> Iterator[None]:
+    """Turn apsw I/O errors raised inside the block into StorageError."""
+    try:
+        yield
+    except IO_ERRORS as exc:
+        raise storage_error(filename, exc, doing) from exc
+
 
 class Connection:
     """One apsw connection with nestable transactions and commit hooks.
@@ -110,9 +147,11 @@ class Connection:
         else:
             flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
         try:
-            self.conn = apsw.Connection(filename, flags=flags)
+            self.conn = apsw.Connection(filename, flags=flags, vfs=faults.sqlite_vfs)
         except apsw.CantOpenError as exc:
             raise FileNotFoundError(f"{filename}: cannot open database ({exc})") from None
+        except IO_ERRORS as exc:
+            raise storage_error(filename, exc, "opening") from exc
         self.pid = os.getpid()
         for policy in _POLICY_ALL:
             policy(self.conn)
@@ -122,10 +161,15 @@ class Connection:
         self._after_commit: list[Callable[[], None]] = []
         self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
         self._snapshot_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
+        # SQLite rolled the open transaction back after an I/O error: refuse statements until it is left
+        self._aborted = False
+        # planted bug only (faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH): a pack flush owed after a COMMIT
+        self._flush_owed = False
 
     def apply_writer_policy(self) -> None:
-        for policy in _POLICY_WRITER:
-            policy(self.conn)
+        with io_errors(self.filename, "opening"):
+            for policy in _POLICY_WRITER:
+                policy(self.conn)
 
     # -- state -----------------------------------------------------------------
 
@@ -145,6 +189,11 @@ class Connection:
                 f"{self.filename}: this database handle was opened in another process; "
                 "open the database again in this process (pickled handles do this for you)"
             )
+        if self._aborted:
+            raise StorageError(
+                f"{self.filename}: the transaction was rolled back after an I/O error; "
+                "leave the transaction block before using the database again"
+            )
 
     @contextlib.contextmanager
     def without_waiting(self) -> Iterator[None]:
@@ -159,8 +208,11 @@ class Connection:
 
     def close(self) -> None:
         if not self.closed:
-            self.conn.close()
-            self.conn = None  # type: ignore[assignment]
+            try:
+                with io_errors(self.filename, "closing"):
+                    self.conn.close()
+            finally:
+                self.conn = None  # type: ignore[assignment]
 
     # -- SQL -------------------------------------------------------------------
 
@@ -168,11 +220,17 @@ class Connection:
     # everything read from a file is untrusted anyway.
     def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
         self.ensure_usable()
-        return self.conn.execute(sql, params)
+        try:
+            return self.conn.execute(sql, params)
+        except IO_ERRORS as exc:
+            raise storage_error(self.filename, exc) from exc
 
     def executemany(self, sql: str, seq: Any) -> Any:
         self.ensure_usable()
-        return self.conn.executemany(sql, seq)
+        try:
+            return self.conn.executemany(sql, seq)
+        except IO_ERRORS as exc:
+            raise storage_error(self.filename, exc) from exc
 
     def one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         for row in self.execute(sql, params):
@@ -217,49 +275,89 @@ class Connection:
         if level == 0:
             if self._read_depth:
                 raise TensorDBError("cannot start a write while a read snapshot is open")
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self._flush_owed:
+                self._flush_owed = False
+                for fn in self._before_commit:
+                    fn()
+            with io_errors(self.filename, "starting a transaction"):
+                self.conn.execute("BEGIN IMMEDIATE")
+            faults.crashpoint("begin")
         else:
-            self.conn.execute(f"SAVEPOINT tdb_{level}")
+            with io_errors(self.filename, "starting a savepoint"):
+                self.conn.execute(f"SAVEPOINT tdb_{level}")
         self._depth += 1
         for begin, _ in self._savepoint_hooks:
             begin(level)
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._rollback(level)
+            if isinstance(exc, IO_ERRORS):  # raised by a statement that bypassed execute()
+                raise storage_error(self.filename, exc) from exc
             raise
         else:
             self._commit(level)
 
     def _rollback(self, level: int) -> None:
         try:
-            if level == 0:
-                self.conn.execute("ROLLBACK")
-            else:
-                self.conn.execute(f"ROLLBACK TO tdb_{level}; RELEASE tdb_{level}")
+            with io_errors(self.filename, "rolling back"):
+                if self.conn.getautocommit():
+                    # SQLite already rolled the whole transaction back (it may, after an I/O error)
+                    self._aborted = level > 0
+                elif level == 0:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO tdb_{level}; RELEASE tdb_{level}")
         finally:
             self._depth = level
             for _, rollback in self._savepoint_hooks:
                 rollback(level)
             if level == 0:
                 self._after_commit.clear()
+                self._aborted = False
 
     def _commit(self, level: int) -> None:
+        if self._aborted or self.conn.getautocommit():
+            self._rollback(level)
+            raise StorageError(f"{self.filename}: the transaction was rolled back after an I/O error")
         if level > 0:
-            self.conn.execute(f"RELEASE tdb_{level}")
+            with io_errors(self.filename, "releasing a savepoint"):
+                self.conn.execute(f"RELEASE tdb_{level}")
             self._depth = level
             return
-        try:
-            for fn in self._before_commit:
-                fn()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(0)
-            raise
+        faults.crashpoint("rows-written")
+        if faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH:
+            self._commit_before_flush()
+        else:
+            try:
+                for fn in self._before_commit:
+                    fn()
+            except BaseException:
+                self._rollback(0)
+                raise
+            faults.crashpoint("before-commit")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                # The commit record may have reached the WAL even so (recovery would
+                # find it): the rollback hooks must not undo the files it references.
+                self._rollback(0)
+                if isinstance(exc, IO_ERRORS):
+                    raise storage_error(
+                        self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
+                        "(reopen the database to see which)"
+                    ) from exc
+                raise
+        faults.crashpoint("after-commit")
         self._depth = 0
         hooks, self._after_commit = self._after_commit, []
         for fn in hooks:
             fn()
+
+    def _commit_before_flush(self) -> None:
+        """The planted ordering bug (tests only): COMMIT now, fsync the packs when the next transaction begins."""
+        self.conn.execute("COMMIT")
+        self._flush_owed = True
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -272,7 +370,8 @@ class Connection:
             finally:
                 self._read_depth -= 1
             return
-        self.conn.execute("BEGIN DEFERRED")
+        with io_errors(self.filename, "starting a read"):
+            self.conn.execute("BEGIN DEFERRED")
         self._read_depth = 1
         started = 0
         try:
@@ -284,7 +383,8 @@ class Connection:
             self._read_depth = 0
             try:
                 if not self.closed and not self.conn.getautocommit():
-                    self.conn.execute("COMMIT")
+                    with io_errors(self.filename, "ending a read"):
+                        self.conn.execute("COMMIT")
             finally:
                 for _, end in self._snapshot_hooks[:started]:
                     end()

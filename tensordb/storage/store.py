@@ -12,7 +12,7 @@ import os
 from ..errors import FormatError
 from . import schema
 from .chunks import DEFAULT_INLINE_THRESHOLD, ChunkStore, Counters
-from .connection import Connection
+from .connection import Connection, io_errors
 from .packs import GATE_NAME, PACK_NAME, PackStore, pack_dir_for
 
 __all__ = ["Store", "MODES"]
@@ -47,12 +47,13 @@ class Store:
             threshold = DEFAULT_INLINE_THRESHOLD if inline_threshold is None else int(inline_threshold)
             if threshold < 0:
                 raise ValueError(f"inline_threshold must be >= 0, got {threshold}")
-            schema.prepare(
-                self.conn.conn,
-                filename,
-                writable=not self.readonly,
-                settings={"format_version": schema.SCHEMA_VERSION, "inline_threshold": threshold},
-            )
+            with io_errors(filename, "opening"):
+                schema.prepare(
+                    self.conn.conn,
+                    filename,
+                    writable=not self.readonly,
+                    settings={"format_version": schema.SCHEMA_VERSION, "inline_threshold": threshold},
+                )
             if not self.readonly:  # only once the file is known to be ours: WAL rewrites the header
                 self.conn.apply_writer_policy()
             if inline_threshold is None:
