@@ -303,21 +303,9 @@ def reference_array(con: sqlite3.Connection, db_path: Path, tree: str, pointer: 
 
 
 def _parse_dtype(text: str) -> Any:
-    import numpy as np
+    from dtype_text import parse_dtype_text  # this script's folder is on sys.path
 
-    def build(spec: Any) -> Any:
-        if isinstance(spec, str):
-            return np.dtype(spec)
-        if "subarray" in spec:
-            base, dims = spec["subarray"]
-            return np.dtype((build(base), tuple(dims)))
-        layout = {"names": spec["names"], "formats": [build(f) for f in spec["formats"]],
-                  "offsets": spec["offsets"], "itemsize": spec["itemsize"]}
-        if "titles" in spec:
-            layout["titles"] = spec["titles"]
-        return np.dtype(layout, align=spec.get("aligned", False))
-
-    return build(json.loads(text)) if text.startswith("{") else np.dtype(text)
+    return parse_dtype_text(text)
 
 
 def examine(path: Path, mode: str, expected: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dtype_text import parse_dtype_text
 from hypothesis import given, settings
 from strategies import assert_tree_equal, trees
 
@@ -35,20 +36,7 @@ MiB = 2**20
 
 def plain_dtype(text: str) -> np.dtype[Any]:
     """A dtype as the marker writes it: numpy's dtype.str, or tensordb's JSON for records."""
-    return _dtype_spec(json.loads(text)) if text.startswith("{") else np.dtype(text)
-
-
-def _dtype_spec(spec: Any) -> np.dtype[Any]:
-    if isinstance(spec, str):
-        return np.dtype(spec)
-    if "subarray" in spec:
-        base, dims = spec["subarray"]
-        return np.dtype((_dtype_spec(base), tuple(dims)))
-    layout = {"names": spec["names"], "formats": [_dtype_spec(f) for f in spec["formats"]],
-              "offsets": spec["offsets"], "itemsize": spec["itemsize"]}
-    if "titles" in spec:
-        layout["titles"] = spec["titles"]
-    return np.dtype(layout, align=spec.get("aligned", False))  # type: ignore[call-overload,no-any-return]
+    return parse_dtype_text(text)
 
 
 def plain_value(attr: Any) -> Any:
