@@ -26,7 +26,7 @@ from . import faults
 from .arrays.array import ArrayStore
 from .arrays.grid import parse_coord_key
 from .arrays.indexing import grid_shape
-from .errors import CorruptionError, TensorDBError
+from .errors import CorruptionError, StorageError, TensorDBError
 from .storage import schema
 from .storage.connection import io_errors, storage_error
 from .storage.packs import HEADER
@@ -183,7 +183,8 @@ def _compact(store: Store, pack_id: int) -> None:
 
 
 def _shrink_file(store: Store) -> None:
-    with contextlib.suppress(apsw.Error):
+    # best effort: the space comes back at the next gc() if not now
+    with contextlib.suppress(apsw.Error, StorageError):
         store.conn.execute("PRAGMA incremental_vacuum")
     # A TRUNCATE checkpoint waits for every reader to leave the log and blocks new
     # writers meanwhile: try it only if nobody is busy, never wait for it.
