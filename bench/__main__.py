@@ -5,6 +5,7 @@ Examples
 python -m bench --quick                       # every workload scaled down (< 3 min on 2 cores)
 python -m bench --only W1,W3 --json out.json  # full scale, two workloads, every figure to JSON
 python -m bench --markdown                    # also rewrite the section in docs/benchmarks.md
+python -m bench --markdown-from out.json      # rewrite that section from an earlier --json run
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import report, w1_mesh, w2_big, w3_meta, w4_share
 from .common import Budget, Workload, machine
@@ -72,6 +74,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default="W1,W2,W3,W4", help="comma-separated workloads (default: all)")
     parser.add_argument("--json", type=Path, help="write every figure (median, min, max, n) to this file")
     parser.add_argument("--markdown", action="store_true", help=f"rewrite the section in {DOCS.name}")
+    parser.add_argument("--markdown-from", type=Path, metavar="JSON",
+                        help=f"rewrite the section in {DOCS.name} from the figures of an earlier --json run")
     parser.add_argument("--w2-shape", type=_pair, help="W2 array shape, e.g. 4096x8192")
     parser.add_argument("--w4", type=_pair, help="W4 trees x MiB of the shared array, e.g. 1000x64")
     parser.add_argument("--repeat", type=int, help="timed runs of each read (writes: about half)")
@@ -85,6 +89,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.markdown_from:
+        saved = json.loads(args.markdown_from.read_text())
+        _write_markdown(report.from_json(saved["workloads"]), saved["machine"], saved["command"], saved["seconds"])
+        return
     scale = QUICK if args.quick else FULL
     budget, write_budget = scale.budget, scale.write_budget
     if args.repeat:
@@ -126,9 +134,13 @@ def main(argv: list[str] | None = None) -> None:
                                          "workloads": report.to_json(workloads)}, indent=2) + "\n")
         print(f"figures written to {args.json}")
     if args.markdown:
-        note = FINDINGS.read_text() if FINDINGS.exists() else ""
-        report.write_markdown(DOCS, report.markdown_section(workloads, info, command.strip(), seconds, note))
-        print(f"section {report.SECTION!r} written to {DOCS}")
+        _write_markdown(workloads, info, command, seconds)
+
+
+def _write_markdown(workloads: list[Workload], info: dict[str, Any], command: str, seconds: float) -> None:
+    note = FINDINGS.read_text() if FINDINGS.exists() else ""
+    report.write_markdown(DOCS, report.markdown_section(workloads, info, command.strip(), seconds, note))
+    print(f"section {report.SECTION!r} written to {DOCS}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .common import Row, Stat, Workload
+from .common import Cond, Row, Stat, Target, Workload
 
 SECTION = "## Performance against the alternatives"
 
@@ -124,6 +124,24 @@ def to_json(workloads: list[Workload]) -> list[dict[str, Any]]:
             best = row.best_peer()
             rd["best_peer"] = best[0] if best else None
             rd["target"] = row.target.text if row.target else None
+            rd["target_conds"] = [asdict(c) for c in row.target.conds] if row.target else None
             rd["met"] = row.met()
         out.append(d)
     return out
+
+
+def from_json(data: list[dict[str, Any]]) -> list[Workload]:
+    """The workloads :func:`to_json` wrote (its derived fields are recomputed, not read)."""
+    def stat(d: dict[str, Any] | None) -> Stat | None:
+        return None if d is None else Stat(d["median"], d["min"], d["max"], d["n"])
+
+    workloads = []
+    for wd in data:
+        rows = []
+        for rd in wd["rows"]:
+            conds = rd.get("target_conds")
+            target = None if rd["target"] is None else Target(rd["target"], tuple(Cond(**c) for c in conds or ()))
+            rows.append(Row(rd["op"], rd["unit"], {k: stat(v) for k, v in rd["values"].items()}, target, rd["note"]))
+        workloads.append(Workload(wd["key"], wd["title"], wd["scale"], wd["systems"], rows, wd["skipped"],
+                                  wd["notes"], wd["seconds"]))
+    return workloads
