@@ -6,7 +6,7 @@ Profiles (select with the environment variable HYPOTHESIS_PROFILE):
 * ``thorough``: 1000 examples, no deadline.
 
 ``pytest --long`` runs the long versions of the soak, fuzz, crash, power-loss
-and I/O-fault tests (a 30 s concurrency soak, 10,000 fuzz mutations, 3,000
+and I/O-fault tests (a 120 s concurrency soak, 10,000 fuzz mutations, 3,000
 random kills, ...) instead of their CI-sized defaults.
 """
 

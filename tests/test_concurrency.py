@@ -1,6 +1,6 @@
 """Concurrency with real processes: one writer, four readers and gc; two writers on one counter.
 
-The soak runs for ``TENSORDB_SOAK_SECONDS`` (default 12 s; 30 s with
+The soak runs for ``TENSORDB_SOAK_SECONDS`` (default 30 s; 120 s with
 ``--long``). Every tree read is verified against the checksum stored in the
 tree (whole-tree loads) or inside the array itself (reads through an array
 handle): a torn read would show. Readers must also never see a pack file
@@ -44,7 +44,7 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def _seconds(request: pytest.FixtureRequest) -> float:
-    default = 30.0 if request.config.getoption("--long") else 12.0
+    default = 120.0 if request.config.getoption("--long") else 30.0
     return float(os.environ.get("TENSORDB_SOAK_SECONDS", default))
 
 
