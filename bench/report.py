@@ -83,7 +83,8 @@ def markdown_section(workloads: list[Workload], info: dict[str, Any], command: s
         "issue's target for that row, checked against the figures of this run.", "",
         "### Command", "", "```console", f"$ {command}", "```", "",
         f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, under 3 minutes), "
-        "`--only W1,W3`, `--json out.json`, `--markdown` (rewrites this section), `--w2-shape ROWSxCOLS`, "
+        "`--only W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
+        "`--markdown-from out.json` (the same, from a saved run), `--w2-shape ROWSxCOLS`, "
         "`--w4 TREESxMIB`, `--repeat N`.", "",
         "### Machine", "", "| | |", "|---|---|",
         f"| CPU | `{info['cpu']}` |", f"| Cores | {info['cores']} |",
