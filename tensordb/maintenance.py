@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -104,20 +105,30 @@ _CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.
 
 #: How long gc waits for concurrent read snapshots to end before leaving files for the next gc.
 RECLAIM_WAIT = 1.0
+#: How long gc waits for readers on snapshots older than its commit (an open db.sql() cursor, say).
+SNAPSHOT_WAIT = 5.0
 
 
 def _old_snapshots_ended(store: Store) -> bool:
-    """Wait (busy timeout) until every reader sees the latest commit; False if one still does not.
+    """Wait until every reader of every connection uses a snapshot that includes the last commit.
 
-    A RESTART checkpoint returns only once no reader uses a snapshot older
-    than the last commit, so nothing that commit stopped referencing is still
-    needed by anyone.
+    A reader on an older snapshot keeps a checkpoint from copying the WAL
+    frames after it, so a PASSIVE checkpoint that copies the whole WAL proves
+    that no such reader is left. Unlike RESTART, PASSIVE never blocks other
+    writers, so gc polls it, for at most ``SNAPSHOT_WAIT`` seconds (False: a
+    reader is still behind; the files stay for the next gc).
     """
-    try:
-        row = store.conn.one("PRAGMA wal_checkpoint(RESTART)")
-    except apsw.BusyError:
-        return False
-    return row is not None and row[0] == 0
+    deadline = time.monotonic() + SNAPSHOT_WAIT
+    while True:
+        try:
+            row = store.conn.one("PRAGMA wal_checkpoint(PASSIVE)")
+        except apsw.BusyError:
+            row = None
+        if row is not None and row[0] == 0 and row[1] == row[2]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
