@@ -19,7 +19,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import apsw
-import apsw.ext
 
 from . import maintenance
 from .arrays import array as array_module
@@ -311,6 +310,8 @@ _SQL_BATCH = 1024
 
 def _has_statement(conn: apsw.Connection, sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, semicolons and comments."""
+    import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
     while sql:
         details = apsw.ext.query_info(conn, sql)
         if details.has_vdbe:
@@ -329,6 +330,8 @@ class SQLResult:
         self._conn = conn.conn
         self._cursor: apsw.Cursor | None = None
         with self._guard():
+            import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
             details = apsw.ext.query_info(self._conn, query, params or None)
             if details.query_remaining and _has_statement(self._conn, details.query_remaining):
                 raise TensorDBError(f"{db.filename}: db.sql() runs one statement at a time")
