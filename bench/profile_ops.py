@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tensordb.demo import synthetic_samples
+
 from . import w1_mesh, w2_big, w3_meta
 from .__main__ import FULL, QUICK
 
@@ -22,7 +24,7 @@ def operations(work: Path, full: bool) -> dict[str, tuple[Callable[[], object], 
     """OPERATION -> (untimed setup, profiled call)."""
     scale = FULL if full else QUICK
     w1 = w1_mesh.TensordbPeer(work)
-    samples = list(w1_mesh.synthetic_samples(*scale.w1))
+    samples = list(synthetic_samples(*scale.w1))
     w2 = w2_big.TensordbPeer(work)
     sl = w2_big.slices(*scale.w2)
     w3 = w3_meta.TensordbPeer(work)

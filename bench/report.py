@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Cond, Row, Stat, Target, Workload
+from .systems import TDB
 
 SECTION = "## Performance against the alternatives"
 
@@ -40,10 +41,11 @@ def _met(row: Row) -> str:
 
 
 def cells(w: Workload) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of a workload's table, as strings."""
+    """The header and the rows of a workload's table, as strings (a row without figures or target is left out)."""
     header = ["operation", *w.systems, "tensordb / best peer", "target", "met?"]
     body = [[r.op, *(fmt(r.values.get(s), r.unit) for s in w.systems), _ratio(r),
-             r.target.text if r.target else "", _met(r)] for r in w.rows]
+             r.target.text if r.target else "", _met(r)]
+            for r in w.rows if r.target is not None or any(v is not None for v in r.values.values())]
     return header, body
 
 
@@ -57,6 +59,20 @@ def text_table(w: Workload) -> str:
     lines += [f"  skipped {k}: {v}" for k, v in w.skipped.items()]
     lines += [f"  note: {n}" for n in w.notes]
     return "\n".join(lines)
+
+
+def missed(workloads: list[Workload]) -> list[str]:
+    """Each missed target as ``"W1 row: figure, target"`` (tensordb's figure and the row's target)."""
+    return [f"{w.key} {r.op}: {fmt(r.values.get(TDB), r.unit)}, target {r.target.text} ({_ratio(r)})"
+            for w in workloads for r in w.rows if r.target is not None and r.met() is False]
+
+
+def check_summary(workloads: list[Workload]) -> str:
+    """How many targets were met, missed and not evaluated, then the misses one per line."""
+    outcomes = [r.met() for w in workloads for r in w.rows if r.target is not None]
+    lines = [f"targets: {outcomes.count(True)} met, {outcomes.count(False)} missed, "
+             f"{outcomes.count(None)} not evaluated (a figure is missing)"]
+    return "\n".join([*lines, *(f"  MISSED {m}" for m in missed(workloads))])
 
 
 def markdown_table(w: Workload) -> str:
