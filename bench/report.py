@@ -61,10 +61,27 @@ def text_table(w: Workload) -> str:
     return "\n".join(lines)
 
 
+def _versus(row: Row) -> str:
+    """tensordb's figure against each peer its target names, e.g. ``"1.31x JSON+binref, 0.02x Zarr v3"``."""
+    assert row.target is not None
+    mine, out = row.values.get(TDB), []
+    for peer in dict.fromkeys(c.peer for c in row.target.conds if c.peer is not None):
+        other = row.values.get(peer)
+        if mine is not None and other is not None and other.median:
+            out.append(f"{mine.median / other.median:.2f}x {peer}")
+    return ", ".join(out)
+
+
 def missed(workloads: list[Workload]) -> list[str]:
-    """Each missed target as ``"W1 row: figure, target"`` (tensordb's figure and the row's target)."""
-    return [f"{w.key} {r.op}: {fmt(r.values.get(TDB), r.unit)}, target {r.target.text} ({_ratio(r)})"
-            for w in workloads for r in w.rows if r.target is not None and r.met() is False]
+    """Each missed target as ``"W1 row: figure (ratios); target ..."``, tensordb's figure first."""
+    out = []
+    for w in workloads:
+        for r in w.rows:
+            if r.target is not None and r.met() is False:
+                versus = _versus(r)
+                out.append(f"{w.key} {r.op}: {fmt(r.values.get(TDB), r.unit)}"
+                           f"{f' ({versus})' if versus else ''}; target {r.target.text}")
+    return out
 
 
 def check_summary(workloads: list[Workload]) -> str:

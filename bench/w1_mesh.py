@@ -399,6 +399,7 @@ def save_input(work: Path, samples: Samples) -> None:
     folder.mkdir()
     for name, sample in samples:
         jsonbinref.write(folder, name, sample)
+    sync()  # so that the first write's sync does not flush the input too
 
 
 def _owned(value: Any) -> Any:
