@@ -22,6 +22,7 @@ from typing import Any
 
 from . import report, startup, targets, w1_mesh, w2_big, w3_meta, w4_share
 from .common import Budget, Workload, machine
+from .systems import save_default_codec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
@@ -42,7 +43,7 @@ class Scale:
     startup_budget: Budget  # start-up commands
 
 
-FULL = Scale((20, 50), (8192, 16384), 64, 20, (200_000, 20_000), (1000, 64), Budget(5, 30.0), Budget(3, 60.0),
+FULL = Scale((20, 50), (8192, 16384), 64, 20, (200_000, 20_000), (1000, 64), Budget(5, 20.0), Budget(3, 60.0),
              Budget(10, 60.0))
 # --quick checks the targets before a change: fresh processes only, no in-process rows
 QUICK = Scale((4, 10), (2048, 4096), 8, 5, (20_000, 2_000), (100, 16), Budget(3, 3.0, False),
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads: list[Workload] = []
     with tempfile.TemporaryDirectory(prefix="tdb-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
+        save_default_codec(work)
         for key in args.only:
             t0 = time.perf_counter()
             if key == "S":

@@ -109,14 +109,18 @@ def markdown_section(workloads: list[Workload], info: dict[str, Any], command: s
     v = info["versions"]
     lines = [
         SECTION, "",
-        "Issue 5: every claim is a ratio measured side by side, in one run, on one machine, on the same "
-        "generated data. Each operation runs several times (median shown; min/max in the JSON output); reads "
-        "follow one untimed warm-up, so every system reads from a warm page cache. `tensordb / best peer` "
-        "divides tensordb's median by the best other system's (lower is better everywhere); `target` is the "
-        "issue's target for that row, checked against the figures of this run.", "",
+        "Every claim is a ratio measured side by side, in one run, on one machine, on the same generated "
+        "data (how: the section above). Rows without `in-process` are timed in fresh processes, as a user's "
+        "script pays them: interpreter start-up and the system's own imports included. `in-process` rows "
+        "time the same code inside the benchmark's process. Each operation runs several times (median shown; "
+        "min/max in the JSON output). `tensordb / best peer` divides tensordb's median by the best other "
+        "system's (lower is better everywhere but the streaming throughput ratio); `target` is the row's "
+        "target (`bench/targets.py`), checked against the figures of this run. Table S gives the physical "
+        "limits of start-up here: the interpreter alone, and numpy, apsw and blosc2 alone.", "",
         "### Command", "", "```console", f"$ {command}", "```", "",
-        f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, under 3 minutes), "
-        "`--only W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
+        f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, fresh "
+        "processes only, under 4 minutes), `--check` (exit status 1 when a target is missed), "
+        "`--only S,W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
         "`--markdown-from out.json` (the same, from a saved run), `--w2-shape ROWSxCOLS`, "
         "`--w4 TREESxMIB`, `--repeat N`.", "",
         "### Machine", "", "| | |", "|---|---|",

@@ -49,3 +49,45 @@ def zarr_put(group: Any, value: dict[str, Any], **array_options: Any) -> None:
             attrs[key] = v
     if attrs:
         group.attrs.update(attrs)
+
+
+# -- the codec of the peers that compress like tensordb's defaults ----------------------------
+
+CODEC_FILE = "codec.json"
+_H5_SHUFFLES = {"none": "NOSHUFFLE", "byte": "SHUFFLE", "bit": "BITSHUFFLE"}
+_ZARR_SHUFFLES = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}
+
+
+def save_default_codec(work: Path) -> None:
+    """Record tensordb's default codec in ``work``, for the peers that compress as tensordb does by default
+    (read from the file, so that a peer's fresh process does not import tensordb to learn it)."""
+    import json
+
+    from tensordb.codec import DEFAULT_CODEC
+
+    (work / CODEC_FILE).write_text(json.dumps(DEFAULT_CODEC.to_dict()))
+
+
+def default_codec(work: Path) -> dict[str, Any]:
+    """``{"name", "level", "shuffle"}`` as :func:`save_default_codec` recorded it."""
+    import json
+
+    codec: dict[str, Any] = json.loads((work / CODEC_FILE).read_text())
+    return codec
+
+
+def h5py_blosc(work: Path) -> Any:
+    """hdf5plugin's Blosc filter options for tensordb's default codec (``**`` them into ``create_dataset``)."""
+    import hdf5plugin
+
+    codec = default_codec(work)
+    shuffle = getattr(hdf5plugin.Blosc, _H5_SHUFFLES[codec["shuffle"]])
+    return hdf5plugin.Blosc(cname=codec["name"], clevel=codec["level"], shuffle=shuffle)
+
+
+def zarr_blosc(work: Path) -> Any:
+    """Zarr v3's Blosc codec for tensordb's default codec."""
+    from zarr.codecs import BloscCodec
+
+    codec = default_codec(work)
+    return BloscCodec(cname=codec["name"], clevel=codec["level"], shuffle=_ZARR_SHUFFLES[codec["shuffle"]])
