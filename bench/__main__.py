@@ -22,7 +22,7 @@ from typing import Any
 
 from . import report, startup, targets, w1_mesh, w2_big, w3_meta, w4_share
 from .common import Budget, Workload, machine
-from .systems import save_default_codec
+from .systems import TDB, save_default_codec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
@@ -45,7 +45,8 @@ class Scale:
 
 FULL = Scale((20, 50), (8192, 16384), 64, 20, (200_000, 20_000), (1000, 64), Budget(5, 20.0), Budget(3, 60.0),
              Budget(10, 60.0))
-# --quick checks the targets before a change: fresh processes only, no in-process rows
+# --quick checks the targets before a change: fresh processes only, no in-process rows, and in W1-W4
+# only the peers that the targets name (see only_named_peers)
 QUICK = Scale((4, 10), (2048, 4096), 8, 5, (20_000, 2_000), (100, 16), Budget(3, 3.0, False),
               Budget(2, 5.0, False), Budget(5, 10.0))
 WORKLOADS = ("S", "W1", "W2", "W3", "W4")
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat:
         budget = Budget(args.repeat, budget.seconds, budget.in_process)
         write_budget = Budget(max(1, (args.repeat + 1) // 2), write_budget.seconds, write_budget.in_process)
-    available = availability()
-    for system, reason in available.items():
+    everything = availability()
+    for system, reason in everything.items():
         if reason:
             print(f"skipping {system}: {reason}")
     start = time.perf_counter()
@@ -125,17 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         save_default_codec(work)
         for key in args.only:
             t0 = time.perf_counter()
+            available = everything if not args.quick or key == "S" else only_named_peers(everything, key)
             if key == "S":
                 w = startup.run(work, scale.startup_budget, available, log)
             elif key == "W1":
                 w = w1_mesh.run(work, *scale.w1, budget, write_budget, available, log)
             elif key == "W2":
-                w = w2_big.run(work, *(args.w2_shape or scale.w2), scale.w2_stream_mib, scale.w2_fresh_boxes,
-                               budget, write_budget, available, log)
+                rows, cols = args.w2_shape or scale.w2
+                w = w2_big.run(work, rows, cols, scale.w2_stream_mib, scale.w2_fresh_boxes, budget, write_budget,
+                               available, log)
             elif key == "W3":
                 w = w3_meta.run(work, *scale.w3, budget, write_budget, available, log)
             else:
-                w = w4_share.run(work, *(args.w4 or scale.w4), write_budget, available, log)
+                trees, mib = args.w4 or scale.w4
+                w = w4_share.run(work, trees, mib, write_budget, available, log)
             w.seconds = time.perf_counter() - t0
             attach_targets(w)
             workloads.append(w)
@@ -155,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     missed = report.missed(workloads)
     print(report.check_summary(workloads))
     return 1 if args.check and missed else 0
+
+
+def only_named_peers(available: dict[str, str | None], workload: str) -> dict[str, str | None]:
+    """``available`` without the peers that no target of ``workload`` names (``--quick`` checks targets)."""
+    named = targets.peers_named(workload) | {TDB}
+    return {system: reason or (None if system in named else "--quick runs the peers that the targets name")
+            for system, reason in available.items()}
 
 
 def attach_targets(w: Workload) -> None:

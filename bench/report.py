@@ -119,8 +119,8 @@ def markdown_section(workloads: list[Workload], info: dict[str, Any], command: s
         "limits of start-up here: the interpreter alone, and numpy, apsw and blosc2 alone.", "",
         "### Command", "", "```console", f"$ {command}", "```", "",
         f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, fresh "
-        "processes only, under 4 minutes), `--check` (exit status 1 when a target is missed), "
-        "`--only S,W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
+        "processes only, the peers that targets name, under 4 minutes), `--check` (exit status 1 when a "
+        "target is missed), `--only S,W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
         "`--markdown-from out.json` (the same, from a saved run), `--w2-shape ROWSxCOLS`, "
         "`--w4 TREESxMIB`, `--repeat N`.", "",
         "### Machine", "", "| | |", "|---|---|",

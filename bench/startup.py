@@ -10,6 +10,7 @@ start-up every other table's fresh-process figures include.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ IMPORT = 'import, fresh process (`python -c "import X"`)'
 VERSION = "`tensordb --version`"
 LS = "`tensordb ls` on the demo database"
 WORKER = "benchmark worker, no operation (`python -m bench.run_op none`)"
-PYTHON = "python"
+PYTHON = "no import"  # python -c pass
 #: column -> what its process imports (the modules of a skipped peer are left out)
 IMPORTS = {TDB: "tensordb", PYTHON: None, "numpy": "numpy", "apsw": "apsw", "blosc2": "blosc2",
            "h5py": "h5py, hdf5plugin", "Zarr v3": "zarr"}
@@ -52,9 +53,9 @@ def run(work: Path, budget: Budget, available: dict[str, str | None], log: Calla
         log(f"S {row}")
         w.row(row).values[TDB] = timed_command(argv, budget)
     w.row(WORKER).values[PYTHON] = timed_command([sys.executable, "-m", "bench.run_op", "none"], budget)
-    w.notes.append(f"Commands run with this interpreter ({Path(sys.executable).name}); the CLI is the "
-                   f"`{Path(cli()[0]).name}` script installed next to it. The `python` column of the import row is "
-                   "`python -c pass`: the interpreter's own start-up, a floor for every fresh process here.")
+    w.notes.append(f"Commands run with this interpreter ({Path(sys.executable).name}); the CLI is "
+                   f"`{shlex.join(Path(a).name for a in cli())}`, installed next to it. `no import` is "
+                   "`python -c pass`, the interpreter's own start-up: a floor under every fresh process here.")
     w.notes.append("Demo database: `tensordb demo` with its defaults.")
     return w
 

@@ -55,7 +55,7 @@ def zarr_put(group: Any, value: dict[str, Any], **array_options: Any) -> None:
 
 CODEC_FILE = "codec.json"
 _H5_SHUFFLES = {"none": "NOSHUFFLE", "byte": "SHUFFLE", "bit": "BITSHUFFLE"}
-_ZARR_SHUFFLES = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}
+_ZARR_SHUFFLES: dict[str, Any] = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}
 
 
 def save_default_codec(work: Path) -> None:

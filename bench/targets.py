@@ -73,3 +73,8 @@ def target_for(workload: str, row: str) -> Target | None:
 def rows_without_figures(workload: str, rows: list[str]) -> list[str]:
     """Rows of ``workload``'s targets that a run did not produce (a renamed row loses its target)."""
     return [row for row in TARGETS.get(workload, {}) if row not in rows]
+
+
+def peers_named(workload: str) -> set[str]:
+    """The peers that some target of ``workload`` compares tensordb with."""
+    return {c.peer for t in TARGETS.get(workload, {}).values() for c in t.conds if c.peer is not None}

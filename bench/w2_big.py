@@ -225,7 +225,7 @@ def _key(name: str, rows: int, cols: int) -> Any:
 
 def _load_input(work: Path) -> tuple[np.ndarray[Any, Any], float]:
     start = time.perf_counter()
-    data = np.load(work / INPUT)
+    data: np.ndarray[Any, Any] = np.load(work / INPUT)
     return data, time.perf_counter() - start
 
 
@@ -348,7 +348,7 @@ def run(work: Path, rows: int, cols: int, stream_mib: int, fresh_boxes: int, bud
                    "Rows without `in-process`: the wall time of fresh processes (`python -m bench.run_op W2 ...`), "
                    "start-up and imports included, the loading of a write's input array excluded; in-process reads "
                    f"follow one untimed warm-up. Boxes: one fresh process for each of the first {fresh_boxes} offsets "
-                   "(after the in-process reads, so the page cache is warm); in-process, each of the 20 offsets "
+                   "(after the other reads: a warm page cache); in-process, each of the 20 offsets "
                    "is read once untimed, then timed; the median over all is shown.")
     w.notes.append(f"Streaming write: `create_array`, then blocks of {block_rows:,} rows ({stream_mib} MiB) "
                    "assigned in order, each committed, in fresh processes; its throughput over the whole-array "

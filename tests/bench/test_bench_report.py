@@ -10,7 +10,7 @@ import json
 import pytest
 
 from bench import report, targets
-from bench.__main__ import attach_targets
+from bench.__main__ import attach_targets, only_named_peers
 from bench.common import Cond, Stat, Target, Workload
 from bench.run_op import format_figures, parse_figures
 
@@ -123,3 +123,14 @@ def test_json_round_trip_keeps_figures_and_targets_including_floors() -> None:
 def test_worker_figures_line_round_trips() -> None:
     figures = {"excluded": 0.123456789, "n": 1000.0, "durable": 16592.0}
     assert parse_figures(format_figures(figures)) == figures
+
+
+def test_quick_runs_tensordb_and_the_peers_that_the_targets_name() -> None:
+    available: dict[str, str | None] = {TDB: None, JSONBIN: None, H5PY: None, "Zarr v3": "zarr is not installed",
+                                        ".npy": None}
+    w3 = only_named_peers(available, "W3")
+    assert targets.peers_named("W3") == {JSONBIN}
+    assert w3[TDB] is None and w3[JSONBIN] is None
+    assert w3[H5PY] and w3[".npy"]
+    assert w3["Zarr v3"] == "zarr is not installed"  # a reason already given is kept
+    assert only_named_peers(available, "W1")[H5PY] is None
