@@ -143,6 +143,7 @@ class TensordbPeer:
                 db.move(f"/data/{src}", f"/data/{dst}")
                 db.set("/reviewed", value)
             self.array_bytes_written = db.counters.chunk_bytes_written - before
+        sync()
 
     def restructure_each(self, src: str, dst: str, value: int) -> None:
         """Tree by tree: ``tree.move`` and ``tree[key] = value`` in each, in one transaction."""
@@ -153,6 +154,7 @@ class TensordbPeer:
                 tree = db[name]
                 tree.move(f"/data/{src}", f"/data/{dst}")
                 tree["reviewed"] = value
+        sync()
 
     def files(self) -> list[Path]:
         return tdb_files(self.path)
