@@ -271,7 +271,6 @@ class H5Peer:
 
     def __init__(self, work: Path) -> None:
         import h5py
-        import hdf5plugin  # noqa: F401 - registers the Blosc filter
         import numpy as np
 
         self.h5py = h5py
@@ -305,10 +304,14 @@ class H5Peer:
         sync()
 
     def read_all(self) -> list[Any]:
+        import hdf5plugin  # noqa: F401 - registers the Blosc filter (reading attributes alone does without)
+
         with self.h5py.File(self.path, "r") as f:
             return [self._get(f[name]) for name in f]
 
     def read_field(self) -> list[np.ndarray[Any, Any]]:
+        import hdf5plugin  # noqa: F401 - registers the Blosc filter
+
         with self.h5py.File(self.path, "r") as f:
             return [f[name]["/".join(FIELD)][()] for name in f]
 
