@@ -1,8 +1,10 @@
 """Shared pieces of the benchmark suite: timing, results, targets, disk usage, the machine.
 
 Every figure is measured side by side in one run. A timed operation runs
-``repeat`` times (after one untimed warm-up for reads, so that every system
-sees a warm page cache); the median is reported and min/max are kept.
+``repeat`` times, in fresh processes (:func:`timed_op`: the wall time of
+``python -m bench.run_op ...`` from spawn to exit) and, for the in-process rows,
+in this process (:func:`timed`, reads after one untimed warm-up); the median is
+reported and min/max are kept.
 """
 
 from __future__ import annotations
