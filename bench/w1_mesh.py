@@ -397,11 +397,12 @@ TIMES = '`time`, all samples: `db[name]["time"]`'
 TIMES_SQL = "`time`, all samples: SQL"
 RESTRUCTURE = "restructure all (move + scalar)"
 RESTRUCTURE_EACH = "restructure all, tree by tree (`tree.move`)"
-#: fresh-process operation -> the peer's method, for the restructures
-RESTRUCTURES = {"restructure": "restructure", "restructure-each": "restructure_each"}
 #: fresh-process operation -> (row, the peer's method)
 READS = {"read-all": (READ_ALL, "read_all"), "read-field": (READ_FIELD, "read_field"),
          "read-times": (TIMES, "read_times"), "read-times-sql": (TIMES_SQL, "read_times_sql")}
+RESTRUCTURES = {"restructure": (RESTRUCTURE, "restructure"), "restructure-each": (RESTRUCTURE_EACH, "restructure_each")}
+#: tensordb's second way of an operation -> its first: the peers have one way, shown in both rows
+SECOND_WAYS = {TIMES_SQL: TIMES, RESTRUCTURE_EACH: RESTRUCTURE}
 INPUT = "w1-input"
 COUNTING_VFS = "bench-counting"
 
@@ -480,7 +481,7 @@ def fresh_op(op: str, system: str, work: Path, args: list[str]) -> dict[str, flo
         return {"excluded": excluded, "n": len(samples)}
     if op in RESTRUCTURES:
         src, dst, value = args
-        getattr(PEERS[system](work), RESTRUCTURES[op])(src, dst, int(value))
+        getattr(PEERS[system](work), RESTRUCTURES[op][1])(src, dst, int(value))
         return {"excluded": 0.0}
     if op == "restructure-io":
         src, dst, value = args
@@ -548,7 +549,7 @@ def run(work: Path, sims: int, steps: int, budget: Budget, write_budget: Budget,
         figures, _ = time_both(w, WRITE, name, op_args("write"), lambda p=peer: p.write(samples), write_budget, False)
         assert figures["n"] == len(samples), (name, figures)
         for op, (row, method) in READS.items():
-            if op == "read-times-sql" and name != TDB:
+            if row in SECOND_WAYS and name != TDB:
                 continue
             figures, result = time_both(w, row, name, op_args(op), getattr(peer, method), budget, True)
             assert figures["n"] == len(samples) and (result is None or len(result) == len(samples)), (name, op)
@@ -566,18 +567,17 @@ def run(work: Path, sims: int, steps: int, budget: Budget, write_budget: Budget,
             getattr(p, method)(src, dst, int(value))
             return write_syscall_bytes() - before
 
-        for op, method in RESTRUCTURES.items():
-            if op == "restructure-each" and name != TDB:
+        for op, (row, method) in RESTRUCTURES.items():
+            if row in SECOND_WAYS and name != TDB:
                 continue
-            _, written = time_both(w, RESTRUCTURE if op == "restructure" else RESTRUCTURE_EACH, name,
-                                   lambda op=op: op_args(op) + flip(),
+            _, written = time_both(w, row, name, lambda op=op: op_args(op) + flip(),
                                    lambda method=method: restructure_in_process(method), write_budget, False)
             if written is not None and op == "restructure":
                 w.row("restructure: bytes passed to write()").values[name] = Stat.value(written)
-        if name != TDB:  # the peers have one way to read every `time`, one way to restructure
-            for one, other in ((TIMES, TIMES_SQL), (RESTRUCTURE, RESTRUCTURE_EACH)):
-                w.row(other).values[name] = w.row(one).values[name]
-                w.row(in_process_row(other)).values[name] = w.row(in_process_row(one)).values[name]
+        if name != TDB:
+            for second, first in SECOND_WAYS.items():
+                w.row(second).values[name] = w.row(first).values[name]
+                w.row(in_process_row(second)).values[name] = w.row(in_process_row(first)).values[name]
         if name == TDB:
             _, io = run_op(op_args("restructure-io") + flip())
             w.row("restructure: array bytes written").values[name] = Stat.value(io["arrays"])
