@@ -1,27 +1,28 @@
 """Shared pieces of the benchmark suite: timing, results, targets, disk usage, the machine.
 
 Every figure is measured side by side in one run. A timed operation runs
-``repeat`` times (after one untimed warm-up for reads, so that every system
-sees a warm page cache); the median is reported and min/max are kept.
+``repeat`` times, in fresh processes (:func:`timed_op`: the wall time of
+``python -m bench.run_op ...`` from spawn to exit) and, for the in-process rows,
+in this process (:func:`timed`, reads after one untimed warm-up); the median is
+reported and min/max are kept.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import shutil
+import shlex
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-#: The system whose ratio against the best peer each table reports.
-TDB = "tensordb"
+from .run_op import parse_figures
+from .systems import TDB
 
 
 @dataclass
@@ -47,12 +48,14 @@ class Cond:
     """One condition of a target: tensordb's figure vs a peer's (``peer``) or vs an absolute bound.
 
     ``factor`` is the bound on ``tensordb / peer`` (or on tensordb's figure when ``peer`` is None);
-    ``strict`` means ``<`` instead of ``<=``.
+    ``strict`` means ``<`` instead of ``<=``; ``minimum`` turns the bound into a floor (``>=``, or
+    ``>`` when strict), for figures where more is better.
     """
 
     factor: float
     peer: str | None = None
     strict: bool = False
+    minimum: bool = False
 
     def check(self, values: dict[str, Stat | None]) -> bool | None:
         mine = values.get(TDB)
@@ -65,6 +68,8 @@ class Cond:
             if other is None:
                 return None
             bound = self.factor * other.median
+        if self.minimum:
+            return mine.median > bound if self.strict else mine.median >= bound
         return mine.median < bound if self.strict else mine.median <= bound
 
 
@@ -123,12 +128,12 @@ class Workload:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def row(self, op: str, unit: str = "s", target: Target | None = None, note: str = "") -> Row:
-        """The row named ``op`` (created, in order, on first use)."""
+    def row(self, op: str, unit: str = "s", note: str = "") -> Row:
+        """The row named ``op`` (created, in order, on first use; targets are attached after the run)."""
         for r in self.rows:
             if r.op == op:
                 return r
-        r = Row(op, unit, {s: None for s in self.systems}, target, note)
+        r = Row(op, unit, {s: None for s in self.systems}, None, note)
         self.rows.append(r)
         return r
 
@@ -138,30 +143,99 @@ class Workload:
 
 @dataclass(frozen=True)
 class Budget:
-    """How many times to run an operation: ``repeat`` times, but stop once ``seconds`` are spent."""
+    """How many times to run an operation: ``repeat`` times, but stop once ``seconds`` are spent.
+
+    ``in_process``: time an operation of the fresh-process rows in the benchmark's process too.
+    """
 
     repeat: int
     seconds: float
+    in_process: bool = True
 
 
-def timed(fn: Callable[[], Any], budget: Budget, setup: Callable[[], Any] | None = None,
-          warmup: bool = False) -> tuple[Stat, Any]:
-    """Run ``fn`` several times (``setup`` untimed before each); return its Stat and last result."""
+def _repeat(measure: Callable[[], tuple[float, Any]], budget: Budget, warmup: bool) -> tuple[Stat, Any]:
+    """Take samples of ``measure`` (it returns its seconds and a result) within ``budget``."""
     if warmup:
-        if setup is not None:
-            setup()
-        fn()
+        measure()
     samples: list[float] = []
     result: Any = None
-    spent = 0.0
-    while len(samples) < budget.repeat and (not samples or spent < budget.seconds):
-        if setup is not None:
-            setup()
+    while len(samples) < budget.repeat and (not samples or sum(samples) < budget.seconds):
+        seconds, result = measure()
+        samples.append(seconds)
+    return Stat.of(samples), result
+
+
+def timed(fn: Callable[[], Any], budget: Budget, warmup: bool = False) -> tuple[Stat, Any]:
+    """Run ``fn`` in this process several times; return its Stat and last result."""
+    def measure() -> tuple[float, Any]:
         start = time.perf_counter()
         result = fn()
-        samples.append(time.perf_counter() - start)
-        spent += samples[-1]
-    return Stat.of(samples), result
+        return time.perf_counter() - start, result
+
+    return _repeat(measure, budget, warmup)
+
+
+#: The repository's root: the working folder of every child process, so that ``-m bench...`` resolves.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_process(argv: list[str]) -> tuple[float, str]:
+    """Run a command to its exit: (seconds from spawn to exit, as a user waits for it; its stdout)."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} exited with status {done.returncode}:\n{done.stderr}")
+    return seconds, done.stdout
+
+
+def timed_command(argv: list[str], budget: Budget) -> Stat:
+    """A command's wall time, each run a fresh process (after one untimed run: page cache, .pyc files)."""
+    return _repeat(lambda: run_process(argv), budget, warmup=True)[0]
+
+
+def run_op(args: list[str]) -> tuple[float, dict[str, float]]:
+    """One operation in a fresh worker process (``python -m bench.run_op ARGS``).
+
+    Returns its wall time from spawn to exit, less the loading of its input that the worker
+    reports (``excluded``), and the worker's other figures (counts to check, bytes).
+    """
+    seconds, out = run_process([sys.executable, "-m", "bench.run_op", *args])
+    figures = parse_figures(out.strip().splitlines()[-1])
+    return seconds - figures.pop("excluded"), figures
+
+
+def timed_op(args: list[str] | Callable[[], list[str]], budget: Budget,
+             warmup: bool = False) -> tuple[Stat, dict[str, float]]:
+    """Run an operation several times, each in a fresh process; ``args`` may be made anew for each run."""
+    make = args if callable(args) else lambda: args
+    return _repeat(lambda: run_op(make()), budget, warmup)
+
+
+#: An operation whose fresh-process runs take longer than this (seconds) is not repeated in-process:
+#: start-up is then a small part of it, and the run stays short.
+IN_PROCESS_UNDER = 30.0
+
+
+def in_process_row(op: str) -> str:
+    """The name of the extra row that times ``op`` inside the benchmark's process."""
+    return f"{op}, in-process"
+
+
+def time_both(w: Workload, op: str, system: str, args: list[str] | Callable[[], list[str]],
+              fn: Callable[[], Any], budget: Budget, warmup: bool) -> tuple[dict[str, float], Any]:
+    """Time an operation in fresh processes (row ``op``), then in this process (its in-process row,
+    after one untimed run if ``warmup``: imports, caches).
+
+    Returns the last worker's figures and the in-process result (None when skipped: see
+    :data:`IN_PROCESS_UNDER` and :attr:`Budget.in_process`).
+    """
+    stat, figures = timed_op(args, budget)  # the page cache holds what the write before wrote
+    w.row(op).values[system] = stat
+    result = None
+    if budget.in_process and stat.median < IN_PROCESS_UNDER:
+        w.row(in_process_row(op)).values[system], result = timed(fn, budget, warmup)
+    return figures, result
 
 
 def write_syscall_bytes() -> int:
@@ -173,11 +247,6 @@ def write_syscall_bytes() -> int:
     except OSError:
         pass
     return -1
-
-
-def sync() -> None:
-    """Flush every dirty page to disk: the final sync of every write operation, for all systems alike."""
-    os.sync()
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -196,19 +265,6 @@ def disk_usage(paths: Iterable[Path]) -> tuple[int, int]:
             total += path.stat().st_size
             files += 1
     return total, files
-
-
-def fresh(path: Path) -> None:
-    """Remove a file or folder if it exists (so that a write starts from nothing)."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-def tdb_files(db_path: Path) -> list[Path]:
-    """A tensordb database's files: the SQLite file, its -wal/-shm and the pack folder."""
-    return [db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"), Path(f"{db_path}-packs")]
 
 
 # -- the machine ---------------------------------------------------------------------------
@@ -256,17 +312,3 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_bytes": ram, "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,
             "commit": commit + (" (tensordb/ has uncommitted changes)" if commit and dirty else "")}
-
-
-def zarr_put(group: Any, value: dict[str, Any], **array_options: Any) -> None:
-    """Write nested dicts as Zarr groups: arrays as one-chunk arrays, everything else as group attributes."""
-    attrs = {}
-    for key, v in value.items():
-        if isinstance(v, dict):
-            zarr_put(group.create_group(key), v, **array_options)
-        elif isinstance(v, np.ndarray):
-            group.create_array(key, data=v, chunks=v.shape, **array_options)
-        else:
-            attrs[key] = v
-    if attrs:
-        group.attrs.update(attrs)

@@ -12,6 +12,9 @@ Arrays under 1 KiB are inline base64; larger ones are appended back to back
 (raw little-endian C order) to the sample's one ``.bin`` file and referenced
 as ``"FILE.bin:OFFSET"``. No compression, no checksums: it does almost nothing,
 which is why it is fast.
+
+numpy is imported by the functions that handle arrays only: reading the JSON
+documents alone (``read_json``) costs a fresh process no numpy import.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import base64
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 INLINE_BELOW = 1024
 
@@ -40,6 +44,8 @@ class _Bin:
         self.offset = 0
 
     def append(self, array: np.ndarray[Any, Any]) -> str:
+        import numpy as np
+
         if self.file is None:
             self.file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
@@ -54,6 +60,8 @@ class _Bin:
 
 
 def _encode(value: Any, binfile: _Bin, shared: dict[int, str]) -> Any:
+    import numpy as np
+
     if isinstance(value, dict):
         return {k: _encode(v, binfile, shared) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -99,6 +107,8 @@ def append_bin(path: Path, array: np.ndarray[Any, Any]) -> str:
 
 
 def _decode_array(obj: dict[str, Any], folder: Path, bins: dict[str, bytes]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
     dtype = np.dtype(obj["dtype"]).newbyteorder("<")
     shape = tuple(obj["shape"])
     data = obj["data"]
@@ -135,6 +145,8 @@ def read(path: Path) -> Any:
 
 def read_array(path: Path, pointer: list[str]) -> np.ndarray[Any, Any]:
     """One array of a sample: parse the JSON, then read only that array's bytes."""
+    import numpy as np
+
     obj = read_json(path)
     for key in pointer:
         obj = obj[key]

@@ -1,7 +1,7 @@
 """cProfile of tensordb's side of one benchmark operation (the starting point for optimising it).
 
 Usage: ``python -m bench.profile_ops OPERATION [--top 25] [--sort tottime|cumulative]``
-with OPERATION one of: w1-write, w1-read-all, w1-field, w1-restructure, w2-box, w3-write.
+with OPERATION one of: w1-write, w1-read-all, w1-field, w1-times, w1-restructure, w2-box, w3-write.
 Data is generated at the ``--quick`` scale unless ``--full``.
 """
 
@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tensordb.demo import synthetic_samples
+
 from . import w1_mesh, w2_big, w3_meta
 from .__main__ import FULL, QUICK
 
@@ -22,7 +24,7 @@ def operations(work: Path, full: bool) -> dict[str, tuple[Callable[[], object], 
     """OPERATION -> (untimed setup, profiled call)."""
     scale = FULL if full else QUICK
     w1 = w1_mesh.TensordbPeer(work)
-    samples = list(w1_mesh.synthetic_samples(*scale.w1))
+    samples = list(synthetic_samples(*scale.w1))
     w2 = w2_big.TensordbPeer(work)
     sl = w2_big.slices(*scale.w2)
     w3 = w3_meta.TensordbPeer(work)
@@ -39,6 +41,7 @@ def operations(work: Path, full: bool) -> dict[str, tuple[Callable[[], object], 
         "w1-write": (lambda: None, lambda: w1.write(samples)),
         "w1-read-all": (w1_setup, w1.read_all),
         "w1-field": (w1_setup, w1.read_field),
+        "w1-times": (w1_setup, w1.read_times),
         "w1-restructure": (w1_setup, lambda: w1.restructure("inlet", "inflow", 1)),
         "w2-box": (lambda: w2.write(w2_big.make_field(*scale.w2)), boxes),
         "w3-write": (lambda: None, lambda: w3.write(w3_meta.make_tree(*scale.w3)[0])),

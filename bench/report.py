@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Cond, Row, Stat, Target, Workload
+from .systems import TDB
 
 SECTION = "## Performance against the alternatives"
 
@@ -40,10 +41,11 @@ def _met(row: Row) -> str:
 
 
 def cells(w: Workload) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of a workload's table, as strings."""
+    """The header and the rows of a workload's table, as strings (a row without figures or target is left out)."""
     header = ["operation", *w.systems, "tensordb / best peer", "target", "met?"]
     body = [[r.op, *(fmt(r.values.get(s), r.unit) for s in w.systems), _ratio(r),
-             r.target.text if r.target else "", _met(r)] for r in w.rows]
+             r.target.text if r.target else "", _met(r)]
+            for r in w.rows if r.target is not None or any(v is not None for v in r.values.values())]
     return header, body
 
 
@@ -57,6 +59,37 @@ def text_table(w: Workload) -> str:
     lines += [f"  skipped {k}: {v}" for k, v in w.skipped.items()]
     lines += [f"  note: {n}" for n in w.notes]
     return "\n".join(lines)
+
+
+def _versus(row: Row) -> str:
+    """tensordb's figure against each peer its target names, e.g. ``"1.31x JSON+binref, 0.02x Zarr v3"``."""
+    assert row.target is not None
+    mine, out = row.values.get(TDB), []
+    for peer in dict.fromkeys(c.peer for c in row.target.conds if c.peer is not None):
+        other = row.values.get(peer)
+        if mine is not None and other is not None and other.median:
+            out.append(f"{mine.median / other.median:.2f}x {peer}")
+    return ", ".join(out)
+
+
+def missed(workloads: list[Workload]) -> list[str]:
+    """Each missed target as ``"W1 row: figure (ratios); target ..."``, tensordb's figure first."""
+    out = []
+    for w in workloads:
+        for r in w.rows:
+            if r.target is not None and r.met() is False:
+                versus = _versus(r)
+                out.append(f"{w.key} {r.op}: {fmt(r.values.get(TDB), r.unit)}"
+                           f"{f' ({versus})' if versus else ''}; target {r.target.text}")
+    return out
+
+
+def check_summary(workloads: list[Workload]) -> str:
+    """How many targets were met, missed and not evaluated, then the misses one per line."""
+    outcomes = [r.met() for w in workloads for r in w.rows if r.target is not None]
+    lines = [f"targets: {outcomes.count(True)} met, {outcomes.count(False)} missed, "
+             f"{outcomes.count(None)} not evaluated (a figure is missing)"]
+    return "\n".join([*lines, *(f"  MISSED {m}" for m in missed(workloads))])
 
 
 def markdown_table(w: Workload) -> str:
@@ -76,14 +109,18 @@ def markdown_section(workloads: list[Workload], info: dict[str, Any], command: s
     v = info["versions"]
     lines = [
         SECTION, "",
-        "Issue 5: every claim is a ratio measured side by side, in one run, on one machine, on the same "
-        "generated data. Each operation runs several times (median shown; min/max in the JSON output); reads "
-        "follow one untimed warm-up, so every system reads from a warm page cache. `tensordb / best peer` "
-        "divides tensordb's median by the best other system's (lower is better everywhere); `target` is the "
-        "issue's target for that row, checked against the figures of this run.", "",
+        "Every claim is a ratio measured side by side, in one run, on one machine, on the same generated "
+        "data (how: the section above). Rows without `in-process` are timed in fresh processes, as a user's "
+        "script pays them: interpreter start-up and the system's own imports included. `in-process` rows "
+        "time the same code inside the benchmark's process. Each operation runs several times (median shown; "
+        "min/max in the JSON output). `tensordb / best peer` divides tensordb's median by the best other "
+        "system's (lower is better everywhere but the streaming throughput ratio); `target` is the row's "
+        "target (`bench/targets.py`), checked against the figures of this run. Table S gives the physical "
+        "limits of start-up here: the interpreter alone, and numpy, apsw and blosc2 alone.", "",
         "### Command", "", "```console", f"$ {command}", "```", "",
-        f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, under 3 minutes), "
-        "`--only W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
+        f"Total duration: {seconds / 60:.1f} min. Options: `--quick` (every workload scaled down, fresh "
+        "processes only, the peers that targets name, under 4 minutes), `--check` (exit status 1 when a "
+        "target is missed), `--only S,W1,W3`, `--json out.json`, `--markdown` (rewrites this section), "
         "`--markdown-from out.json` (the same, from a saved run), `--w2-shape ROWSxCOLS`, "
         "`--w4 TREESxMIB`, `--repeat N`.", "",
         "### Machine", "", "| | |", "|---|---|",

@@ -19,7 +19,8 @@ import numpy as np
 import tensordb
 
 from . import jsonbinref
-from .common import TDB, Budget, Cond, Stat, Target, Workload, disk_usage, fresh, sync, tdb_files, timed
+from .common import Budget, Stat, Workload, disk_usage, timed
+from .systems import TDB, fresh, h5py_blosc, sync, tdb_files
 from .w2_big import make_field
 
 
@@ -83,20 +84,21 @@ class JsonBinPeer:
 
 
 class H5Peer:
-    """h5py: one chunked, Blosc zstd 5 + shuffle dataset, hard-linked into every tree's group."""
+    """h5py: one chunked dataset, Blosc compressed with tensordb's default codec, hard-linked into every
+    tree's group."""
 
     name = "h5py"
 
     def __init__(self, work: Path) -> None:
+        self.work = work
         self.path = work / "w4.h5"
 
     def write(self, big: np.ndarray[Any, Any], n_trees: int) -> None:
         import h5py
-        import hdf5plugin
 
         with h5py.File(self.path, "w") as f:
             dset = f.create_dataset("shared", data=big, chunks=(512, 512),
-                                    **hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+                                    **h5py_blosc(self.work))
             for i in range(n_trees):
                 g = f.create_group(f"t{i:04d}")
                 g["big"] = dset  # a hard link
@@ -130,7 +132,7 @@ def run(work: Path, n_trees: int, mib: int, write_budget: Budget, available: dic
     w.skipped["Zarr v3"] = "no references between arrays: every tree would store its own copy"
     w.row("write all trees")
     w.row("bytes on disk", "bytes")
-    w.row("bytes on disk / one raw copy (array + small fields)", "x", Target("<1.1x", (Cond(1.1, None, True),)))
+    w.row("bytes on disk / one raw copy (array + small fields)", "x")
     for name in systems:
         log(f"W4 {name}")
         peer = PEERS[name](work)
