@@ -63,6 +63,8 @@ _KEYS_PER_QUERY = 500
 # Chunks this big are compressed by the pool (Blosc2 releases the GIL); handing
 # a smaller one to a thread costs more than compressing it here.
 _PARALLEL_CHUNK_BYTES = 4096
+# Chunks this big are hashed by the pool (BLAKE3 releases the GIL for big inputs).
+_PARALLEL_HASH_BYTES = 256 * 1024
 #: Threads of the (de)compression pool.
 THREADS = min(8, os.cpu_count() or 1)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -81,6 +83,17 @@ def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
     for i, future in handed.items():
         results[i] = future.result()
     return results
+
+
+def _content_keys(items: Sequence[tuple[Any, Codec, int]]) -> list[bytes]:
+    """The content key of every chunk ``(raw, codec, typesize)``, big ones hashed by the pool."""
+    def key(item: tuple[Any, Codec, int]) -> bytes:
+        raw, codec, typesize = item
+        return content_key(codec.fingerprint(typesize), raw)
+
+    if len(items) > 1 and memoryview(items[0][0]).nbytes >= _PARALLEL_HASH_BYTES:
+        return list(thread_pool().map(key, items))
+    return [key(item) for item in items]
 
 
 def thread_pool() -> ThreadPoolExecutor:
@@ -132,7 +145,7 @@ class ChunkStore:
         Chunks already stored (or repeated in ``items``) are found by content
         key and not compressed again.
         """
-        keys = [content_key(codec.fingerprint(typesize), raw) for raw, codec, typesize in items]
+        keys = _content_keys(items)
         ids = self._stored_ids(keys)
         new: dict[bytes, tuple[Any, Codec, int]] = {}
         for key, item in zip(keys, items):
@@ -176,7 +189,9 @@ class ChunkStore:
         return found
 
     #: What reading needs from a chunk record ``c``: a row is (chunk id, *these), see :meth:`verified_bytes`.
-    DATA_COLUMNS = "c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size"
+    #: The pack's file name comes along, so reading a pack chunk needs no further query.
+    DATA_COLUMNS = ("c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size, "
+                    "(SELECT p.name FROM pack p WHERE p.pack_id = c.pack_id)")
 
     def stored_bytes(self, chunk_id: int) -> tuple[bytes, int, int]:
         """The stored bytes of a chunk, checksum-verified; also its raw size and hash-free metadata."""
@@ -190,7 +205,7 @@ class ChunkStore:
 
     def verified_bytes(self, row: tuple[Any, ...]) -> tuple[bytes, int, int]:
         """(stored bytes, raw size, stored size) of a record read with (chunk id, :attr:`DATA_COLUMNS`)."""
-        chunk_id, data, pack_id, offset, size, expected, raw_size = row
+        chunk_id, data, pack_id, offset, size, expected, raw_size, pack_name = row
         if size is None and expected is None:  # a LEFT JOIN from chunk_ref found no record
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
         if type(size) is not int or type(raw_size) is not int or type(expected) is not int:
@@ -200,7 +215,7 @@ class ChunkStore:
                 raise CorruptionError(f"chunk {chunk_id}: inline data is {type(data).__name__}, not a BLOB")
             stored = data
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
-            stored = self.packs.read(pack_id, offset, size)
+            stored = self.packs.read(pack_id, offset, size, pack_name)
             self.counters.pack_reads += 1
         else:
             raise CorruptionError(f"chunk {chunk_id} has neither inline data nor a valid pack location")
