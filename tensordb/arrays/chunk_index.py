@@ -63,12 +63,9 @@ class ChunkIndex:
             f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id",
             (meta.array_id, *keys),
         )
-        version = -1
-        found: dict[str, ChunkRecord] = {}
-        for version, coord, *record in cursor:
-            if coord is not None:
-                found[coord] = tuple(record)
-        return found, int(version)
+        rows = cursor.fetchall()  # at least the pragma's row
+        found = {coord: tuple(record) for _, coord, *record in rows if coord is not None}
+        return found, int(rows[0][0])
 
     def records_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, dict[str, ChunkRecord]]:
         """{array id: {coord key: record}} for the arrays a SQL subquery selects, in one query."""

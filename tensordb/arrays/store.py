@@ -23,7 +23,7 @@ from ..errors import StaleHandleError
 from ..storage.packs import PacksAppeared
 from ..storage.store import Store
 from . import grid as g
-from .chunk_index import ChunkIndex, ChunkRecord, CachedArray
+from .chunk_index import CachedArray, ChunkIndex, ChunkRecord
 from .io import ArrayIO, Lookup
 from .meta import ArrayMeta, ArrayRecords, ArraySpec
 
