@@ -141,9 +141,10 @@ class ArrayIO:
             while inflight:
                 done(inflight.popleft().result())
         finally:  # after an error, no worker may write into ``out`` once we have returned
-            for future in inflight:
-                future.cancel()
-            futures.wait(inflight)
+            if inflight:
+                for future in inflight:
+                    future.cancel()
+                futures.wait(inflight)
 
     # -- writing -------------------------------------------------------------------
 

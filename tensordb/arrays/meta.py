@@ -110,14 +110,10 @@ class ArrayRecords:
         same read as the record, so it tells whether later reads see the same
         commit.
         """
-        row = self.conn.one(
-            f"SELECT v.data_version, {_prefixed(META_COLUMNS, 'a')} FROM pragma_data_version v "
-            f"LEFT JOIN array a ON a.array_id = ({array_id_sql})",
-            params,
-        )
-        assert row is not None  # the pragma always yields its one row
-        version, *fields = row
-        return (None if fields[0] is None else meta_from_row(tuple(fields))), int(version)
+        row = self.conn.one(_VERSIONED_META.format(array_id_sql), params)
+        if row is None:
+            return None, self.conn.data_version()
+        return meta_from_row(row[1:]), int(row[0])
 
     def where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, ArrayMeta]:
         """The validated records of the arrays whose ids a SQL subquery selects, in one query."""
@@ -165,8 +161,9 @@ class ArrayRecords:
         )
 
 
-def _prefixed(columns: str, table: str) -> str:
-    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
+# A scalar subquery for the version: as a join, SQLite would scan the array table.
+_VERSIONED_META = f"SELECT (SELECT data_version FROM pragma_data_version), {META_COLUMNS} FROM array " \
+                  "WHERE array_id = ({})"
 
 
 def _new_meta(array_id: int, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...] | None,

@@ -117,7 +117,7 @@ class ArrayStore:
                     return self._read_cached(cached, key, checked=fresh), cached
                 except (_Changed, PacksAppeared):
                     cached = None
-        with self.store.snapshot():  # other connections keep committing: take a snapshot
+        with self.store.snapshot():  # other connections kept committing meanwhile: take a snapshot
             return self.read(self._meta_of(ref, missing), key), None
 
     def meta_current(self, cached: CachedArray | None, ref: ArrayRef, missing: Callable[[], None]

@@ -125,3 +125,17 @@ def test_handles_from_pickles_and_dask_blocks_read_through_the_cache(db_path: Pa
         handle: Any = pickle.loads(pickle.dumps(db["t"]["/a"]))
         np.testing.assert_array_equal(handle[BOX], data[BOX])
         np.testing.assert_array_equal(handle[BOX], data[BOX])
+
+
+def test_a_pack_folder_created_during_a_read_is_locked_and_the_rows_read_again(db_path: Path) -> None:
+    data = _make(db_path)  # small chunks, all inline: no pack folder yet
+    bigger = np.random.default_rng(2).standard_normal((128, 128)).astype("f4")
+    with tensordb.open(db_path, mode="r") as reader, tensordb.open(db_path, inline_threshold=0) as writer:
+        handle = reader["t"]["/a"]
+        np.testing.assert_array_equal(handle[BOX], data[BOX])
+        packs = reader._store.packs
+        with packs.reading():  # finds no folder to lock
+            writer["t"]["/a"][...] = bigger  # the first pack file, in a new folder
+            np.testing.assert_array_equal(handle[BOX], bigger[BOX])
+            assert packs._read_locked  # the read locked the folder it met
+        assert not packs._read_locked
