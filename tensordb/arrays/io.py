@@ -162,7 +162,7 @@ class ArrayIO:
                 chunk = stack[i, ...]  # a view, 0-d included
                 orthogonal_set(chunk, p.chunk_sel, orthogonal_get(source, p.out_sel))
                 writer.add(meta, p.coords, chunk)
-            writer.flush()
+        writer.flush()
 
     def write_whole(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> None:
         """Fill new, empty arrays with whole values.
@@ -189,7 +189,7 @@ class ArrayIO:
             stack = self._current_chunks(meta, new, batch, [True] * len(batch))
             for i, c in enumerate(batch):
                 writer.add(new, c, stack[i, ...])
-            writer.flush()
+        writer.flush()
 
     def _current_chunks(self, meta: ArrayMeta, bounds: ArrayMeta, coords: list[tuple[int, ...]],
                         read: list[bool]) -> np.ndarray[Any, Any]:
@@ -216,8 +216,12 @@ class ArrayIO:
 class ChunkWriter:
     """Collects new chunk contents and stores them a batch at a time.
 
+    A batch is compressed by the pool while the caller builds the next one;
+    it is stored (pack bytes appended, one statement per table) when the
+    next batch is sent, or at :meth:`flush`, which every writer ends with.
     ``replacing``: the chunks may have index rows already (a chunk now equal
-    to the fill value everywhere must then lose its row).
+    to the fill value everywhere must then lose its row). Each chunk of an
+    array is added at most once per writer.
     """
 
     def __init__(self, io: ArrayIO, replacing: bool) -> None:
@@ -226,6 +230,7 @@ class ChunkWriter:
         self._batch: list[tuple[ArrayMeta, str, np.ndarray[Any, Any]]] = []
         self._fills: list[tuple[int, str]] = []
         self._pending = 0
+        self._storing: Callable[[], None] | None = None
 
     def add(self, meta: ArrayMeta, coords: tuple[int, ...], chunk: np.ndarray[Any, Any]) -> None:
         """A full chunk's new content (the writer may keep a reference to it until the next flush)."""
@@ -238,17 +243,32 @@ class ChunkWriter:
         self._batch.append((meta, key, raw))
         self._pending += raw.nbytes
         if self._pending >= _WRITE_BATCH_BYTES:
-            self.flush()
+            self._send()
 
     def flush(self) -> None:
-        """Store what was added: parallel hashing and compression, one statement per table."""
+        """Store everything added so far."""
+        self._send()
+        self._finish()
+
+    def _send(self) -> None:
+        """Finish storing the batch sent before, then start on this one (hashes and compression on the pool)."""
+        self._finish()
         batch, fills = self._batch, self._fills
         self._batch, self._fills, self._pending = [], [], 0
         if fills:
             self.io.index.drop(fills)
         if batch:
-            ids = self.io.chunks.put_many([(raw, meta.codec, meta.itemsize) for meta, _, raw in batch])
-            self.io.index.point((meta.array_id, key, chunk_id) for (meta, key, _), chunk_id in zip(batch, ids))
+            store = self.io.chunks.start_put_many([(raw, meta.codec, meta.itemsize) for meta, _, raw in batch])
+
+            def point() -> None:
+                ids = store()
+                self.io.index.point((meta.array_id, key, chunk_id) for (meta, key, _), chunk_id in zip(batch, ids))
+            self._storing = point
+
+    def _finish(self) -> None:
+        storing, self._storing = self._storing, None
+        if storing is not None:
+            storing()
 
 
 def records_lookup(records: Mapping[str, ChunkRecord]) -> Lookup:

@@ -14,7 +14,7 @@ arrays' shapes or trees: a chunk is bytes with a reference count.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -70,8 +70,8 @@ THREADS = min(8, os.cpu_count() or 1)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
-    """Compress chunks ``(raw, codec, typesize)``, on several cores when there is enough work."""
+def _start_compressing(items: list[tuple[Any, Codec, int]]) -> Callable[[], list[bytes]]:
+    """Compress chunks ``(raw, codec, typesize)``: big ones on the pool, from now on; the result waits for them."""
     def encode(item: tuple[Any, Codec, int]) -> bytes:
         raw, codec, typesize = item
         return codec.encode(raw, typesize)
@@ -80,9 +80,12 @@ def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
     handed = {i: pool.submit(encode, item) for i, item in enumerate(items)
               if memoryview(item[0]).nbytes >= _PARALLEL_CHUNK_BYTES} if len(items) > 1 else {}
     results = [b"" if i in handed else encode(item) for i, item in enumerate(items)]  # meanwhile, the small ones
-    for i, future in handed.items():
-        results[i] = future.result()
-    return results
+
+    def wait() -> list[bytes]:
+        for i, future in handed.items():
+            results[i] = future.result()
+        return results
+    return wait
 
 
 def _content_keys(items: Sequence[tuple[Any, Codec, int]]) -> list[bytes]:
@@ -145,6 +148,15 @@ class ChunkStore:
         Chunks already stored (or repeated in ``items``) are found by content
         key and not compressed again.
         """
+        return self.start_put_many(items)()
+
+    def start_put_many(self, items: Sequence[tuple[Any, Codec, int]]) -> Callable[[], list[int]]:
+        """:meth:`put_many` in two steps: compression starts on the pool now, and calling the
+        result waits for it and stores the chunks (the caller prepares more work meanwhile).
+
+        The chunks' buffers must stay unchanged until then, and nothing else
+        may be stored in between (deduplication looks at stored chunks now).
+        """
         keys = _content_keys(items)
         ids = self._stored_ids(keys)
         new: dict[bytes, tuple[Any, Codec, int]] = {}
@@ -153,27 +165,35 @@ class ChunkStore:
                 self.counters.chunks_deduplicated += 1
             else:
                 new[key] = item
-        if new:
-            compressed = _compress_all(list(new.values()))
-            faults.crashpoint("compress")
-            next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
-            rows: list[tuple[Any, ...]] = []
-            for (key, (raw, _, _)), stored in zip(new.items(), compressed):
-                ids[key] = chunk_id = next_id + len(rows)
-                location: tuple[Any, Any, Any] = (stored, None, None)
-                if len(stored) > self.inline_threshold:
-                    location = (None, *self.packs.append(stored))
-                    self.counters.pack_bytes_written += len(stored)
-                rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
-                self.counters.chunks_written += 1
-                self.counters.chunk_bytes_written += len(stored)
-            self.conn.executemany(
-                "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            faults.crashpoint("chunk-row")
-        return [ids[key] for key in keys]
+        compressing = _start_compressing(list(new.values())) if new else None
+
+        def store() -> list[int]:
+            if compressing is not None:
+                self._insert(new, compressing(), ids)
+            return [ids[key] for key in keys]
+        return store
+
+    def _insert(self, new: dict[bytes, tuple[Any, Codec, int]], compressed: list[bytes], ids: dict[bytes, int]
+                ) -> None:
+        """Store compressed chunks (inline or in a pack) and note their new ids in ``ids``."""
+        faults.crashpoint("compress")
+        next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
+        rows: list[tuple[Any, ...]] = []
+        for (key, (raw, _, _)), stored in zip(new.items(), compressed):
+            ids[key] = chunk_id = next_id + len(rows)
+            location: tuple[Any, Any, Any] = (stored, None, None)
+            if len(stored) > self.inline_threshold:
+                location = (None, *self.packs.append(stored))
+                self.counters.pack_bytes_written += len(stored)
+            rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
+            self.counters.chunks_written += 1
+            self.counters.chunk_bytes_written += len(stored)
+        self.conn.executemany(
+            "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        faults.crashpoint("chunk-row")
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:
         """{content key: chunk id} for the keys already stored."""
