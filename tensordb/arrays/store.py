@@ -137,11 +137,7 @@ class ArrayStore:
         generation = self.conn.write_generation
         if cached is not None and cached.generation == generation:
             return cached, False
-        meta, version = self.records.get_versioned(*ref)
-        if meta is None:
-            missing()
-            raise StaleHandleError("the array of this handle no longer exists")
-        return CachedArray(meta, version, generation), True
+        return CachedArray(*self._fetch(ref, missing), generation), True
 
     def _read_cached(self, cached: CachedArray, key: object, checked: bool) -> Any:
         """Read through the cache; _Changed when a commit since it was filled shows up."""
@@ -160,17 +156,27 @@ class ArrayStore:
             checked = True
             return {key: cached.records.get(key) for key in keys}
 
-        result = self.io.read(meta, key, lookup)
+        try:
+            result = self.io.read(meta, key, lookup)
+        except Exception:
+            # an IndexError against a shape that changed meanwhile is no answer either
+            if not checked and conn.data_version() != cached.version:
+                raise _Changed from None
+            raise
         if not checked and conn.data_version() != cached.version:  # no chunk looked up: the shape must be current
             raise _Changed
         return result
 
     def _meta_of(self, ref: ArrayRef, missing: Callable[[], None]) -> ArrayMeta:
-        meta, _ = self.records.get_versioned(*ref)
+        return self._fetch(ref, missing)[0]
+
+    def _fetch(self, ref: ArrayRef, missing: Callable[[], None]) -> tuple[ArrayMeta, int]:
+        """(the record of the array ``ref`` names, the data version it was read at)."""
+        meta, version = self.records.get_versioned(*ref)
         if meta is None:
             missing()
             raise StaleHandleError("the array of this handle no longer exists")
-        return meta
+        return meta, version
 
     def _lookup(self, meta: ArrayMeta) -> Lookup:
         return lambda keys: self.index.records(meta, keys)

@@ -59,6 +59,11 @@ def test_a_write_by_another_connection_shows_in_an_open_handle(db_path: Path) ->
         writer["t"]["/a"][BOX] = -1.0
         np.testing.assert_array_equal(handle[BOX], np.full((32, 32), -1.0, "f4"))
         writer["t"]["/a"].resize((40, 50))
+        with pytest.raises(IndexError):
+            handle[45]  # the new shape, not the one read before
+        writer["t"]["/a"].resize((140, 50))
+        assert handle[139].shape == (50,)
+        writer["t"]["/a"].resize((40, 50))
         assert handle.shape == (40, 50)
         np.testing.assert_array_equal(handle[...][:5, :5], data[:5, :5])
         writer["t"]["/b"] = {"x": writer["t"]["/a"]}  # shared: the next write clones the array
