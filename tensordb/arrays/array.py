@@ -14,12 +14,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
 from ..codec import Codec
-from ..errors import ReadOnlyError, context, guard_corruption
+from ..errors import ReadOnlyError, StaleHandleError, context, guard_corruption
 from .chunk_index import CachedArray
 from .meta import ArrayMeta
 from .store import ArrayRef, ArrayStore
@@ -97,9 +97,9 @@ class Array:
     def _ref(self) -> ArrayRef:
         return self._owner.array_ref() if self._owner is not None else ("SELECT ?", (self._array_id,))
 
-    def _missing(self) -> None:
-        """Raise the owner's error when it no longer holds an array."""
-        self._current_id()
+    def _missing(self) -> NoReturn:
+        """Raise the error for a handle whose array is gone (the owner's, if it holds no array now)."""
+        raise StaleHandleError(f"array {self._current_id()} no longer exists (deleted and garbage-collected)")
 
     def _keep(self, cache: CachedArray | None) -> None:
         self._cache = cache

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from ..codec import Codec
-from ..errors import StaleHandleError
 from ..storage.packs import PacksAppeared
 from ..storage.store import Store
 from . import grid as g
@@ -103,10 +102,10 @@ class ArrayStore:
         return self.io.read_whole(meta, records)
 
     def read_current(self, cached: CachedArray | None, ref: ArrayRef, key: object,
-                     missing: Callable[[], None]) -> tuple[Any, CachedArray | None]:
+                     missing: Callable[[], NoReturn]) -> tuple[Any, CachedArray | None]:
         """``array[key]`` of the array ``ref`` names now, and what to cache for the next read.
 
-        ``missing`` raises the right error when ``ref`` names no array.
+        ``missing`` raises the error to give when ``ref`` names no array.
         """
         if self.conn.in_snapshot:  # every statement sees one commit already
             return self.read(self._meta_of(ref, missing), key), None
@@ -120,7 +119,7 @@ class ArrayStore:
         with self.store.snapshot():  # other connections kept committing meanwhile: take a snapshot
             return self.read(self._meta_of(ref, missing), key), None
 
-    def meta_current(self, cached: CachedArray | None, ref: ArrayRef, missing: Callable[[], None]
+    def meta_current(self, cached: CachedArray | None, ref: ArrayRef, missing: Callable[[], NoReturn]
                      ) -> tuple[ArrayMeta, CachedArray | None]:
         """The record of the array ``ref`` names now (one statement), and what to cache."""
         if self.conn.in_snapshot:
@@ -131,7 +130,7 @@ class ArrayStore:
         cached, _ = self._current(None, ref, missing)
         return cached.meta, cached
 
-    def _current(self, cached: CachedArray | None, ref: ArrayRef, missing: Callable[[], None]
+    def _current(self, cached: CachedArray | None, ref: ArrayRef, missing: Callable[[], NoReturn]
                  ) -> tuple[CachedArray, bool]:
         """(a cache of the array ``ref`` names, whether it was read just now) (unchecked when reused)."""
         generation = self.conn.write_generation
@@ -167,15 +166,14 @@ class ArrayStore:
             raise _Changed
         return result
 
-    def _meta_of(self, ref: ArrayRef, missing: Callable[[], None]) -> ArrayMeta:
+    def _meta_of(self, ref: ArrayRef, missing: Callable[[], NoReturn]) -> ArrayMeta:
         return self._fetch(ref, missing)[0]
 
-    def _fetch(self, ref: ArrayRef, missing: Callable[[], None]) -> tuple[ArrayMeta, int]:
+    def _fetch(self, ref: ArrayRef, missing: Callable[[], NoReturn]) -> tuple[ArrayMeta, int]:
         """(the record of the array ``ref`` names, the data version it was read at)."""
         meta, version = self.records.get_versioned(*ref)
         if meta is None:
             missing()
-            raise StaleHandleError("the array of this handle no longer exists")
         return meta, version
 
     def _lookup(self, meta: ArrayMeta) -> Lookup:
