@@ -123,9 +123,10 @@ class ArrayIO:
         remaining = iter(projections)
         try:
             while batch := list(itertools.islice(remaining, RECORDS_PER_QUERY)):
-                records = lookup([g.coord_key(p.coords) for p in batch])
-                for p in batch:
-                    record = records.get(g.coord_key(p.coords))
+                keys = [g.coord_key(p.coords) for p in batch]
+                records = lookup(keys)
+                for key, p in zip(keys, batch):
+                    record = records.get(key)
                     if record is None:  # never written: reads as the fill value
                         fill = np.broadcast_to(meta.fill_value(), meta.chunks)
                         orthogonal_set(out, p.out_sel, orthogonal_get(fill, p.chunk_sel))
