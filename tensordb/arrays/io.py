@@ -194,10 +194,10 @@ class ArrayIO:
 
     def _current_chunks(self, meta: ArrayMeta, bounds: ArrayMeta, coords: list[tuple[int, ...]],
                         read: list[bool]) -> np.ndarray[Any, Any]:
-        """A stack of full chunks: the stored content inside ``bounds.shape`` where ``read``, else the fill value.
+        """A stack of full chunks: where ``read``, the stored content inside ``bounds.shape``.
 
-        Only edge chunks (whose padding must hold the fill value) and chunks
-        to read are filled first; the caller overwrites the others whole.
+        The padding of edge chunks holds the fill value; the rest of a chunk
+        not read is left for the caller to overwrite whole.
         """
         stack = np.empty((len(coords), *meta.chunks), dtype=meta.dtype)
         wanted = []
@@ -209,9 +209,12 @@ class ArrayIO:
             if r:
                 wanted.append(ChunkProjection(c, valid, (slice(i, i + 1), *valid), True))
         if wanted:
-            lookup: Lookup = lambda keys: self.index.records(meta, keys)  # noqa: E731
-            self.gather(meta, wanted, stack, lookup, parallel=self.worth_parallel(meta, len(wanted)))
+            self.gather(meta, wanted, stack, self.index_lookup(meta), parallel=self.worth_parallel(meta, len(wanted)))
         return stack
+
+    def index_lookup(self, meta: ArrayMeta) -> Lookup:
+        """A :data:`Lookup` querying the chunk index (inside a snapshot or transaction)."""
+        return lambda keys: self.index.records(meta, keys)
 
 
 class ChunkWriter:

@@ -23,7 +23,7 @@ from ..storage.packs import PacksAppeared
 from ..storage.store import Store
 from . import grid as g
 from .chunk_index import CachedArray, ChunkIndex, ChunkRecord
-from .io import ArrayIO, Lookup
+from .io import ArrayIO
 from .meta import ArrayMeta, ArrayRecords, ArraySpec
 
 __all__ = ["ArrayStore", "ArrayRef"]
@@ -95,7 +95,7 @@ class ArrayStore:
 
     def read(self, meta: ArrayMeta, key: object) -> Any:
         """``array[key]`` in the current snapshot or transaction (the caller holds one)."""
-        return self.io.read(meta, key, self._lookup(meta))
+        return self.io.read(meta, key, self.io.index_lookup(meta))
 
     def read_whole(self, meta: ArrayMeta, records: dict[str, ChunkRecord]) -> np.ndarray[Any, Any]:
         """The whole array from its chunk records (see :meth:`chunk_records_where`)."""
@@ -175,9 +175,6 @@ class ArrayStore:
         if meta is None:
             missing()
         return meta, version
-
-    def _lookup(self, meta: ArrayMeta) -> Lookup:
-        return lambda keys: self.index.records(meta, keys)
 
     # -- writing -----------------------------------------------------------------
 
