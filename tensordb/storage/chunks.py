@@ -14,7 +14,7 @@ arrays' shapes or trees: a chunk is bytes with a reference count.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -63,13 +63,15 @@ _KEYS_PER_QUERY = 500
 # Chunks this big are compressed by the pool (Blosc2 releases the GIL); handing
 # a smaller one to a thread costs more than compressing it here.
 _PARALLEL_CHUNK_BYTES = 4096
+# Chunks this big are hashed by the pool (BLAKE3 releases the GIL for big inputs).
+_PARALLEL_HASH_BYTES = 256 * 1024
 #: Threads of the (de)compression pool.
 THREADS = min(8, os.cpu_count() or 1)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
-    """Compress chunks ``(raw, codec, typesize)``, on several cores when there is enough work."""
+def _start_compressing(items: list[tuple[Any, Codec, int]]) -> Callable[[], list[bytes]]:
+    """Compress chunks ``(raw, codec, typesize)``: big ones on the pool, from now on; the result waits for them."""
     def encode(item: tuple[Any, Codec, int]) -> bytes:
         raw, codec, typesize = item
         return codec.encode(raw, typesize)
@@ -78,9 +80,23 @@ def _compress_all(items: list[tuple[Any, Codec, int]]) -> list[bytes]:
     handed = {i: pool.submit(encode, item) for i, item in enumerate(items)
               if memoryview(item[0]).nbytes >= _PARALLEL_CHUNK_BYTES} if len(items) > 1 else {}
     results = [b"" if i in handed else encode(item) for i, item in enumerate(items)]  # meanwhile, the small ones
-    for i, future in handed.items():
-        results[i] = future.result()
-    return results
+
+    def wait() -> list[bytes]:
+        for i, future in handed.items():
+            results[i] = future.result()
+        return results
+    return wait
+
+
+def _content_keys(items: Sequence[tuple[Any, Codec, int]]) -> list[bytes]:
+    """The content key of every chunk ``(raw, codec, typesize)``, big ones hashed by the pool."""
+    def key(item: tuple[Any, Codec, int]) -> bytes:
+        raw, codec, typesize = item
+        return content_key(codec.fingerprint(typesize), raw)
+
+    if len(items) > 1 and memoryview(items[0][0]).nbytes >= _PARALLEL_HASH_BYTES:
+        return list(thread_pool().map(key, items))
+    return [key(item) for item in items]
 
 
 def thread_pool() -> ThreadPoolExecutor:
@@ -132,7 +148,16 @@ class ChunkStore:
         Chunks already stored (or repeated in ``items``) are found by content
         key and not compressed again.
         """
-        keys = [content_key(codec.fingerprint(typesize), raw) for raw, codec, typesize in items]
+        return self.start_put_many(items)()
+
+    def start_put_many(self, items: Sequence[tuple[Any, Codec, int]]) -> Callable[[], list[int]]:
+        """:meth:`put_many` in two steps: compression starts on the pool now, and calling the
+        result waits for it and stores the chunks (the caller prepares more work meanwhile).
+
+        The chunks' buffers must stay unchanged until then, and nothing else
+        may be stored in between (deduplication looks at stored chunks now).
+        """
+        keys = _content_keys(items)
         ids = self._stored_ids(keys)
         new: dict[bytes, tuple[Any, Codec, int]] = {}
         for key, item in zip(keys, items):
@@ -140,27 +165,35 @@ class ChunkStore:
                 self.counters.chunks_deduplicated += 1
             else:
                 new[key] = item
-        if new:
-            compressed = _compress_all(list(new.values()))
-            faults.crashpoint("compress")
-            next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
-            rows: list[tuple[Any, ...]] = []
-            for (key, (raw, _, _)), stored in zip(new.items(), compressed):
-                ids[key] = chunk_id = next_id + len(rows)
-                location: tuple[Any, Any, Any] = (stored, None, None)
-                if len(stored) > self.inline_threshold:
-                    location = (None, *self.packs.append(stored))
-                    self.counters.pack_bytes_written += len(stored)
-                rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
-                self.counters.chunks_written += 1
-                self.counters.chunk_bytes_written += len(stored)
-            self.conn.executemany(
-                "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            faults.crashpoint("chunk-row")
-        return [ids[key] for key in keys]
+        compressing = _start_compressing(list(new.values())) if new else None
+
+        def store() -> list[int]:
+            if compressing is not None:
+                self._insert(new, compressing(), ids)
+            return [ids[key] for key in keys]
+        return store
+
+    def _insert(self, new: dict[bytes, tuple[Any, Codec, int]], compressed: list[bytes], ids: dict[bytes, int]
+                ) -> None:
+        """Store compressed chunks (inline or in a pack) and note their new ids in ``ids``."""
+        faults.crashpoint("compress")
+        next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
+        rows: list[tuple[Any, ...]] = []
+        for (key, (raw, _, _)), stored in zip(new.items(), compressed):
+            ids[key] = chunk_id = next_id + len(rows)
+            location: tuple[Any, Any, Any] = (stored, None, None)
+            if len(stored) > self.inline_threshold:
+                location = (None, *self.packs.append(stored))
+                self.counters.pack_bytes_written += len(stored)
+            rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
+            self.counters.chunks_written += 1
+            self.counters.chunk_bytes_written += len(stored)
+        self.conn.executemany(
+            "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        faults.crashpoint("chunk-row")
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:
         """{content key: chunk id} for the keys already stored."""
@@ -176,7 +209,9 @@ class ChunkStore:
         return found
 
     #: What reading needs from a chunk record ``c``: a row is (chunk id, *these), see :meth:`verified_bytes`.
-    DATA_COLUMNS = "c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size"
+    #: The pack's file name comes along, so reading a pack chunk needs no further query.
+    DATA_COLUMNS = ("c.data, c.pack_id, c.offset, c.size, c.checksum, c.raw_size, "
+                    "(SELECT p.name FROM pack p WHERE p.pack_id = c.pack_id)")
 
     def stored_bytes(self, chunk_id: int) -> tuple[bytes, int, int]:
         """The stored bytes of a chunk, checksum-verified; also its raw size and hash-free metadata."""
@@ -190,7 +225,7 @@ class ChunkStore:
 
     def verified_bytes(self, row: tuple[Any, ...]) -> tuple[bytes, int, int]:
         """(stored bytes, raw size, stored size) of a record read with (chunk id, :attr:`DATA_COLUMNS`)."""
-        chunk_id, data, pack_id, offset, size, expected, raw_size = row
+        chunk_id, data, pack_id, offset, size, expected, raw_size, pack_name = row
         if size is None and expected is None:  # a LEFT JOIN from chunk_ref found no record
             raise CorruptionError(f"chunk {chunk_id} is referenced but has no chunk record")
         if type(size) is not int or type(raw_size) is not int or type(expected) is not int:
@@ -200,7 +235,7 @@ class ChunkStore:
                 raise CorruptionError(f"chunk {chunk_id}: inline data is {type(data).__name__}, not a BLOB")
             stored = data
         elif isinstance(pack_id, int) and isinstance(offset, int) and isinstance(size, int):
-            stored = self.packs.read(pack_id, offset, size)
+            stored = self.packs.read(pack_id, offset, size, pack_name)
             self.counters.pack_reads += 1
         else:
             raise CorruptionError(f"chunk {chunk_id} has neither inline data nor a valid pack location")

@@ -164,6 +164,10 @@ class Connection:
             policy(self.conn)
         self._depth = 0
         self._read_depth = 0
+        # Moves whenever this connection starts or ends a (sub)transaction: with
+        # SQLite's data_version (which moves on other connections' commits), it
+        # tells a cache whether what it read is still current.
+        self.write_generation = 0
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._savepoint_hooks: list[tuple[Callable[[int], None], Callable[[int], None]]] = []
@@ -187,6 +191,15 @@ class Connection:
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    @property
+    def in_snapshot(self) -> bool:
+        """Inside a write transaction or a read snapshot: every statement sees one commit."""
+        return self._depth > 0 or self._read_depth > 0
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        return int(self.scalar("PRAGMA data_version"))
 
     def ensure_usable(self) -> None:
         if self.closed:
@@ -293,6 +306,7 @@ class Connection:
             with io_errors(self.filename, "starting a savepoint"):
                 self.conn.execute(f"SAVEPOINT tdb_{level}")
         self._depth += 1
+        self.write_generation += 1
         for begin, _ in self._savepoint_hooks:
             begin(level)
         try:
@@ -304,6 +318,8 @@ class Connection:
             raise
         else:
             self._commit(level)
+        finally:
+            self.write_generation += 1
 
     def _rollback(self, level: int) -> None:
         try:

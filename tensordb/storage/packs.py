@@ -52,7 +52,7 @@ from .. import faults
 from ..errors import CorruptionError, StorageError
 from .connection import Connection, storage_error
 
-__all__ = ["PackStore", "PACK_NAME", "HEADER", "GATE_NAME"]
+__all__ = ["PackStore", "PacksAppeared", "PACK_NAME", "HEADER", "GATE_NAME"]
 
 HEADER = b"TDBPACK1" + bytes(8)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -80,6 +80,7 @@ class PackStore:
         self._dir_fd: int | None = None  # the sidecar folder, for flock(2)
         self._gate_fd: int | None = None  # the gate file in it (see exclusive())
         self._read_locked = False
+        self._lockless = False  # inside reading() while there was no folder to lock
         self.max_pack_bytes = MAX_PACK_BYTES
         self._readers: dict[int, tuple[str, BinaryIO]] = {}
         self._fds: dict[int, int] = {}  # write descriptors, by pack id
@@ -335,9 +336,18 @@ class PackStore:
 
     # -- reading -----------------------------------------------------------------
 
-    def read(self, pack_id: int, offset: int, size: int) -> bytes:
-        """Read exactly ``size`` bytes at ``offset``; anything short is a CorruptionError."""
-        name, f = self._reader(pack_id)
+    def read(self, pack_id: int, offset: int, size: int, name: object = None) -> bytes:
+        """Read exactly ``size`` bytes at ``offset``; anything short is a CorruptionError.
+
+        ``name``: the pack's file name when the caller read it with the location (saves a query).
+        """
+        if self._lockless:
+            fd = self._folder_fd()
+            if fd is not None:
+                self._lockless = False
+                self._lock_shared(fd)
+                raise PacksAppeared(f"the pack folder {self.dir} appeared during a read")
+        name, f = self._reader(pack_id, name)
         if offset < len(HEADER) or size < 0:
             raise CorruptionError(f"pack {name}: invalid range offset={offset} length={size}")
         file_size = os.fstat(f.fileno()).st_size
@@ -350,11 +360,14 @@ class PackStore:
             raise CorruptionError(f"pack {name}: short read at {offset}")
         return data
 
-    def _reader(self, pack_id: int) -> tuple[str, BinaryIO]:
+    def _reader(self, pack_id: int, name: object = None) -> tuple[str, BinaryIO]:
         cached = self._readers.get(pack_id)
         if cached is not None:
             return cached
-        name = self.name_of(pack_id)
+        if name is None:
+            name = self.name_of(pack_id)
+        elif not isinstance(name, str):
+            raise CorruptionError(f"invalid pack file name {name!r} in the database")
         try:
             f = self._open(name, os.O_RDONLY, "rb")
         except (FileNotFoundError, NotADirectoryError):
@@ -475,6 +488,33 @@ class PackStore:
             # The folder appeared meanwhile: start the snapshot again, under the lock.
             self.conn.conn.execute("COMMIT")
             self.conn.conn.execute("BEGIN DEFERRED")
+        self._lock_shared(fd)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Keep pack files as they are (gc waits) for reads made outside a read snapshot.
+
+        Rows read in the block name only files that stay. With no pack folder
+        yet, there is nothing to lock; should the block then meet a pack
+        chunk (a folder created meanwhile), :meth:`read` locks the folder and
+        raises :class:`PacksAppeared`: read the rows again.
+        """
+        if self._read_locked or self._lockless:  # a snapshot (or an outer block) holds the lock already
+            yield
+            return
+        fd = self._folder_fd()
+        if fd is None:
+            self._lockless = True
+        else:
+            self._lock_shared(fd)
+        try:
+            yield
+        finally:
+            self._lockless = False
+            self._end_read()
+
+    def _lock_shared(self, fd: int) -> None:
+        """LOCK_SH on the folder, passing through the gate (see :meth:`exclusive`)."""
         gate = self._gate(create=False)
         try:
             if gate is not None:
@@ -543,6 +583,10 @@ class PackStore:
         for pack_id in list(self._fds):
             self._close_fd(pack_id)
         self._touched.clear()
+
+
+class PacksAppeared(Exception):
+    """The pack folder appeared during a read that found none to lock: read the rows again."""
 
 
 class _NoLocks(Exception):

@@ -56,6 +56,9 @@ class NodeOwner:
         self.ops.touch(row.tree_id)
         return array_id
 
+    def array_ref(self) -> tuple[str, tuple[Any, ...]]:
+        return "SELECT array_id FROM node WHERE node_id = ?", (self.node_id,)
+
     def location(self) -> tuple[str | None, str | None]:
         row = self.ops.nodes.row(self.node_id)
         if row is None:

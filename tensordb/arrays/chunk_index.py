@@ -1,0 +1,126 @@
+"""The chunk index: (array, chunk coordinates) -> chunk record, and its per-handle cache.
+
+``chunk_ref`` maps a chunk's grid coordinates (as a ``coord`` key, see
+:func:`tensordb.arrays.grid.coord_key`) to a chunk record. A chunk never
+written, or written with nothing but the fill value, has no index row.
+
+A *record* is ``(chunk id, *ChunkStore.DATA_COLUMNS)``: inline chunks come
+with their stored bytes, pack chunks with their location.
+
+:class:`CachedArray` keeps what one handle read (its array record and the
+records of the chunks it touched) together with the commit it was read at:
+SQLite's ``data_version`` (which moves when another connection commits) and
+the connection's own ``write_generation`` (which moves when this one writes).
+A cache is trusted only while both are unchanged, so it never serves data of
+another version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..storage.chunks import ChunkStore
+from ..storage.connection import Connection
+from . import grid as g
+from .meta import ArrayMeta
+
+__all__ = ["ChunkIndex", "CachedArray", "ChunkRecord", "RECORDS_PER_QUERY"]
+
+#: (chunk id, *ChunkStore.DATA_COLUMNS)
+ChunkRecord = tuple[Any, ...]
+
+#: Chunk records are looked up this many at a time (at most 16 MiB of inline chunks).
+RECORDS_PER_QUERY = 256
+# A handle caches at most this many chunk records and this many inline stored bytes.
+_CACHED_RECORDS = 4096
+_CACHED_INLINE_BYTES = 8 * 1024 * 1024
+
+
+class ChunkIndex:
+    """Rows of ``chunk_ref`` joined with the chunk records they point at."""
+
+    def __init__(self, conn: Connection, chunks: ChunkStore) -> None:
+        self.conn = conn
+        self.chunks = chunks
+
+    def records(self, meta: ArrayMeta, keys: list[str]) -> dict[str, ChunkRecord]:
+        """{coord key: record} for the written chunks among ``keys`` (at most RECORDS_PER_QUERY), one query."""
+        marks = ", ".join("?" * len(keys))
+        cursor = self.conn.execute(
+            f"SELECT r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
+            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id = ? AND r.coord IN ({marks})",
+            (meta.array_id, *keys),
+        )
+        return {coord: tuple(record) for coord, *record in cursor}
+
+    def records_versioned(self, meta: ArrayMeta, keys: list[str]) -> tuple[dict[str, ChunkRecord], int]:
+        """:meth:`records` and the connection's data version, read by one statement (so, from one commit)."""
+        marks = ", ".join("?" * len(keys))
+        cursor = self.conn.execute(
+            f"SELECT v.data_version, r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM pragma_data_version v "
+            f"LEFT JOIN chunk_ref r ON r.array_id = ? AND r.coord IN ({marks}) "
+            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id",
+            (meta.array_id, *keys),
+        )
+        rows = cursor.fetchall()  # at least the pragma's row
+        found = {coord: tuple(record) for _, coord, *record in rows if coord is not None}
+        return found, int(rows[0][0])
+
+    def records_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, dict[str, ChunkRecord]]:
+        """{array id: {coord key: record}} for the arrays a SQL subquery selects, in one query."""
+        records: dict[int, dict[str, ChunkRecord]] = {}
+        cursor = self.conn.execute(
+            f"SELECT r.array_id, r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
+            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id IN ({array_ids_sql})",
+            params,
+        )
+        for array_id, coord, *record in cursor:
+            records.setdefault(array_id, {})[coord] = tuple(record)
+        return records
+
+    def stored_coords(self, meta: ArrayMeta) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """Every (coord key, coords) with a stored chunk (coordinates outside the grid are refused)."""
+        grid = meta.grid
+        rows = self.conn.execute("SELECT coord FROM chunk_ref WHERE array_id = ?", (meta.array_id,)).fetchall()
+        for (key,) in rows:
+            yield key, g.parse_coord_key(key, grid)
+
+    def point(self, refs: Iterable[tuple[int, str, int]]) -> None:
+        """Point ``(array id, coord key)`` at chunk ids (inserting or replacing index rows), one statement."""
+        self.conn.executemany(
+            "INSERT INTO chunk_ref(array_id, coord, chunk_id) VALUES (?, ?, ?) "
+            "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id",
+            refs,
+        )
+
+    def drop(self, refs: Iterable[tuple[int, str]]) -> None:
+        """Remove index rows ``(array id, coord key)``: those chunks read as the fill value from now on."""
+        self.conn.executemany("DELETE FROM chunk_ref WHERE array_id = ? AND coord = ?", refs)
+
+
+class CachedArray:
+    """One handle's array record and chunk records, with the version they were read at."""
+
+    __slots__ = ("meta", "version", "generation", "records", "_inline_bytes")
+
+    def __init__(self, meta: ArrayMeta, version: int, generation: int) -> None:
+        self.meta = meta
+        self.version = version
+        self.generation = generation
+        self.records: dict[str, ChunkRecord | None] = {}  # None: known to be unwritten
+        self._inline_bytes = 0
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        records = self.records
+        return [key for key in keys if key not in records]
+
+    def remember(self, keys: list[str], found: dict[str, ChunkRecord]) -> None:
+        """Add the answer of a lookup of ``keys``; forget everything first when the cache is full."""
+        inline = sum(len(r[1]) for r in found.values() if isinstance(r[1], bytes))
+        if len(self.records) + len(keys) > _CACHED_RECORDS or self._inline_bytes + inline > _CACHED_INLINE_BYTES:
+            self.records.clear()
+            self._inline_bytes = 0
+        for key in keys:
+            self.records[key] = found.get(key)
+        self._inline_bytes += inline
