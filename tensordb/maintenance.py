@@ -23,7 +23,6 @@ from typing import Any
 
 import apsw
 
-from . import faults
 from .arrays.array import ArrayStore
 from .arrays.grid import parse_coord_key
 from .arrays.indexing import grid_shape
@@ -86,7 +85,7 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
         # no reader's snapshot can still see such a row: every snapshot older than
         # this commit has ended (any SQLite reader, an open db.sql() cursor too),
         # and no tensordb read snapshot is open (the pack folder lock).
-        faults.crashpoint("compact-commit")
+        store.hooks.trace("compact-commit")
         if _old_snapshots_ended(store):
             reclaimed, deferred = _reclaim_files(store, unnamed)
         else:
@@ -149,7 +148,7 @@ def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
             return 0, len(orphans)
         for name in orphans:
             freed = packs.delete_file(name)
-            faults.crashpoint("compact-unlink")
+            store.hooks.trace("compact-unlink")
             reclaimed += 0 if name in counted else freed
         for pack_id, end in store.conn.execute(
             "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
@@ -160,7 +159,7 @@ def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
             if size is not None and size > end:
                 store.packs.truncate(pack_id, end)
                 reclaimed += size - end
-                faults.crashpoint("trim")
+                store.hooks.trace("trim")
     return reclaimed, 0
 
 
@@ -190,7 +189,7 @@ def _compact(store: Store, pack_id: int) -> None:
         new_pack, new_offset = store.packs.append(data)
         store.counters.pack_bytes_written += len(data)
         conn.execute("UPDATE chunk SET pack_id = ?, offset = ? WHERE chunk_id = ?", (new_pack, new_offset, chunk_id))
-        faults.crashpoint("compact-copy")
+        store.hooks.trace("compact-copy")
 
 
 def _shrink_file(store: Store) -> None:
@@ -525,10 +524,10 @@ def bundle(store: Store, target: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(leftover)
     store.conn.execute("VACUUM INTO ?", (tmp,))
-    faults.crashpoint("bundle-copy")
+    store.hooks.trace("bundle-copy")
     try:
         with io_errors(tmp, "writing the bundle"):
-            out = apsw.Connection(tmp, vfs=faults.sqlite_vfs)
+            out = apsw.Connection(tmp, vfs=store.hooks.sqlite_vfs)
             try:
                 # No rollback on failure: closing discards the transaction, and the file goes anyway.
                 out.execute("BEGIN")
@@ -539,18 +538,18 @@ def bundle(store: Store, target: str) -> None:
                                 (data, chunk_id))
                 out.execute("DELETE FROM pack")
                 out.execute("COMMIT")
-                faults.crashpoint("bundle-inline")
+                store.hooks.trace("bundle-inline")
                 # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
                 out.execute("PRAGMA journal_mode = DELETE")
                 out.execute("VACUUM")
             finally:
                 out.close()
         try:
-            _fsync_file(tmp)
-            faults.crashpoint("bundle-fsync")
-            faults.files.replace(tmp, target)
-            faults.crashpoint("bundle-rename")
-            faults.files.fsync_dir(os.path.dirname(os.path.abspath(target)))
+            store.hooks.files.fsync_path(tmp)
+            store.hooks.trace("bundle-fsync")
+            store.hooks.files.replace(tmp, target)
+            store.hooks.trace("bundle-rename")
+            store.hooks.files.fsync_dir(os.path.dirname(os.path.abspath(target)))
         except OSError as exc:
             raise storage_error(target, exc, "writing the bundle") from exc
     except BaseException:
@@ -558,10 +557,3 @@ def bundle(store: Store, target: str) -> None:
             os.remove(tmp)
         raise
 
-
-def _fsync_file(path: str) -> None:
-    fd = faults.files.open(path, os.O_RDONLY)
-    try:
-        faults.files.fsync(fd)
-    finally:
-        faults.files.close(fd)

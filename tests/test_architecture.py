@@ -15,7 +15,7 @@ PACKAGE = Path(tensordb.__file__).resolve().parent
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    {"errors", "faults"},
+    {"errors"},
     {"codec"},
     {"storage"},
     {"arrays"},
@@ -69,6 +69,38 @@ def test_storage_knows_nothing_of_numpy_or_trees() -> None:
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "numpy" not in names, path
+
+
+ENGINE = ["errors", "codec", "storage", "arrays", "trees", "database", "maintenance"]
+
+
+def _engine_files() -> list[Path]:
+    files = []
+    for name in ENGINE:
+        files += sorted((PACKAGE / name).rglob("*.py")) if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"]
+    return files
+
+
+def _reads_environment(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb"):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+                a.name in ("environ", "environb", "getenv", "getenvb") for a in node.names):
+            return True
+    return False
+
+
+def test_the_package_reads_no_environment_variable() -> None:
+    """Durability and the life of the process depend on the code only: no switch in a user's shell."""
+    for path in _engine_files():
+        assert not _reads_environment(ast.parse(path.read_text())), f"{path.relative_to(PACKAGE)} reads os.environ"
+
+
+def test_the_environment_check_sees_a_read() -> None:
+    assert _reads_environment(ast.parse("import os\nflag = os.environ.get('X')"))
+    assert _reads_environment(ast.parse("from os import getenv"))
+    assert not _reads_environment(ast.parse("import os\nos.fsync(3)"))
 
 
 def test_public_surface() -> None:

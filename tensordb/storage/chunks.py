@@ -22,7 +22,6 @@ from typing import Any
 import blake3
 import xxhash
 
-from .. import faults
 from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
@@ -142,7 +141,7 @@ class ChunkStore:
                 new[key] = item
         if new:
             compressed = _compress_all(list(new.values()))
-            faults.crashpoint("compress")
+            self.conn.hooks.trace("compress")
             next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
             rows: list[tuple[Any, ...]] = []
             for (key, (raw, _, _)), stored in zip(new.items(), compressed):
@@ -159,7 +158,7 @@ class ChunkStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            faults.crashpoint("chunk-row")
+            self.conn.hooks.trace("chunk-row")
         return [ids[key] for key in keys]
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:

@@ -27,8 +27,8 @@ from typing import Any
 
 import apsw
 
-from .. import faults
 from ..errors import ClosedError, ReadOnlyError, StorageError, TensorDBError, register_corruption_errors
+from .hooks import StorageHooks, installed
 
 __all__ = ["Connection", "check_sqlite_version", "storage_error", "io_errors"]
 
@@ -139,15 +139,16 @@ class Connection:
     on rollback of each level (truncate pack bytes nobody references).
     """
 
-    def __init__(self, filename: str, *, readonly: bool, create: bool) -> None:
+    def __init__(self, filename: str, *, readonly: bool, create: bool, hooks: StorageHooks | None = None) -> None:
         self.filename = filename
+        self.hooks = installed() if hooks is None else hooks
         self.readonly = readonly
         if readonly:
             flags = apsw.SQLITE_OPEN_READONLY
         else:
             flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
         try:
-            self.conn = apsw.Connection(filename, flags=flags, vfs=faults.sqlite_vfs)
+            self.conn = apsw.Connection(filename, flags=flags, vfs=self.hooks.sqlite_vfs)
         except apsw.CantOpenError as exc:
             raise FileNotFoundError(f"{filename}: cannot open database ({exc})") from None
         except IO_ERRORS as exc:
@@ -163,8 +164,6 @@ class Connection:
         self._snapshot_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         # SQLite rolled the open transaction back after an I/O error: refuse statements until it is left
         self._aborted = False
-        # planted bug only (faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH): a pack flush owed after a COMMIT
-        self._flush_owed = False
 
     def apply_writer_policy(self) -> None:
         with io_errors(self.filename, "opening"):
@@ -275,13 +274,9 @@ class Connection:
         if level == 0:
             if self._read_depth:
                 raise TensorDBError("cannot start a write while a read snapshot is open")
-            if self._flush_owed:
-                self._flush_owed = False
-                for fn in self._before_commit:
-                    fn()
             with io_errors(self.filename, "starting a transaction"):
                 self.conn.execute("BEGIN IMMEDIATE")
-            faults.crashpoint("begin")
+            self.hooks.trace("begin")
         else:
             with io_errors(self.filename, "starting a savepoint"):
                 self.conn.execute(f"SAVEPOINT tdb_{level}")
@@ -325,39 +320,31 @@ class Connection:
                 self.conn.execute(f"RELEASE tdb_{level}")
             self._depth = level
             return
-        faults.crashpoint("rows-written")
-        if faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH:
-            self._commit_before_flush()
-        else:
-            try:
-                for fn in self._before_commit:
-                    fn()
-            except BaseException:
-                self._rollback(0)
-                raise
-            faults.crashpoint("before-commit")
-            try:
-                self.conn.execute("COMMIT")
-            except BaseException as exc:
-                # The commit record may have reached the WAL even so (recovery would
-                # find it): the rollback hooks must not undo the files it references.
-                self._rollback(0)
-                if isinstance(exc, IO_ERRORS):
-                    raise storage_error(
-                        self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
-                        "(reopen the database to see which)"
-                    ) from exc
-                raise
-        faults.crashpoint("after-commit")
+        self.hooks.trace("rows-written")
+        try:
+            for fn in self._before_commit:
+                fn()
+        except BaseException:
+            self._rollback(0)
+            raise
+        self.hooks.trace("before-commit")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            # The commit record may have reached the WAL even so (recovery would
+            # find it): the rollback hooks must not undo the files it references.
+            self._rollback(0)
+            if isinstance(exc, IO_ERRORS):
+                raise storage_error(
+                    self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
+                    "(reopen the database to see which)"
+                ) from exc
+            raise
+        self.hooks.trace("after-commit")
         self._depth = 0
         hooks, self._after_commit = self._after_commit, []
         for fn in hooks:
             fn()
-
-    def _commit_before_flush(self) -> None:
-        """The planted ordering bug (tests only): COMMIT now, fsync the packs when the next transaction begins."""
-        self.conn.execute("COMMIT")
-        self._flush_owed = True
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:

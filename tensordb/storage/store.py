@@ -13,6 +13,7 @@ from ..errors import FormatError
 from . import schema
 from .chunks import DEFAULT_INLINE_THRESHOLD, ChunkStore, Counters
 from .connection import Connection, io_errors
+from .hooks import StorageHooks, installed
 from .packs import GATE_NAME, PACK_NAME, PackStore, pack_dir_for
 
 __all__ = ["Store", "MODES"]
@@ -21,9 +22,15 @@ MODES = ("r", "r+", "a", "w", "x")
 
 
 class Store:
-    """Everything below the array layer for one database file."""
+    """Everything below the array layer for one database file.
 
-    def __init__(self, filename: str, mode: str = "a", inline_threshold: int | None = None) -> None:
+    ``hooks`` carries the file operations, step tracer and SQLite VFS the
+    store does its durable I/O through (:mod:`tensordb.storage.hooks`); by
+    default, the ones installed for the process, which make plain system calls.
+    """
+
+    def __init__(self, filename: str, mode: str = "a", inline_threshold: int | None = None,
+                 hooks: StorageHooks | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
         exists = os.path.exists(filename)
@@ -38,7 +45,8 @@ class Store:
         self.filename = filename
         self.mode = mode
         self.readonly = mode == "r"
-        self.conn = Connection(filename, readonly=self.readonly, create=mode in ("a", "w", "x"))
+        self.hooks = installed() if hooks is None else hooks
+        self.conn = Connection(filename, readonly=self.readonly, create=mode in ("a", "w", "x"), hooks=self.hooks)
         try:
             # No Python-level open() of the file here: closing any descriptor of a
             # file drops every POSIX lock this process holds on it, including those
