@@ -60,7 +60,7 @@ class Store:
                     self.conn.conn,
                     filename,
                     writable=not self.readonly,
-                    settings={"format_version": schema.SCHEMA_VERSION, "inline_threshold": threshold},
+                    settings={"inline_threshold": threshold},
                 )
             if not self.readonly:  # only once the file is known to be ours: WAL rewrites the header
                 self.conn.apply_writer_policy()
