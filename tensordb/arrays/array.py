@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..codec import DEFAULT_CODEC, Codec
-from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context, guard_corruption
+from ..errors import CorruptionError, ReadOnlyError, StaleHandleError, context
 from ..storage.chunks import THREADS, thread_pool
 from ..storage.store import Store
 from . import grid as g
@@ -579,7 +579,6 @@ class ArrayHost(Protocol):
 reopen_host: Callable[[Any], ArrayHost] | None = None
 
 
-@guard_corruption(lambda handle: handle._db.filename)
 class Array:
     """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
 

@@ -469,14 +469,14 @@ class PackStore:
         if fd is None:
             # No pack folder yet. Establish the snapshot: if it names no pack,
             # no pack file can go missing under it.
-            if self.conn.conn.execute("SELECT 1 FROM pack LIMIT 1").fetchall() == []:
+            if self.conn.execute("SELECT 1 FROM pack LIMIT 1").fetchall() == []:
                 return
             fd = self._folder_fd()
             if fd is None:
                 return  # a pack row without a usable folder: reads report the damage
             # The folder appeared meanwhile: start the snapshot again, under the lock.
-            self.conn.conn.execute("COMMIT")
-            self.conn.conn.execute("BEGIN DEFERRED")
+            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN DEFERRED")
         gate = self._gate(create=False)
         try:
             if gate is not None:

@@ -12,7 +12,7 @@ import os
 from ..errors import FormatError
 from . import schema
 from .chunks import DEFAULT_INLINE_THRESHOLD, ChunkStore, Counters
-from .connection import Connection, io_errors
+from .connection import Connection, sqlite_errors
 from .hooks import StorageHooks, installed
 from .packs import GATE_NAME, PACK_NAME, PackStore, pack_dir_for
 
@@ -55,7 +55,7 @@ class Store:
             threshold = DEFAULT_INLINE_THRESHOLD if inline_threshold is None else int(inline_threshold)
             if threshold < 0:
                 raise ValueError(f"inline_threshold must be >= 0, got {threshold}")
-            with io_errors(filename, "opening"):
+            with sqlite_errors(filename, "opening"):
                 schema.prepare(
                     self.conn.conn,
                     filename,
