@@ -121,7 +121,7 @@ def check_projection_structure(
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10 * settings.default.max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_read_matches_numpy(chunks_case: tuple[tuple[int, ...], OrthogonalKey]) -> None:
     chunks, case = chunks_case
@@ -154,7 +154,7 @@ def test_read_matches_numpy(chunks_case: tuple[tuple[int, ...], OrthogonalKey]) 
         assert isinstance(got, np.generic) == isinstance(plain, np.generic)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6 * settings.default.max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.booleans())
 def test_write_matches_numpy(chunks_case: tuple[tuple[int, ...], OrthogonalKey], scalar_value: bool) -> None:
     chunks, case = chunks_case
@@ -224,7 +224,7 @@ def arrays_and_selectors(draw: st.DrawFn) -> tuple[np.ndarray, tuple[Any, ...], 
     return a, sel, case
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=3 * settings.default.max_examples, deadline=None)
 @given(arrays_and_selectors())
 def test_orthogonal_get_set(data: tuple[np.ndarray, tuple[Any, ...], OrthogonalKey]) -> None:
     a, sel, case = data
