@@ -7,7 +7,12 @@ timeout retries. Nested transactions are savepoints.
 
 The outermost commit is ordered: every row written, then the before-commit
 hooks (fsync the pack files), then ``COMMIT``, then the after-commit hooks
-(delete replaced files).
+(delete replaced files). After an I/O error SQLite may have rolled the whole
+transaction back on its own; the connection then refuses further statements
+until the outermost transaction block exits. A ``COMMIT`` that fails has an
+unknown outcome on disk (the commit record may have reached the WAL): the
+before-commit hooks have made the transaction's files durable already, and
+nothing undoes them after that.
 
 This module is the error boundary of SQLite: no apsw exception leaves it.
 :func:`sqlite_error` maps each one, in one place: a failing disk (I/O error,
@@ -17,13 +22,6 @@ disk full) or a lock held past the busy timeout is a
 :class:`~tensordb.ReadOnlyError`, and anything else a
 :class:`~tensordb.TensorDBError`; each names the file. Statements return a
 :class:`Cursor` whose rows are mapped the same way as they are fetched.
-
-After an I/O error SQLite
-may have rolled the whole transaction back on its own; the connection then
-refuses further statements until the outermost transaction block exits. A
-``COMMIT`` that fails has an unknown outcome on disk (the commit record may
-have reached the WAL): the before-commit hooks have made the transaction's
-files durable already, and nothing undoes them after that.
 """
 
 from __future__ import annotations
@@ -351,7 +349,8 @@ class Connection:
             yield
         except BaseException as exc:
             self._rollback(level)
-            if isinstance(exc, SQLITE_ERRORS):  # raised by a statement that bypassed execute()
+            # raised by a statement that bypassed execute() (not a UnicodeDecodeError of the caller's code)
+            if isinstance(exc, apsw.Error):
                 raise sqlite_error(self.filename, exc) from exc
             raise
         else:
@@ -403,7 +402,7 @@ class Connection:
                     self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
                     "(reopen the database to see which)"
                 ) from exc
-            if isinstance(exc, SQLITE_ERRORS):
+            if isinstance(exc, apsw.Error):
                 raise sqlite_error(self.filename, exc, "commit") from exc
             raise
         self.hooks.trace("after-commit")

@@ -115,3 +115,13 @@ def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Path,
         with pytest.raises(StorageError, match=r"busy\.tdb: .*locked by another connection") as raised:
             other["b"] = 2
         assert raised.value.errno == errno.EBUSY
+
+
+def test_the_callers_own_errors_inside_a_transaction_are_left_alone(tmp_path: Path) -> None:
+    """Only SQLite's errors are mapped: a UnicodeDecodeError of the caller's code is no damaged file."""
+    conn = Connection(str(tmp_path / "u.db"), readonly=False, create=True)
+    try:
+        with pytest.raises(UnicodeDecodeError), conn.transaction():
+            b"\xff".decode()
+    finally:
+        conn.close()
