@@ -114,7 +114,7 @@ def _reads_environment(tree: ast.AST) -> bool:
     return False
 
 
-def test_the_package_reads_no_environment_variable() -> None:
+def test_the_engine_reads_no_environment_variable() -> None:
     """Durability and the life of the process depend on the code only: no switch in a user's shell."""
     for path in _engine_files():
         assert not _reads_environment(ast.parse(path.read_text())), f"{path.relative_to(PACKAGE)} reads os.environ"
