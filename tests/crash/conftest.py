@@ -19,5 +19,5 @@ def _default_hooks() -> object:
     """Every test ends with the storage hooks (file operations, tracer, VFS) it started with."""
     saved = hooks.installed()
     yield
-    hooks.install(saved)
+    seams.restore(saved)
     assert not seams.armed_points(), "a test armed a crash point in its own process"

@@ -31,7 +31,8 @@ from typing import Any
 from tensordb.storage import hooks
 from tensordb.storage.hooks import TRACE_STEPS, FileOps, StorageHooks
 
-__all__ = ["PLANTED_BUGS", "arm", "armed_points", "hits", "use", "Delegating", "NoPackFsync", "CommitBeforePackFlush"]
+__all__ = ["PLANTED_BUGS", "arm", "armed_points", "hits", "use", "restore", "Delegating", "NoPackFsync",
+           "CommitBeforePackFlush"]
 
 PLANTED_BUGS = ("commit-before-pack-flush", "no-pack-fsync")
 
@@ -39,6 +40,13 @@ PLANTED_BUGS = ("commit-before-pack-flush", "no-pack-fsync")
 def use(**changes: Any) -> StorageHooks:
     """Replace fields (``files``, ``trace``, ``sqlite_vfs``) of the installed hooks; returns the previous hooks."""
     return hooks.install(dataclasses.replace(hooks.installed(), **changes))
+
+
+def restore(previous: StorageHooks) -> None:
+    """Install ``previous`` again, closing what the hooks it replaces still hold."""
+    left = hooks.install(previous)
+    if isinstance(left.files, CommitBeforePackFlush):
+        left.files.forget_owed()
 
 
 # -- crash points ------------------------------------------------------------------------------------
@@ -148,6 +156,13 @@ class CommitBeforePackFlush(Delegating):
 
     def fsync_dir(self, path: str) -> None:
         self.owed.append(("dir", path))
+
+    def forget_owed(self) -> None:
+        """Close the descriptors kept for fsyncs that will never run (the process goes on without the store)."""
+        owed, self.owed = self.owed, []
+        for kind, target in owed:
+            if kind == "file":
+                os.close(target)
 
     def trace(self, step: str) -> None:
         if step == "begin":

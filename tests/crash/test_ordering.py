@@ -22,7 +22,6 @@ from strategies import assert_tree_equal
 
 import tensordb
 from crash import iofs, seams, workload
-from tensordb.storage.hooks import FileOps
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +39,13 @@ def run_recorded(db_path: Path, vfs: iofs.RecordingVFS, body: Any, planted: str 
                  ) -> list[tuple[Any, ...]]:
     recorder = iofs.Recorder()
     vfs.rec = recorder
-    seams.arm(planted=planted, files=iofs.RecordingFS(recorder))
+    previous = seams.arm(planted=planted, files=iofs.RecordingFS(recorder))
     seams.use(sqlite_vfs=vfs.registered_name)
     try:
         with tensordb.open(db_path) as db:
             body(db)
     finally:
-        seams.use(files=FileOps(), sqlite_vfs=None)
+        seams.restore(previous)
         recorder.enabled = False
     return recorder.ops
 

@@ -29,7 +29,6 @@ import pytest
 import tensordb
 from crash import iofs, seams, workload
 from crash.workload import Model
-from tensordb.storage import hooks
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +77,7 @@ def record(root: Path, seed: int, vfs: iofs.RecordingVFS, n_ops: int = 25, no_pa
                 model = workload.apply_model(model, op)
                 models.append(model)
     finally:
-        hooks.install(saved)
+        seams.restore(saved)
         recorder.enabled = False
     return Recording(str(root), base, recorder.ops, models)
 
