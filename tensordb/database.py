@@ -31,6 +31,7 @@ from .errors import (
 from .storage.chunks import Counters
 from .storage.query import ReadOnlyQuery
 from .storage.store import Store
+from .trees import bulk, paths
 from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Tree, TreeOps
 
@@ -183,6 +184,44 @@ class Database(MutableMapping[str, Tree]):
                 raise ValueError(f"{self.filename}: a tree named {new!r} already exists")
             self._store.conn.execute("UPDATE tree SET name = ? WHERE tree_id = ?", (new, tree_id))
             self._ops.touch(tree_id)
+
+    # -- restructuring many trees at once -------------------------------------------------
+
+    def move(self, src: str, dst: str, *, trees: str | None = None) -> int:
+        """Move the subtree at JSON Pointer ``src`` to ``dst`` in every tree whose name matches ``trees``.
+
+        ``trees`` is a glob over tree names (``None``: every tree). The move
+        follows :meth:`Tree.move` in each tree and is atomic across all of
+        them: if a tree lacks ``src`` or ``dst``'s parent, nothing changes and
+        the error names those trees. Metadata only: no array bytes are read
+        or written, and a few statements do it whatever the number of trees.
+        Returns the number of trees matched.
+
+        Example
+        -------
+        >>> db.move("/data/inlet", "/data/inflow", trees="bm01-*")
+        1000
+        """
+        src_path, dst_path = paths.join(paths.split(src)), paths.join(paths.split(dst))
+        with context(self.filename):
+            return bulk.move_in_trees(self._ops, trees, src_path, dst_path)
+
+    def set(self, path: str, value: object, *, trees: str | None = None) -> int:
+        """Set ``value`` at JSON Pointer ``path`` in every tree whose name matches ``trees`` (``None``: all).
+
+        As ``tree[path] = value`` in each tree, in one transaction; the
+        parent of ``path`` must exist in every tree. Arrays and subtrees in
+        ``value`` are stored once and shared by reference. Returns the number
+        of trees matched.
+
+        Example
+        -------
+        >>> db.set("/reviewed", True, trees="bm01-*")
+        1000
+        """
+        canonical = paths.join(paths.split(path))
+        with context(self.filename):
+            return bulk.set_in_trees(self._ops, trees, canonical, value)
 
     # -- SQL -----------------------------------------------------------------------------
 

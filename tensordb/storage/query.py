@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import apsw
-import apsw.ext
 
 from ..errors import ReadOnlyError, TensorDBError
 from .connection import SQLITE_ERRORS, Connection, sqlite_error
@@ -46,6 +45,8 @@ def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None
 
 def _has_statement(conn: apsw.Connection, sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, semicolons and comments."""
+    import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
     while sql:
         details = apsw.ext.query_info(conn, sql)
         if details.has_vdbe:
@@ -62,6 +63,8 @@ class ReadOnlyQuery:
         self._conn = conn.conn
         self._filename = conn.filename
         with self._read_only():
+            import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
             details = apsw.ext.query_info(self._conn, query, params or None)
             if details.query_remaining and _has_statement(self._conn, details.query_remaining):
                 raise TensorDBError(f"{self._filename}: db.sql() runs one statement at a time")
