@@ -11,14 +11,11 @@ Example
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
-
-import apsw
 
 from . import maintenance
 from .arrays import array as array_module
@@ -30,10 +27,9 @@ from .errors import (
     StaleHandleError,
     TensorDBError,
     context,
-    corruption_as_error,
-    guard_corruption,
 )
 from .storage.chunks import Counters
+from .storage.query import ReadOnlyQuery
 from .storage.store import Store
 from .trees import bulk, paths
 from .trees.nodes import NODE_COLUMNS, NodeRow
@@ -66,7 +62,6 @@ def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int
     return Database(path, mode, inline_threshold=inline_threshold)
 
 
-@guard_corruption(lambda db: db.filename)
 class Database(MutableMapping[str, Tree]):
     """Named trees in one file. ``db[name]`` is a lazy :class:`Tree`; assigning stores a value.
 
@@ -77,8 +72,7 @@ class Database(MutableMapping[str, Tree]):
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
         self.filename = os.fspath(path)
-        with corruption_as_error(self.filename):
-            self._store = Store(self.filename, mode, inline_threshold)
+        self._store = Store(self.filename, mode, inline_threshold)
         self.mode = mode
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)
@@ -153,7 +147,7 @@ class Database(MutableMapping[str, Tree]):
                         "(?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                         (name,),
                     )
-                    tree_id = int(self._store.conn.conn.last_insert_rowid())
+                    tree_id = self._store.conn.last_insert_rowid()
                 self._ops.set(tree_id, "", value)
 
     def __delitem__(self, name: str) -> None:
@@ -322,82 +316,15 @@ class Database(MutableMapping[str, Tree]):
 
 # -- read-only SQL -------------------------------------------------------------------
 
-_ALLOWED_ACTIONS = {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
-# Pragmas whose argument names what to describe (never a value to set).
-_DESCRIBE_PRAGMAS = {
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list", "table_list",
-}
-# Pragmas that only read when called without an argument.
-_READ_PRAGMAS = {
-    "user_version", "application_id", "page_count", "page_size", "freelist_count", "compile_options",
-    "function_list", "pragma_list", "collation_list", "data_version", "module_list", "database_list",
-}
-
-
-def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
-    if action in _ALLOWED_ACTIONS:
-        return apsw.SQLITE_OK
-    if action == apsw.SQLITE_PRAGMA:
-        name = (p1 or "").lower()
-        if name in _DESCRIBE_PRAGMAS or (p2 is None and name in _READ_PRAGMAS):
-            return apsw.SQLITE_OK
-    return apsw.SQLITE_DENY
-
-
-_SQL_BATCH = 1024
-
-
-def _has_statement(conn: apsw.Connection, sql: str) -> bool:
-    """Whether ``sql`` holds anything but blanks, semicolons and comments."""
-    import apsw.ext  # 30-60 ms to import: only db.sql() needs it
-
-    while sql:
-        details = apsw.ext.query_info(conn, sql)
-        if details.has_vdbe:
-            return True
-        sql = details.query_remaining or ""
-    return False
-
-
 class SQLResult:
     """Rows of a read-only query, streamed. ``columns`` names them; iterate for tuples."""
 
     def __init__(self, db: Database, query: str, params: tuple[Any, ...] | dict[str, Any]) -> None:
-        self._db = db
-        conn = db._store.conn
-        conn.ensure_usable()
-        self._conn = conn.conn
-        self._cursor: apsw.Cursor | None = None
-        with self._guard():
-            import apsw.ext  # 30-60 ms to import: only db.sql() needs it
-
-            details = apsw.ext.query_info(self._conn, query, params or None)
-            if details.query_remaining and _has_statement(self._conn, details.query_remaining):
-                raise TensorDBError(f"{db.filename}: db.sql() runs one statement at a time")
-            if not details.is_readonly:
-                raise ReadOnlyError(f"{db.filename}: db.sql() runs read-only queries only")
-            self._cursor = self._conn.cursor()
-            self._rows = self._cursor.execute(query, params)
-            self.columns = self._columns()
-
-    def _columns(self) -> tuple[str, ...]:
-        try:
-            return tuple(d[0] for d in self._cursor.get_description())  # type: ignore[union-attr]
-        except apsw.ExecutionCompleteError:
-            return ()
-
-    def _guard(self) -> Any:
-        return _ReadOnlyGuard(self._conn, self._db.filename)
+        self._query = ReadOnlyQuery(db._store.conn, query, params)
+        self.columns = self._query.columns
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        # The authorizer is consulted when a statement is prepared, which can
-        # happen while stepping: guard each batch, not each row.
-        while True:
-            with self._guard():
-                batch = list(itertools.islice(self._rows, _SQL_BATCH))
-            yield from batch
-            if len(batch) < _SQL_BATCH:
-                return
+        return iter(self._query)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return list(self)
@@ -406,29 +333,6 @@ class SQLResult:
         """Rows as dicts keyed by column name."""
         for row in self:
             yield dict(zip(self.columns, row))
-
-
-class _ReadOnlyGuard:
-    """Authorise only reads while a query is prepared or stepped; map denials to ReadOnlyError."""
-
-    def __init__(self, conn: apsw.Connection, filename: str) -> None:
-        self.conn = conn
-        self.filename = filename
-
-    def __enter__(self) -> None:
-        self.saved = self.conn.authorizer
-        self.conn.authorizer = _deny_writes
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.conn.authorizer = self.saved
-        if isinstance(exc, apsw.AuthError):
-            raise ReadOnlyError(f"{self.filename}: db.sql() runs read-only queries only ({exc})") from None
-        if isinstance(exc, apsw.ReadOnlyError):
-            raise ReadOnlyError(f"{self.filename}: {exc}") from None
-        if isinstance(exc, apsw.SQLError):
-            raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
-        if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
-            raise CorruptionError(f"{self.filename}: the database file is damaged ({exc})") from None
 
 
 # -- glob -------------------------------------------------------------------------------

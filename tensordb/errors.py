@@ -18,19 +18,16 @@ tensordb cannot store, ``IndexError`` for out-of-range indexing,
 
 Low layers raise bare messages; :func:`context` adds the file, tree and path
 at the boundary so that every message reads
-``"runs.tdb: sample037: /data/points: what is wrong"``. The storage layer
-registers the SQLite errors that mean a damaged file
-(:func:`register_corruption_errors`); :func:`context` turns them into
-:class:`CorruptionError`.
+``"runs.tdb: sample037: /data/points: what is wrong"``. SQLite's own
+exceptions never get this far: the storage layer's connection turns each one
+into one of the errors above, naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import types
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = [
     "TensorDBError",
@@ -42,9 +39,6 @@ __all__ = [
     "StorageError",
     "PathNotFoundError",
     "context",
-    "register_corruption_errors",
-    "guard_corruption",
-    "corruption_as_error",
 ]
 
 
@@ -124,17 +118,6 @@ def with_context(
     return exc
 
 
-# Exception types of lower-level libraries that mean "the file is damaged"
-# (SQLite's SQLITE_CORRUPT and SQLITE_NOTADB), registered by the storage layer.
-_CORRUPTION_TYPES: tuple[type[BaseException], ...] = ()
-
-
-def register_corruption_errors(*types: type[BaseException]) -> None:
-    """Declare exception types that :func:`context` reports as :class:`CorruptionError`."""
-    global _CORRUPTION_TYPES
-    _CORRUPTION_TYPES = tuple(dict.fromkeys((*_CORRUPTION_TYPES, *types)))
-
-
 @contextlib.contextmanager
 def context(
     file: str | None, tree: str | None = None, path: str | None = None,
@@ -144,100 +127,16 @@ def context(
 
     ``locate`` returns ``(tree, path)`` when an error is actually raised, so
     that a successful operation never pays the queries that name its place.
-    Registered low-level corruption errors become :class:`CorruptionError`.
     """
     try:
         yield
-    except Exception as exc:
-        corrupt = isinstance(exc, _CORRUPTION_TYPES) and not isinstance(exc, TensorDBError)
-        if not corrupt and not isinstance(exc, (TensorDBError, KeyError, TypeError, IndexError, ValueError)):
-            raise
+    except (TensorDBError, KeyError, TypeError, IndexError, ValueError) as exc:
         if locate is not None:
             try:
                 tree, path = locate()
             except Exception:  # naming the place must never hide the error itself
                 tree = path = None
-        if corrupt:
-            prefix = _prefix(file, tree, path)
-            damaged = CorruptionError(f"{prefix + ': ' if prefix else ''}the database file is damaged ({exc})")
-            damaged._tensordb_context = True  # type: ignore[attr-defined]
-            raise damaged from None
         new = with_context(exc, file, tree, path)
         if new is exc:
             raise
         raise new from exc.__cause__
-
-
-# -- the last line of defence: public methods never leak a low-level corruption error -------
-
-_C = TypeVar("_C", bound=type)
-# Dunder methods that read the database (the others never do).
-_GUARDED_DUNDERS = {"__getitem__", "__setitem__", "__delitem__", "__len__", "__iter__", "__contains__", "__array__"}
-
-
-def _damaged(exc: BaseException, file: object) -> CorruptionError:
-    prefix = f"{file}: " if isinstance(file, str) and file else ""
-    damaged = CorruptionError(f"{prefix}the database file is damaged ({exc})")
-    damaged._tensordb_context = True  # type: ignore[attr-defined]
-    return damaged
-
-
-def guard_corruption(file_of: Callable[[Any], object]) -> Callable[[_C], _C]:
-    """Class decorator: public methods, properties and container dunders turn the registered
-    low-level corruption errors (raised wherever SQLite reads a damaged page, not only
-    inside a :func:`context` block) into :class:`CorruptionError` naming the file."""
-
-    def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                result = fn(self, *args, **kwargs)
-            except Exception as exc:
-                if isinstance(exc, _CORRUPTION_TYPES) and not isinstance(exc, TensorDBError):
-                    raise _damaged(exc, _safe_file(file_of, self)) from None
-                raise
-            if isinstance(result, types.GeneratorType):
-                return _guard_iteration(result, _safe_file(file_of, self))
-            return result
-
-        return guarded
-
-    def decorate(cls: _C) -> _C:
-        for name, attr in list(vars(cls).items()):
-            if name.startswith("_") and name not in _GUARDED_DUNDERS:
-                continue
-            if isinstance(attr, property):
-                setattr(cls, name, property(attr.fget and guard(attr.fget), attr.fset and guard(attr.fset),
-                                            attr.fdel and guard(attr.fdel), attr.__doc__))
-            elif isinstance(attr, types.FunctionType):
-                setattr(cls, name, guard(attr))
-        return cls
-
-    return decorate
-
-
-@contextlib.contextmanager
-def corruption_as_error(file: str | None) -> Iterator[None]:
-    """Turn registered low-level corruption errors into :class:`CorruptionError`; nothing else changes."""
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, _CORRUPTION_TYPES) and not isinstance(exc, TensorDBError):
-            raise _damaged(exc, file) from None
-        raise
-
-
-def _safe_file(file_of: Callable[[Any], object], obj: Any) -> object:
-    try:
-        return file_of(obj)
-    except Exception:
-        return None
-
-
-def _guard_iteration(gen: Iterator[Any], file: object) -> Iterator[Any]:
-    try:
-        yield from gen
-    except Exception as exc:
-        if isinstance(exc, _CORRUPTION_TYPES) and not isinstance(exc, TensorDBError):
-            raise _damaged(exc, file) from None
-        raise

@@ -1,11 +1,10 @@
 """Maintenance: gc(), check(), stats(), bundle().
 
 ``gc`` deletes arrays no node references and chunks no array references,
-rewrites sparse pack files, cuts orphaned tail bytes, deletes pack files no
-row names and gives free pages back to the file system. Files are deleted and
-cut only after the commit that stops referencing them, and only while no read
-snapshot is open in any connection (readers hold a shared lock on the pack
-folder, see PackStore.exclusive).
+then has the storage layer compact sparse pack files in the same transaction
+and, after its commit, delete pack files no row names, cut orphaned tail
+bytes and give free pages back to the file system
+(:mod:`tensordb.storage.compaction`).
 
 ``check`` reconciles both ways (rows against files, files against rows) and
 reports findings instead of raising, naming the tree, path, array and chunk
@@ -14,31 +13,23 @@ concerned.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import apsw
-
-from . import faults
 from .arrays.array import ArrayStore
 from .arrays.grid import parse_coord_key
 from .arrays.indexing import grid_shape
-from .errors import CorruptionError, StorageError, TensorDBError
+from .errors import CorruptionError, TensorDBError
 from .storage import schema
-from .storage.connection import io_errors, storage_error
-from .storage.packs import HEADER
+from .storage.bundle import write_bundle
+from .storage.compaction import compact_packs, reclaim, reclaimable_in_pack
 from .storage.store import Store
 from .trees import paths
 from .trees.values import KINDS
 
-__all__ = ["gc", "check", "stats", "bundle", "CheckReport", "Finding", "COMPACT_BELOW"]
-
-#: Packs whose live bytes fall below this fraction of their size are rewritten by gc().
-COMPACT_BELOW = 0.5
+__all__ = ["gc", "check", "stats", "bundle", "CheckReport", "Finding"]
 
 
 # -- gc ------------------------------------------------------------------------------------
@@ -47,53 +38,27 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
     if dry_run:
         return _gc_preview(store)
     conn = store.conn
-    packs = store.packs
     result = {"arrays_removed": 0, "chunks_removed": 0, "bytes_reclaimed": 0, "packs_compacted": 0,
               "packs_deleted": 0, "files_deferred": 0}
-    unnamed: set[str] = set()  # packs whose rows this gc deletes (their bytes are counted here)
     with store.transaction():
         # Refcounts are read from an untrusted file: a row is deleted only if no
         # row really references it, whatever its refcount says.
-        result["arrays_removed"] = conn.execute(
-            f"DELETE FROM array WHERE refcount <= 0 AND {_ARRAY_UNUSED}").getconnection().changes()
+        conn.execute(f"DELETE FROM array WHERE refcount <= 0 AND {_ARRAY_UNUSED}")
+        result["arrays_removed"] = conn.changes()
         freed = conn.one("SELECT count(*), coalesce(sum(CASE WHEN data IS NOT NULL THEN size END), 0) "
                          f"FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
         assert freed is not None
         result["chunks_removed"] = int(freed[0])
         result["bytes_reclaimed"] = int(freed[1])
         conn.execute(f"DELETE FROM chunk WHERE refcount <= 0 AND {_CHUNK_UNUSED}")
-        rotated = False
-        for pack_id, name in conn.execute("SELECT pack_id, name FROM pack ORDER BY pack_id").fetchall():
-            size = packs.file_size(pack_id) or 0
-            live = int(conn.scalar("SELECT coalesce(sum(size), 0) FROM chunk WHERE pack_id = ?", (pack_id,)))
-            if live and live >= COMPACT_BELOW * (size - len(HEADER)):
-                continue
-            if live:
-                if not rotated:  # never copy chunks into a pack that is itself being compacted
-                    packs.rotate()
-                    rotated = True
-                _compact(store, pack_id)
-                result["packs_compacted"] += 1
-            else:
-                result["packs_deleted"] += 1
-            conn.execute("DELETE FROM pack WHERE pack_id = ?", (pack_id,))
-            packs.forget(pack_id)
-            unnamed.add(name)
-            result["bytes_reclaimed"] += size - live
+        compaction = compact_packs(store)
+        result["packs_compacted"] = compaction.packs_compacted
+        result["packs_deleted"] = compaction.packs_deleted
+        result["bytes_reclaimed"] += compaction.bytes_reclaimed
 
     def after_commit() -> None:
-        # Files and tail bytes go only once no committed row points at them and
-        # no reader's snapshot can still see such a row: every snapshot older than
-        # this commit has ended (any SQLite reader, an open db.sql() cursor too),
-        # and no tensordb read snapshot is open (the pack folder lock).
-        faults.crashpoint("compact-commit")
-        if _old_snapshots_ended(store):
-            reclaimed, deferred = _reclaim_files(store, unnamed)
-        else:
-            reclaimed, deferred = 0, len(unnamed)
+        reclaimed, result["files_deferred"] = reclaim(store, compaction.unnamed)
         result["bytes_reclaimed"] += reclaimed
-        result["files_deferred"] = deferred
-        _shrink_file(store)
 
     conn.after_commit(after_commit)
     return result
@@ -102,66 +67,6 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
 # A row is unused when nothing references it, whatever its refcount column says.
 _ARRAY_UNUSED = "NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id)"
 _CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id)"
-
-#: How long gc waits for concurrent read snapshots to end before leaving files for the next gc.
-RECLAIM_WAIT = 1.0
-#: How long gc waits for readers on snapshots older than its commit (an open db.sql() cursor, say).
-SNAPSHOT_WAIT = 5.0
-
-
-def _old_snapshots_ended(store: Store) -> bool:
-    """Wait until every reader of every connection uses a snapshot that includes the last commit.
-
-    A reader on an older snapshot keeps a checkpoint from copying the WAL
-    frames after it, so a PASSIVE checkpoint that copies the whole WAL proves
-    that no such reader is left. Unlike RESTART, PASSIVE never blocks other
-    writers, so gc polls it, for at most ``SNAPSHOT_WAIT`` seconds (False: a
-    reader is still behind; the files stay for the next gc).
-    """
-    deadline = time.monotonic() + SNAPSHOT_WAIT
-    while True:
-        try:
-            row = store.conn.one("PRAGMA wal_checkpoint(PASSIVE)")
-        except apsw.BusyError:
-            row = None
-        if row is not None and row[0] == 0 and row[1] == row[2]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-
-
-def _reclaim_files(store: Store, counted: set[str]) -> tuple[int, int]:
-    """Delete pack files no row names and cut bytes past each pack's last chunk.
-
-    Runs in a write transaction (no writer creates or appends to a pack
-    meanwhile), and only while no read snapshot is open anywhere (see
-    PackStore.exclusive); if readers stay, everything is left for the next
-    gc. Returns (bytes reclaimed, files in ``counted`` not counted again;
-    number of files left for a later gc).
-    """
-    packs = store.packs
-    reclaimed = 0
-    with store.transaction(), packs.exclusive(RECLAIM_WAIT) as free:
-        known = {str(n) for (n,) in store.conn.execute("SELECT name FROM pack").fetchall()}
-        orphans = [n for n in packs.list_files() if n not in known]
-        if not free:
-            return 0, len(orphans)
-        for name in orphans:
-            freed = packs.delete_file(name)
-            faults.crashpoint("compact-unlink")
-            reclaimed += 0 if name in counted else freed
-        for pack_id, end in store.conn.execute(
-            "SELECT p.pack_id, coalesce(max(c.offset + c.size), 0) FROM pack p "
-            "LEFT JOIN chunk c ON c.pack_id = p.pack_id GROUP BY p.pack_id"
-        ).fetchall():
-            size = store.packs.file_size(pack_id)
-            end = max(int(end), len(HEADER))
-            if size is not None and size > end:
-                store.packs.truncate(pack_id, end)
-                reclaimed += size - end
-                faults.crashpoint("trim")
-    return reclaimed, 0
 
 
 def _gc_preview(store: Store) -> dict[str, int]:
@@ -178,29 +83,6 @@ def _gc_preview(store: Store) -> dict[str, int]:
         orphans = sum(os.path.getsize(store.packs.path_of(n)) for n in store.packs.list_files() if n not in known)
     return {"arrays_removed": arrays, "chunks_removed": int(dead[0]), "bytes_reclaimed": int(dead[1]) + orphans,
             "packs_compacted": 0, "packs_deleted": 0}
-
-
-def _compact(store: Store, pack_id: int) -> None:
-    """Copy the live chunks of a pack to the active pack and repoint their rows."""
-    conn = store.conn
-    rows = conn.execute("SELECT chunk_id, offset, size FROM chunk WHERE pack_id = ? ORDER BY offset",
-                        (pack_id,)).fetchall()
-    for chunk_id, offset, size in rows:
-        data = store.packs.read(pack_id, offset, size)
-        new_pack, new_offset = store.packs.append(data)
-        store.counters.pack_bytes_written += len(data)
-        conn.execute("UPDATE chunk SET pack_id = ?, offset = ? WHERE chunk_id = ?", (new_pack, new_offset, chunk_id))
-        faults.crashpoint("compact-copy")
-
-
-def _shrink_file(store: Store) -> None:
-    # best effort: the space comes back at the next gc() if not now
-    with contextlib.suppress(apsw.Error, StorageError):
-        store.conn.execute("PRAGMA incremental_vacuum")
-    # A TRUNCATE checkpoint waits for every reader to leave the log and blocks new
-    # writers meanwhile: try it only if nobody is busy, never wait for it.
-    with contextlib.suppress(apsw.Error), store.conn.without_waiting():
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 # -- check ---------------------------------------------------------------------------------
@@ -262,7 +144,7 @@ def check(store: Store) -> CheckReport:
                      _check_packs):
             try:
                 step(store, report)
-            except (apsw.Error, TensorDBError, ValueError, TypeError) as exc:
+            except (TensorDBError, ValueError, TypeError) as exc:
                 report.findings.append(Finding("check-failed", f"{step.__name__[7:]}: {exc}"))
     return report
 
@@ -444,12 +326,7 @@ def _check_packs(store: Store, report: CheckReport) -> None:
             continue
         if end > size:
             _add(report, "pack-truncated", f"pack file {name} has {size} bytes, chunks need {end}")
-        # What gc() reclaims: bytes after the last chunk (it cuts them) and, in a pack it
-        # compacts (live bytes under COMPACT_BELOW of the body), every unused byte. Smaller
-        # gaps between chunks stay by design: rewriting a mostly-live pack is not worth it.
-        body = size - len(HEADER)
-        unused = body - live
-        reclaimable = unused if live < COMPACT_BELOW * body else max(0, size - max(end, len(HEADER)))
+        reclaimable = reclaimable_in_pack(size, live, end)
         if reclaimable > 0:
             report.reclaimable_bytes += reclaimable
             report.findings.append(Finding("pack-unreferenced-bytes",
@@ -510,58 +387,5 @@ def _size_if_exists(path: str) -> int:
 # -- bundle ----------------------------------------------------------------------------------
 
 def bundle(store: Store, target: str) -> None:
-    """Copy the database into one self-contained file: every pack chunk moved inline.
-
-    The copy is built in ``<target>.tmp-bundle``, fsynced, renamed into place
-    and the folder fsynced: ``target`` is either absent or complete, even
-    after a crash. A leftover temporary file is replaced by the next bundle.
-    """
-    if os.path.exists(target):
-        raise FileExistsError(f"{target} already exists")
-    if os.path.abspath(target) == os.path.abspath(store.filename):
-        raise ValueError("cannot bundle a database onto itself")
-    tmp = target + ".tmp-bundle"
-    for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(leftover)
-    store.conn.execute("VACUUM INTO ?", (tmp,))
-    faults.crashpoint("bundle-copy")
-    try:
-        with io_errors(tmp, "writing the bundle"):
-            out = apsw.Connection(tmp, vfs=faults.sqlite_vfs)
-            try:
-                # No rollback on failure: closing discards the transaction, and the file goes anyway.
-                out.execute("BEGIN")
-                moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL")
-                for (chunk_id,) in moved.fetchall():
-                    data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified
-                    out.execute("UPDATE chunk SET data = ?, pack_id = NULL, offset = NULL WHERE chunk_id = ?",
-                                (data, chunk_id))
-                out.execute("DELETE FROM pack")
-                out.execute("COMMIT")
-                faults.crashpoint("bundle-inline")
-                # a rollback journal: the bundle opens read-only even where no -wal/-shm can be created
-                out.execute("PRAGMA journal_mode = DELETE")
-                out.execute("VACUUM")
-            finally:
-                out.close()
-        try:
-            _fsync_file(tmp)
-            faults.crashpoint("bundle-fsync")
-            faults.files.replace(tmp, target)
-            faults.crashpoint("bundle-rename")
-            faults.files.fsync_dir(os.path.dirname(os.path.abspath(target)))
-        except OSError as exc:
-            raise storage_error(target, exc, "writing the bundle") from exc
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def _fsync_file(path: str) -> None:
-    fd = faults.files.open(path, os.O_RDONLY)
-    try:
-        faults.files.fsync(fd)
-    finally:
-        faults.files.close(fd)
+    """Copy the database into one self-contained file: every pack chunk moved inline (see storage.bundle)."""
+    write_bundle(store, target)

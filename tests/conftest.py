@@ -3,11 +3,21 @@
 Profiles (select with the environment variable HYPOTHESIS_PROFILE):
 
 * ``ci`` (default): 100 examples, no deadline;
+* ``fast``: 20 examples, no deadline; the default of the fast loop below;
 * ``thorough``: 1000 examples, no deadline.
+
+Tests that need more examples than the others ask for a multiple of the
+profile's (``10 * settings.default.max_examples``).
 
 ``pytest --long`` runs the long versions of the soak, fuzz, crash, power-loss
 and I/O-fault tests (a 120 s concurrency soak, 10,000 fuzz mutations, 3,000
 random kills, ...) instead of their CI-sized defaults.
+
+``pytest -m "not slow"`` is the fast loop: it leaves out the tests marked
+``slow`` (crash, power loss, I/O faults, the concurrency soak, fuzzing, the
+state machine, the Dask cluster, worker processes, gigabytes of data), and
+runs the property tests with the ``fast`` profile. Plain ``pytest`` and CI
+run everything with ``ci``.
 """
 
 from __future__ import annotations
@@ -33,12 +43,19 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+settings.register_profile("fast", parent=settings.get_profile("ci"), max_examples=20)
 settings.register_profile(
     "thorough",
     parent=settings.get_profile("ci"),
     max_examples=1000,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs before the test modules are imported, so their @settings see the profile.
+    if "HYPOTHESIS_PROFILE" not in os.environ and config.getoption("markexpr", "").replace(" ", "") == "notslow":
+        settings.load_profile("fast")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,10 +1,11 @@
-"""The layers import one way, the public surface is explicit, and the package type-checks."""
+"""The layers import one way, the engine reads no environment, and the public surface is explicit.
+
+(``mypy --strict`` runs as its own step of ``.ci/run``.)
+"""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ PACKAGE = Path(tensordb.__file__).resolve().parent
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    {"errors", "faults"},
+    {"errors"},
     {"codec"},
     {"storage"},
     {"arrays"},
@@ -63,12 +64,66 @@ def test_imports_flow_one_way(path: Path) -> None:
         assert _layer_of(target) <= own, f"{module} (layer {own}) imports {target} (layer {_layer_of(target)})"
 
 
+# Modules that still call the apsw connection directly (to be moved onto Connection's methods).
+STILL_REACHING_AROUND = {"arrays/array.py"}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_storage_touches_sqlite(path: Path) -> None:
+    """apsw's objects and exceptions stay behind the storage layer's connection, which maps its errors."""
+    if path.relative_to(PACKAGE).parts[0] == "storage":
+        return
+    if path.relative_to(PACKAGE).as_posix() in STILL_REACHING_AROUND and ".conn.conn" in path.read_text():
+        pytest.xfail("reaches the apsw connection for last_insert_rowid (Connection.last_insert_rowid() replaces it)")
+    assert not {"apsw", "sqlite3"} & _third_party_imports(path), f"{path.relative_to(PACKAGE)} imports SQLite"
+    assert ".conn.conn" not in path.read_text(), f"{path.relative_to(PACKAGE)} reaches around the Connection"
+
+
 def test_storage_knows_nothing_of_numpy_or_trees() -> None:
     for path in (PACKAGE / "storage").rglob("*.py"):
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "numpy" not in names, path
+
+
+ENGINE = ["errors", "codec", "storage", "arrays", "trees", "database", "maintenance"]
+
+
+def _engine_files() -> list[Path]:
+    files = []
+    for name in ENGINE:
+        files += sorted((PACKAGE / name).rglob("*.py")) if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"]
+    return files
+
+
+def _reads_environment(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb"):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+                a.name in ("environ", "environb", "getenv", "getenvb") for a in node.names):
+            return True
+    return False
+
+
+def test_the_engine_reads_no_environment_variable() -> None:
+    """Durability and the life of the process depend on the code only: no switch in a user's shell."""
+    for path in _engine_files():
+        assert not _reads_environment(ast.parse(path.read_text())), f"{path.relative_to(PACKAGE)} reads os.environ"
+
+
+def test_the_environment_check_sees_a_read() -> None:
+    assert _reads_environment(ast.parse("import os\nflag = os.environ.get('X')"))
+    assert _reads_environment(ast.parse("from os import getenv"))
+    assert not _reads_environment(ast.parse("import os\nos.fsync(3)"))
 
 
 def test_public_surface() -> None:
@@ -98,7 +153,13 @@ def test_py_typed_is_shipped() -> None:
     assert (PACKAGE / "py.typed").exists()
 
 
-def test_mypy_strict() -> None:
-    out = subprocess.run([sys.executable, "-m", "mypy", str(PACKAGE)], capture_output=True, text=True,
-                         cwd=PACKAGE.parent, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+
+def test_the_architecture_doc_places_every_module() -> None:
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if path.name in ("__init__.py", "__main__.py") and relative != "__init__.py":
+            continue
+        folder, _, name = relative.rpartition("/")
+        placed = relative in doc or (folder and f"{folder}/" in doc and name[:-3] in doc)
+        assert placed, f"docs/architecture.md does not say where tensordb/{relative} belongs"

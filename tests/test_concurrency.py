@@ -24,6 +24,8 @@ import xxhash
 
 import tensordb
 
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 SEED = int(os.environ.get("TENSORDB_SOAK_SEED", "6"))
@@ -96,9 +98,9 @@ def test_two_writers_lose_no_update(tmp_path: Path) -> None:
 
 def test_gc_never_deletes_a_pack_under_an_open_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader holding a snapshot keeps every pack it can see; the next gc after it ends deletes them."""
-    from tensordb import maintenance
+    from tensordb.storage import compaction
 
-    monkeypatch.setattr(maintenance, "RECLAIM_WAIT", 0.05)  # do not wait a second for the reader
+    monkeypatch.setattr(compaction, "RECLAIM_WAIT", 0.05)  # do not wait a second for the reader
     path = tmp_path / "held.tdb"
     rng = np.random.default_rng(3)
     first = rng.standard_normal(20_000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +100,6 @@ def test_from_glob_errors_name_the_tree_and_pointer(db: tensordb.Database) -> No
 @pytest.mark.slow
 def test_a_distributed_cluster_of_processes_computes_what_numpy_does(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    start = time.monotonic()
     with tensordb.open(tmp_path / "c.tdb") as db:
         db["big"] = {}
         db["big"].set("/x", DATA, chunks=(100, 12))
@@ -119,4 +117,3 @@ def test_a_distributed_cluster_of_processes_computes_what_numpy_does(tmp_path: P
     np.testing.assert_allclose(exact, DATA.astype("f8").sum(), rtol=1e-12)
     assert direct == DATA.max()
     np.testing.assert_allclose(mean, np.mean(fields, axis=0), rtol=1e-12)
-    assert time.monotonic() - start < 60

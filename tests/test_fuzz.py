@@ -29,6 +29,8 @@ from typing import Any
 import pytest
 from fuzz_worker import build, copy_database, mutate
 
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 TIMEOUT = 5.0

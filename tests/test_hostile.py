@@ -52,6 +52,7 @@ def _allowed(opened: str, db: Path) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_hostile_files_touch_nothing_else_never_unpickle_and_stay_small(tmp_path: Path) -> None:
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()

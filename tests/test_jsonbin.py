@@ -153,6 +153,7 @@ def test_fixture_like_layout_without_the_fixture(tmp_path: Path) -> None:
 # -- 2. many samples: dedup through import ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_folder_of_synthetic_samples_dedups_geometry(tmp_path: Path) -> None:
     samples = tmp_path / "samples"
     total = geometry = 0

@@ -22,6 +22,7 @@ def _load(handle: Any) -> Any:
     return handle.load()
 
 
+@pytest.mark.slow
 def test_spawned_workers_read_disjoint_slices_of_a_pickled_array(tmp_path: Path) -> None:
     data = np.random.default_rng(0).standard_normal((4000, 64)).astype("f4")
     with tensordb.open(tmp_path / "p.tdb") as db:
@@ -46,6 +47,7 @@ def _stale_read(handle: Any) -> str:
     return "no error"
 
 
+@pytest.mark.slow
 def test_spawned_workers_get_a_clear_error_for_a_collected_array_or_a_moved_database(tmp_path: Path) -> None:
     with tensordb.open(tmp_path / "c.tdb") as db:
         db["t"] = {"x": np.arange(10)}

@@ -17,12 +17,15 @@ from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from strategies import arrays, assert_tree_equal, basic_dtypes, dtypes, escape, keys, scalars, trees
 
 import tensordb
+
+pytestmark = pytest.mark.slow
 
 NAMES = st.sampled_from(["a", "b", "c", "d/e", "~", "é"])
 _leaves = st.deferred(scalars)

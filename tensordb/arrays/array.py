@@ -20,7 +20,7 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from ..codec import Codec
-from ..errors import ReadOnlyError, StaleHandleError, context, guard_corruption
+from ..errors import ReadOnlyError, StaleHandleError, context
 from .chunk_index import CachedArray
 from .meta import ArrayMeta
 from .store import ArrayRef, ArrayStore
@@ -71,7 +71,6 @@ def reopen(db_state: Any) -> ArrayHost:
     return reopen_host(db_state)
 
 
-@guard_corruption(lambda handle: handle._db.filename)
 class Array:
     """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
 

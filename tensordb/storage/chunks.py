@@ -22,7 +22,6 @@ from typing import Any
 import blake3
 import xxhash
 
-from .. import faults
 from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
@@ -176,7 +175,7 @@ class ChunkStore:
     def _insert(self, new: dict[bytes, tuple[Any, Codec, int]], compressed: list[bytes], ids: dict[bytes, int]
                 ) -> None:
         """Store compressed chunks (inline or in a pack) and note their new ids in ``ids``."""
-        faults.crashpoint("compress")
+        self.conn.hooks.trace("compress")
         next_id = int(self.conn.scalar("SELECT coalesce(max(chunk_id), 0) + 1 FROM chunk"))
         rows: list[tuple[Any, ...]] = []
         for (key, (raw, _, _)), stored in zip(new.items(), compressed):
@@ -193,7 +192,7 @@ class ChunkStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        faults.crashpoint("chunk-row")
+        self.conn.hooks.trace("chunk-row")
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:
         """{content key: chunk id} for the keys already stored."""

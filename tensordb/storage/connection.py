@@ -7,13 +7,21 @@ timeout retries. Nested transactions are savepoints.
 
 The outermost commit is ordered: every row written, then the before-commit
 hooks (fsync the pack files), then ``COMMIT``, then the after-commit hooks
-(delete replaced files). SQLite errors that mean the disk failed (I/O error,
-disk full) become :class:`~tensordb.StorageError`. After such an error SQLite
-may have rolled the whole transaction back on its own; the connection then
-refuses further statements until the outermost transaction block exits. A
-``COMMIT`` that fails has an unknown outcome on disk (the commit record may
-have reached the WAL): the before-commit hooks have made the transaction's
-files durable already, and nothing undoes them after that.
+(delete replaced files). After an I/O error SQLite may have rolled the whole
+transaction back on its own; the connection then refuses further statements
+until the outermost transaction block exits. A ``COMMIT`` that fails has an
+unknown outcome on disk (the commit record may have reached the WAL): the
+before-commit hooks have made the transaction's files durable already, and
+nothing undoes them after that.
+
+This module is the error boundary of SQLite: no apsw exception leaves it.
+:func:`sqlite_error` maps each one, in one place: a failing disk (I/O error,
+disk full) or a lock held past the busy timeout is a
+:class:`~tensordb.StorageError`, a damaged file a
+:class:`~tensordb.CorruptionError`, a write refused by a read-only file a
+:class:`~tensordb.ReadOnlyError`, and anything else a
+:class:`~tensordb.TensorDBError`; each names the file. Statements return a
+:class:`Cursor` whose rows are mapped the same way as they are fetched.
 """
 
 from __future__ import annotations
@@ -22,20 +30,16 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apsw
 
-from .. import faults
-from ..errors import ClosedError, ReadOnlyError, StorageError, TensorDBError, register_corruption_errors
+from ..errors import ClosedError, CorruptionError, ReadOnlyError, StorageError, TensorDBError
+from .hooks import StorageHooks, installed
 
-__all__ = ["Connection", "check_sqlite_version", "storage_error", "io_errors"]
-
-# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface, and
-# so does text that is not UTF-8 (apsw decodes every TEXT value; tensordb writes
-# only valid UTF-8).
-register_corruption_errors(apsw.CorruptError, apsw.NotADBError, UnicodeDecodeError)
+__all__ = ["Connection", "Cursor", "check_sqlite_version", "storage_error", "sqlite_error", "sqlite_errors",
+           "SQLITE_ERRORS"]
 
 # SQLite before 3.51.3 has a WAL-reset corruption bug hit by two connections
 # writing and checkpointing; 3.52.0 was withdrawn.
@@ -113,6 +117,12 @@ _POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
 
 #: apsw errors that mean the disk failed rather than the SQL.
 IO_ERRORS = (apsw.IOError, apsw.FullError)
+# SQLITE_CORRUPT and SQLITE_NOTADB mean a damaged file wherever they surface, and
+# so does text that is not UTF-8 (apsw decodes every TEXT value; tensordb writes
+# only valid UTF-8).
+_DAMAGE = (apsw.CorruptError, apsw.NotADBError, UnicodeDecodeError)
+#: Every exception SQLite (through apsw) raises that :func:`sqlite_error` maps.
+SQLITE_ERRORS = (apsw.Error, UnicodeDecodeError)
 
 
 def storage_error(filename: str, exc: BaseException, doing: str | None = None, hint: str = "") -> StorageError:
@@ -128,13 +138,59 @@ def storage_error(filename: str, exc: BaseException, doing: str | None = None, h
     return err
 
 
+def sqlite_error(filename: str, exc: BaseException, doing: str | None = None) -> TensorDBError:
+    """The tensordb error, naming the file, for an exception raised by SQLite (see the module docstring)."""
+    if isinstance(exc, IO_ERRORS):
+        return storage_error(filename, exc, doing)
+    if isinstance(exc, apsw.BusyError):
+        busy = StorageError(f"{filename}: {doing + ' failed: ' if doing else ''}the database is locked by another "
+                            f"connection ({exc})")
+        busy.errno = errno.EBUSY
+        return busy
+    if isinstance(exc, _DAMAGE):
+        return CorruptionError(f"{filename}: the database file is damaged ({exc})")
+    if isinstance(exc, apsw.ReadOnlyError):
+        return ReadOnlyError(f"{filename}: {exc}")
+    return TensorDBError(f"{filename}: {doing + ' failed: ' if doing else ''}SQLite error: {exc}")
+
+
 @contextlib.contextmanager
-def io_errors(filename: str, doing: str | None = None) -> Iterator[None]:
-    """Turn apsw I/O errors raised inside the block into StorageError."""
+def sqlite_errors(filename: str, doing: str | None = None) -> Iterator[None]:
+    """Turn exceptions SQLite raises inside the block into tensordb errors (:func:`sqlite_error`)."""
     try:
         yield
-    except IO_ERRORS as exc:
-        raise storage_error(filename, exc, doing) from exc
+    except SQLITE_ERRORS as exc:
+        raise sqlite_error(filename, exc, doing) from exc
+
+
+class Cursor:
+    """The rows of one statement; SQLite's errors while fetching them are mapped like the statement's."""
+
+    __slots__ = ("_rows", "_filename")
+
+    def __init__(self, rows: Any, filename: str) -> None:
+        self._rows = rows
+        self._filename = filename
+
+    # Rows are typed Any: their columns are checked where they are used, since
+    # everything read from a file is untrusted anyway.
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._rows
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self._filename, exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return list(self._rows)
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self._filename, exc) from exc
+
+    def fetchone(self) -> Any:
+        try:
+            return self._rows.fetchone()
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self._filename, exc) from exc
 
 
 class Connection:
@@ -146,19 +202,20 @@ class Connection:
     on rollback of each level (truncate pack bytes nobody references).
     """
 
-    def __init__(self, filename: str, *, readonly: bool, create: bool) -> None:
+    def __init__(self, filename: str, *, readonly: bool, create: bool, hooks: StorageHooks | None = None) -> None:
         self.filename = filename
+        self.hooks = installed() if hooks is None else hooks
         self.readonly = readonly
         if readonly:
             flags = apsw.SQLITE_OPEN_READONLY
         else:
             flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
         try:
-            self.conn = apsw.Connection(filename, flags=flags, vfs=faults.sqlite_vfs)
+            self.conn = apsw.Connection(filename, flags=flags, vfs=self.hooks.sqlite_vfs)
         except apsw.CantOpenError as exc:
             raise FileNotFoundError(f"{filename}: cannot open database ({exc})") from None
-        except IO_ERRORS as exc:
-            raise storage_error(filename, exc, "opening") from exc
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(filename, exc, "opening") from exc
         self.pid = os.getpid()
         for policy in _POLICY_ALL:
             policy(self.conn)
@@ -174,11 +231,9 @@ class Connection:
         self._snapshot_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         # SQLite rolled the open transaction back after an I/O error: refuse statements until it is left
         self._aborted = False
-        # planted bug only (faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH): a pack flush owed after a COMMIT
-        self._flush_owed = False
 
     def apply_writer_policy(self) -> None:
-        with io_errors(self.filename, "opening"):
+        with sqlite_errors(self.filename, "opening"):
             for policy in _POLICY_WRITER:
                 policy(self.conn)
 
@@ -229,28 +284,26 @@ class Connection:
     def close(self) -> None:
         if not self.closed:
             try:
-                with io_errors(self.filename, "closing"):
+                with sqlite_errors(self.filename, "closing"):
                     self.conn.close()
             finally:
                 self.conn = None  # type: ignore[assignment]
 
     # -- SQL -------------------------------------------------------------------
 
-    # Rows are typed Any: their columns are checked where they are used, since
-    # everything read from a file is untrusted anyway.
-    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Cursor:
         self.ensure_usable()
         try:
-            return self.conn.execute(sql, params)
-        except IO_ERRORS as exc:
-            raise storage_error(self.filename, exc) from exc
+            return Cursor(self.conn.execute(sql, params), self.filename)
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self.filename, exc) from exc
 
-    def executemany(self, sql: str, seq: Any) -> Any:
+    def executemany(self, sql: str, seq: Iterable[tuple[Any, ...]]) -> Cursor:
         self.ensure_usable()
         try:
-            return self.conn.executemany(sql, seq)
-        except IO_ERRORS as exc:
-            raise storage_error(self.filename, exc) from exc
+            return Cursor(self.conn.executemany(sql, seq), self.filename)
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self.filename, exc) from exc
 
     def one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         for row in self.execute(sql, params):
@@ -260,6 +313,14 @@ class Connection:
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]
+
+    def last_insert_rowid(self) -> int:
+        """The rowid of the last row this connection inserted."""
+        return int(self.conn.last_insert_rowid())
+
+    def changes(self) -> int:
+        """How many rows the last INSERT, UPDATE or DELETE changed."""
+        return int(self.conn.changes())
 
     # -- hooks -----------------------------------------------------------------
 
@@ -295,15 +356,11 @@ class Connection:
         if level == 0:
             if self._read_depth:
                 raise TensorDBError("cannot start a write while a read snapshot is open")
-            if self._flush_owed:
-                self._flush_owed = False
-                for fn in self._before_commit:
-                    fn()
-            with io_errors(self.filename, "starting a transaction"):
+            with sqlite_errors(self.filename, "starting a transaction"):
                 self.conn.execute("BEGIN IMMEDIATE")
-            faults.crashpoint("begin")
+            self.hooks.trace("begin")
         else:
-            with io_errors(self.filename, "starting a savepoint"):
+            with sqlite_errors(self.filename, "starting a savepoint"):
                 self.conn.execute(f"SAVEPOINT tdb_{level}")
         self._depth += 1
         self.write_generation += 1
@@ -313,8 +370,9 @@ class Connection:
             yield
         except BaseException as exc:
             self._rollback(level)
-            if isinstance(exc, IO_ERRORS):  # raised by a statement that bypassed execute()
-                raise storage_error(self.filename, exc) from exc
+            # raised by a statement that bypassed execute() (not a UnicodeDecodeError of the caller's code)
+            if isinstance(exc, apsw.Error):
+                raise sqlite_error(self.filename, exc) from exc
             raise
         else:
             self._commit(level)
@@ -323,7 +381,7 @@ class Connection:
 
     def _rollback(self, level: int) -> None:
         try:
-            with io_errors(self.filename, "rolling back"):
+            with sqlite_errors(self.filename, "rolling back"):
                 if self.conn.getautocommit():
                     # SQLite already rolled the whole transaction back (it may, after an I/O error)
                     self._aborted = level > 0
@@ -344,43 +402,37 @@ class Connection:
             self._rollback(level)
             raise StorageError(f"{self.filename}: the transaction was rolled back after an I/O error")
         if level > 0:
-            with io_errors(self.filename, "releasing a savepoint"):
+            with sqlite_errors(self.filename, "releasing a savepoint"):
                 self.conn.execute(f"RELEASE tdb_{level}")
             self._depth = level
             return
-        faults.crashpoint("rows-written")
-        if faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH:
-            self._commit_before_flush()
-        else:
-            try:
-                for fn in self._before_commit:
-                    fn()
-            except BaseException:
-                self._rollback(0)
-                raise
-            faults.crashpoint("before-commit")
-            try:
-                self.conn.execute("COMMIT")
-            except BaseException as exc:
-                # The commit record may have reached the WAL even so (recovery would
-                # find it): the rollback hooks must not undo the files it references.
-                self._rollback(0)
-                if isinstance(exc, IO_ERRORS):
-                    raise storage_error(
-                        self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
-                        "(reopen the database to see which)"
-                    ) from exc
-                raise
-        faults.crashpoint("after-commit")
+        self.hooks.trace("rows-written")
+        try:
+            for fn in self._before_commit:
+                fn()
+        except BaseException:
+            self._rollback(0)
+            raise
+        self.hooks.trace("before-commit")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            # The commit record may have reached the WAL even so (recovery would
+            # find it): the rollback hooks must not undo the files it references.
+            self._rollback(0)
+            if isinstance(exc, IO_ERRORS):
+                raise storage_error(
+                    self.filename, exc, "commit", "; the transaction is either fully committed or not at all "
+                    "(reopen the database to see which)"
+                ) from exc
+            if isinstance(exc, apsw.Error):
+                raise sqlite_error(self.filename, exc, "commit") from exc
+            raise
+        self.hooks.trace("after-commit")
         self._depth = 0
         hooks, self._after_commit = self._after_commit, []
         for fn in hooks:
             fn()
-
-    def _commit_before_flush(self) -> None:
-        """The planted ordering bug (tests only): COMMIT now, fsync the packs when the next transaction begins."""
-        self.conn.execute("COMMIT")
-        self._flush_owed = True
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -393,7 +445,7 @@ class Connection:
             finally:
                 self._read_depth -= 1
             return
-        with io_errors(self.filename, "starting a read"):
+        with sqlite_errors(self.filename, "starting a read"):
             self.conn.execute("BEGIN DEFERRED")
         self._read_depth = 1
         started = 0
@@ -406,7 +458,7 @@ class Connection:
             self._read_depth = 0
             try:
                 if not self.closed and not self.conn.getautocommit():
-                    with io_errors(self.filename, "ending a read"):
+                    with sqlite_errors(self.filename, "ending a read"):
                         self.conn.execute("COMMIT")
             finally:
                 for _, end in self._snapshot_hooks[:started]:

@@ -21,7 +21,8 @@ the name of a file already in the folder. If ``COMMIT`` itself fails, its
 outcome on disk is unknown, so the bytes it wrote are kept (the flush before
 it has already forgotten them).
 
-All writes go through :data:`tensordb.faults.files` (a test seam).
+All writes go through the store's :class:`~tensordb.storage.hooks.FileOps`, and each
+step of the protocol is reported to its trace hook.
 
 Names read from the database are untrusted: they must match one strict
 pattern and resolve inside the sidecar folder, which must itself be a real
@@ -48,9 +49,9 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from .. import faults
 from ..errors import CorruptionError, StorageError
 from .connection import Connection, storage_error
+from .hooks import FileOps
 
 __all__ = ["PackStore", "PacksAppeared", "PACK_NAME", "HEADER", "GATE_NAME"]
 
@@ -76,6 +77,8 @@ class PackStore:
 
     def __init__(self, conn: Connection, db_filename: str) -> None:
         self.conn = conn
+        self.files = conn.hooks.files
+        self.trace = conn.hooks.trace
         self.dir = pack_dir_for(db_filename)
         self._dir_fd: int | None = None  # the sidecar folder, for flock(2)
         self._gate_fd: int | None = None  # the gate file in it (see exclusive())
@@ -136,13 +139,13 @@ class PackStore:
 
     def _open_fd(self, path: str, flags: int) -> int:
         """:meth:`_open` for writing through the file seam: a descriptor of a regular file, links not followed."""
-        fd = faults.files.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+        fd = self.files.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise CorruptionError(f"pack file {os.path.basename(path)} in {self.dir} is not a regular file")
             os.set_blocking(fd, True)
         except BaseException:
-            faults.files.close(fd)
+            self.files.close(fd)
             raise
         return fd
 
@@ -169,11 +172,11 @@ class PackStore:
         self._first_size.setdefault(pack_id, offset)
         self._touched.add(pack_id)
         try:
-            _write_all(fd, data, offset)
+            _write_all(self.files, fd, data, offset)
         except OSError as exc:
             self._poison(pack_id)
             raise self._error(pack_id, "writing", exc) from exc
-        faults.crashpoint("pack-write")
+        self.trace("pack-write")
         return pack_id, offset
 
     def _active_writer(self, incoming: int) -> int:
@@ -219,7 +222,7 @@ class PackStore:
             try:
                 if os.path.lexists(self.dir):
                     raise CorruptionError(f"{self.dir} exists and is not a folder")
-                faults.files.makedirs(self.dir)
+                self.files.makedirs(self.dir)
             except OSError as exc:
                 raise self._error(None, "creating the pack folder", exc) from exc
             self._created_dir = True
@@ -241,13 +244,13 @@ class PackStore:
         self._first_size[pack_id] = 0
         self._touched.add(pack_id)
         try:
-            _write_all(fd, HEADER, 0)
+            _write_all(self.files, fd, HEADER, 0)
         except OSError as exc:
             self._poison(pack_id)
             raise self._error(pack_id, "writing", exc) from exc
         self._first_size[pack_id] = len(HEADER)
         self._set_writer(pack_id)
-        faults.crashpoint("pack-create")
+        self.trace("pack-create")
         return pack_id
 
     def _set_writer(self, pack_id: int) -> None:
@@ -260,27 +263,26 @@ class PackStore:
         fd = self._fds.pop(pack_id, None)
         if fd is not None:
             with contextlib.suppress(OSError):
-                faults.files.close(fd)
+                self.files.close(fd)
 
     def flush(self) -> None:
         """fsync every pack written in this transaction (and the folder if files were created)."""
-        if not faults.UNSAFE_NO_PACK_FSYNC:
-            for pack_id in sorted(self._touched):
-                try:
-                    faults.files.fsync(self._fds[pack_id])
-                except OSError as exc:
+        for pack_id in sorted(self._touched):
+            try:
+                self.files.fsync(self._fds[pack_id])
+            except OSError as exc:
+                self._poison(pack_id)
+                raise self._error(pack_id, "fsync", exc) from exc
+            self.trace("pack-fsync")
+        if self._created_dir:
+            try:
+                self.files.fsync_dir(self.dir)
+                self.files.fsync_dir(os.path.dirname(os.path.abspath(self.dir)))
+            except OSError as exc:
+                for pack_id in self._created:  # their folder entries may not be durable
                     self._poison(pack_id)
-                    raise self._error(pack_id, "fsync", exc) from exc
-                faults.crashpoint("pack-fsync")
-            if self._created_dir:
-                try:
-                    faults.files.fsync_dir(self.dir)
-                    faults.files.fsync_dir(os.path.dirname(os.path.abspath(self.dir)))
-                except OSError as exc:
-                    for pack_id in self._created:  # their folder entries may not be durable
-                        self._poison(pack_id)
-                    raise self._error(None, "fsync", exc) from exc
-                faults.crashpoint("dir-fsync")
+                raise self._error(None, "fsync", exc) from exc
+            self.trace("dir-fsync")
         self._created_dir = False
         # Forget this transaction's appends: if COMMIT now fails, its outcome on disk is
         # unknown (the commit record may be in the WAL), so its bytes must stay.
@@ -309,10 +311,10 @@ class PackStore:
                 self._discard(pack_id)
             elif pack_id not in self._poisoned:
                 try:
-                    faults.files.truncate(self._fds[pack_id], mark.get(pack_id, self._first_size[pack_id]))
+                    self.files.truncate(self._fds[pack_id], mark.get(pack_id, self._first_size[pack_id]))
                 except OSError:
                     self._poison(pack_id)  # the tail stays: unreferenced bytes that gc() cuts
-        faults.crashpoint("rollback")
+        self.trace("rollback")
         if level == 0:
             self._end_transaction()
             self._writer = None
@@ -332,7 +334,7 @@ class PackStore:
         path = os.path.join(self.dir, f"{pack_id:08d}.pack")
         self.forget(pack_id)
         with contextlib.suppress(OSError):  # left behind, it is an orphan file gc() deletes
-            faults.files.remove(path)
+            self.files.remove(path)
 
     # -- reading -----------------------------------------------------------------
 
@@ -421,10 +423,10 @@ class PackStore:
         try:
             fd = self._open_fd(path, os.O_WRONLY)
             try:
-                faults.files.truncate(fd, max(size, len(HEADER)))
-                faults.files.fsync(fd)
+                self.files.truncate(fd, max(size, len(HEADER)))
+                self.files.fsync(fd)
             finally:
-                faults.files.close(fd)
+                self.files.close(fd)
         except OSError as exc:
             self._poison(pack_id)
             raise self._error(pack_id, "truncating", exc) from exc
@@ -436,7 +438,7 @@ class PackStore:
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode):
                 return 0
-            faults.files.remove(path)
+            self.files.remove(path)
         except FileNotFoundError:
             return 0
         except OSError as exc:
@@ -480,14 +482,14 @@ class PackStore:
         if fd is None:
             # No pack folder yet. Establish the snapshot: if it names no pack,
             # no pack file can go missing under it.
-            if self.conn.conn.execute("SELECT 1 FROM pack LIMIT 1").fetchall() == []:
+            if self.conn.execute("SELECT 1 FROM pack LIMIT 1").fetchall() == []:
                 return
             fd = self._folder_fd()
             if fd is None:
                 return  # a pack row without a usable folder: reads report the damage
             # The folder appeared meanwhile: start the snapshot again, under the lock.
-            self.conn.conn.execute("COMMIT")
-            self.conn.conn.execute("BEGIN DEFERRED")
+            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN DEFERRED")
         self._lock_shared(fd)
 
     @contextlib.contextmanager
@@ -607,11 +609,11 @@ def _try_lock(fd: int, deadline: float | None) -> bool:
             raise _NoLocks from None
 
 
-def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+def _write_all(files: FileOps, fd: int, data: bytes | memoryview, offset: int) -> None:
     """pwrite all of ``data`` at ``offset`` (a short write continues where it stopped)."""
     view = memoryview(data)
     while view:
-        written = faults.files.pwrite(fd, view, offset)
+        written = files.pwrite(fd, view, offset)
         if written <= 0:
             raise OSError(errno.ENOSPC, "no space left on device (short write)")
         view = view[written:]

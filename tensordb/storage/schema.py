@@ -1,9 +1,10 @@
 """The SQL schema, in one place: identity, version, tables, triggers, public views, upgrades.
 
 ``PRAGMA application_id`` marks the file as tensordb's and ``PRAGMA
-user_version`` holds the format version. :func:`prepare` is called on every
-open: it creates a fresh file, checks an existing one, and runs the ordered
-upgrade steps of an older one inside a single transaction.
+user_version`` is the one record of its format version. :func:`prepare` is
+called on every open: it creates a fresh file, checks an existing one, and
+runs the ordered upgrade steps of an older one (registered with
+:func:`upgrade_step`) inside a single transaction.
 
 ``docs/format.md`` documents every table and column below; a test keeps the
 two in step.
@@ -11,6 +12,7 @@ two in step.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +21,8 @@ import apsw
 
 from ..errors import CorruptionError, FormatError
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "prepare", "check_schema", "expected_schema", "TABLES", "VIEWS"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DDL", "UPGRADES", "prepare", "check_schema", "expected_schema",
+           "upgrade_step", "TABLES", "VIEWS"]
 
 #: ``PRAGMA application_id``: the bytes "TDB1".
 APPLICATION_ID = 0x54444231
@@ -188,10 +191,26 @@ FROM array a;
 #: Every internal table, in creation order (docs/format.md documents each).
 TABLES = ("meta", "tree", "node", "array", "pack", "chunk", "chunk_ref")
 
-_DDL = (META, TREE, NODE, ARRAY, CHUNK, TRIGGERS, VIEWS)
+#: The statements that create the schema of the current version, in order.
+DDL = (META, TREE, NODE, ARRAY, CHUNK, TRIGGERS, VIEWS)
 
-# Ordered upgrade steps: _UPGRADES[n] turns a version-n file into version n+1.
-_UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {}
+UpgradeStep = Callable[[apsw.Connection], None]
+#: Ordered upgrade steps: ``UPGRADES[n]`` turns a version-n file into version n+1.
+UPGRADES: dict[int, UpgradeStep] = {}
+
+
+def upgrade_step(from_version: int) -> Callable[[UpgradeStep], UpgradeStep]:
+    """Register the function that turns a version-``from_version`` file into the next version.
+
+    It runs inside the upgrade's transaction, with the other steps, and must
+    leave exactly the schema :data:`DDL` creates once every step has run.
+    """
+    def register(step: UpgradeStep) -> UpgradeStep:
+        if from_version in UPGRADES:
+            raise ValueError(f"an upgrade step from format version {from_version} is already registered")
+        UPGRADES[from_version] = step
+        return step
+    return register
 
 
 def _read_identity(conn: apsw.Connection) -> tuple[int, int, int]:
@@ -206,7 +225,7 @@ def _create(conn: apsw.Connection, settings: dict[str, object]) -> None:
     # lets gc() give freed pages back to the file system.
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     with conn:
-        for ddl in _DDL:
+        for ddl in DDL:
             conn.execute(ddl)
         for key, value in settings.items():
             conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -217,8 +236,6 @@ def _create(conn: apsw.Connection, settings: dict[str, object]) -> None:
 # SQLite's own tables, which may or may not exist depending on history (AUTOINCREMENT, ANALYZE).
 _SQLITE_INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
 _SCHEMA_ROWS = "SELECT type, name, tbl_name, sql FROM sqlite_schema"
-_expected: dict[tuple[str, str], tuple[str, str | None]] | None = None
-_expected_rows: set[tuple[Any, ...]] | None = None
 
 
 def _normalise_sql(sql: object) -> str | None:
@@ -227,19 +244,21 @@ def _normalise_sql(sql: object) -> str | None:
 
 def expected_schema() -> dict[tuple[str, str], tuple[str, str | None]]:
     """``{(type, name): (table, normalised SQL)}`` of every schema object this version creates."""
-    global _expected, _expected_rows
-    if _expected is None:
-        mem = apsw.Connection(":memory:")
-        try:
-            with mem:
-                for ddl in _DDL:
-                    mem.execute(ddl)
-            rows = [row for row in mem.execute(_SCHEMA_ROWS) if row[1] not in _SQLITE_INTERNAL]
-        finally:
-            mem.close()
-        _expected_rows = set(rows)
-        _expected = {(str(kind), str(name)): (str(table), _normalise_sql(sql)) for kind, name, table, sql in rows}
-    return _expected
+    rows = _schema_rows(DDL)
+    return {(str(kind), str(name)): (str(table), _normalise_sql(sql)) for kind, name, table, sql in rows}
+
+
+@functools.lru_cache(maxsize=2)
+def _schema_rows(ddl: tuple[str, ...]) -> frozenset[tuple[Any, ...]]:
+    """The ``sqlite_schema`` rows ``ddl`` creates (SQLite's internal tables aside)."""
+    mem = apsw.Connection(":memory:")
+    try:
+        with mem:
+            for statement in ddl:
+                mem.execute(statement)
+        return frozenset(tuple(row) for row in mem.execute(_SCHEMA_ROWS) if row[1] not in _SQLITE_INTERNAL)
+    finally:
+        mem.close()
 
 
 def check_schema(conn: apsw.Connection, filename: str) -> None:
@@ -250,15 +269,15 @@ def check_schema(conn: apsw.Connection, filename: str) -> None:
     is evaluated on them); a changed definition would break the invariants
     every read relies on.
     """
-    expected = expected_schema()
     rows: Any = conn.execute(_SCHEMA_ROWS).fetchall()
-    if {row for row in rows if row[1] not in _SQLITE_INTERNAL or row[0] != "table"} == _expected_rows:
+    if {tuple(row) for row in rows if row[1] not in _SQLITE_INTERNAL or row[0] != "table"} == _schema_rows(DDL):
         return  # the common case, verbatim: SQLite keeps each CREATE statement as it was written
     found: dict[tuple[str, str], tuple[str, str | None]] = {}
     for kind, name, table, sql in rows:
         if isinstance(name, str) and name in _SQLITE_INTERNAL and kind == "table":
             continue
         found[(str(kind), str(name))] = (str(table), _normalise_sql(sql))
+    expected = expected_schema()
     for key in sorted(set(found) - set(expected)):
         raise CorruptionError(f"{filename}: unexpected {key[0]} {key[1]!r} in the schema (not created by tensordb)")
     for key in sorted(set(expected) - set(found)):
@@ -304,15 +323,16 @@ def _prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dic
                 f"{filename} uses format version {version} and needs an upgrade to "
                 f"{SCHEMA_VERSION}: open it writable once"
             )
-        _upgrade(conn, version)
+        _upgrade(conn, filename, version)
+        return
     check_schema(conn, filename)
 
 
-def _upgrade(conn: apsw.Connection, version: int) -> None:
-    with conn:
+def _upgrade(conn: apsw.Connection, filename: str, version: int) -> None:
+    with conn:  # all steps or none: a failing step, or a result unlike a fresh file's, rolls every one back
         for step in range(version, SCHEMA_VERSION):
-            if step not in _UPGRADES:
-                raise FormatError(f"no upgrade path from format version {step}")
-            _UPGRADES[step](conn)
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (SCHEMA_VERSION,))
+            if step not in UPGRADES:
+                raise FormatError(f"{filename}: no upgrade path from format version {step}")
+            UPGRADES[step](conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        check_schema(conn, filename)

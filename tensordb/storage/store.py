@@ -12,7 +12,8 @@ import os
 from ..errors import FormatError
 from . import schema
 from .chunks import DEFAULT_INLINE_THRESHOLD, ChunkStore, Counters
-from .connection import Connection, io_errors
+from .connection import Connection, sqlite_errors
+from .hooks import StorageHooks, installed
 from .packs import GATE_NAME, PACK_NAME, PackStore, pack_dir_for
 
 __all__ = ["Store", "MODES"]
@@ -21,9 +22,15 @@ MODES = ("r", "r+", "a", "w", "x")
 
 
 class Store:
-    """Everything below the array layer for one database file."""
+    """Everything below the array layer for one database file.
 
-    def __init__(self, filename: str, mode: str = "a", inline_threshold: int | None = None) -> None:
+    ``hooks`` carries the file operations, step tracer and SQLite VFS the
+    store does its durable I/O through (:mod:`tensordb.storage.hooks`); by
+    default, the ones installed for the process, which make plain system calls.
+    """
+
+    def __init__(self, filename: str, mode: str = "a", inline_threshold: int | None = None,
+                 hooks: StorageHooks | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
         exists = os.path.exists(filename)
@@ -38,7 +45,8 @@ class Store:
         self.filename = filename
         self.mode = mode
         self.readonly = mode == "r"
-        self.conn = Connection(filename, readonly=self.readonly, create=mode in ("a", "w", "x"))
+        self.hooks = installed() if hooks is None else hooks
+        self.conn = Connection(filename, readonly=self.readonly, create=mode in ("a", "w", "x"), hooks=self.hooks)
         try:
             # No Python-level open() of the file here: closing any descriptor of a
             # file drops every POSIX lock this process holds on it, including those
@@ -47,12 +55,12 @@ class Store:
             threshold = DEFAULT_INLINE_THRESHOLD if inline_threshold is None else int(inline_threshold)
             if threshold < 0:
                 raise ValueError(f"inline_threshold must be >= 0, got {threshold}")
-            with io_errors(filename, "opening"):
+            with sqlite_errors(filename, "opening"):
                 schema.prepare(
                     self.conn.conn,
                     filename,
                     writable=not self.readonly,
-                    settings={"format_version": schema.SCHEMA_VERSION, "inline_threshold": threshold},
+                    settings={"inline_threshold": threshold},
                 )
             if not self.readonly:  # only once the file is known to be ours: WAL rewrites the header
                 self.conn.apply_writer_policy()

@@ -18,7 +18,7 @@ import numpy as np
 from ..arrays import array as array_module
 from ..arrays.array import Array
 from ..codec import Codec
-from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context, guard_corruption
+from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .values import CONTAINER_KINDS, decode_scalar
@@ -283,10 +283,6 @@ class TreeOps:
         self.touch(row.tree_id)
 
 
-def _file_of(handle: Any) -> object:
-    return handle._ops.db.filename
-
-
 def _check_child(row: NodeRow, made: dict[int, Any], made_paths: dict[int, str]) -> None:
     """A loaded row must be a dict entry or list item of a container loaded before it, at the right path."""
     parent = made.get(row.parent_id) if type(row.parent_id) is int and type(row.pos) is int else None
@@ -340,7 +336,6 @@ def _pointer(base: str, key: object, kind: str) -> str:
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
 
-@guard_corruption(_file_of)
 class Node(SubtreeHandle):
     """A dict or list inside a tree (lazy handle). See :class:`DictNode` and :class:`ListNode`."""
 
@@ -484,7 +479,6 @@ class Node(SubtreeHandle):
             return Array(self._ops.db, meta.array_id, NodeOwner(self._ops, node_id))
 
 
-@guard_corruption(_file_of)
 class DictNode(Node, MutableMapping[str, Any]):
     """A dict inside a tree: a MutableMapping whose keys keep their insertion order."""
 
@@ -509,7 +503,6 @@ class DictNode(Node, MutableMapping[str, Any]):
         return [v for _, v in self.items()]
 
 
-@guard_corruption(_file_of)
 class ListNode(Node, MutableSequence[Any]):
     """A list inside a tree: a MutableSequence (append, insert, negative indices, ...)."""
 
@@ -539,7 +532,6 @@ class ListNode(Node, MutableSequence[Any]):
             self._ops.insert_item(row, self._ops.nodes.count_children(row.node_id), value)
 
 
-@guard_corruption(_file_of)
 class Tree(SubtreeHandle):
     """A named tree of the database (lazy handle; nothing is loaded until asked).
 

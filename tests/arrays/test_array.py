@@ -197,6 +197,7 @@ def _rows(start: int, stop: int) -> np.ndarray:
     return np.arange(start, stop, dtype=np.float32)[:, None] + (np.arange(1024) % 16).astype(np.float32)[None, :]
 
 
+@pytest.mark.slow
 def test_big_array_streaming_bounded_memory(db_path: Path) -> None:
     n_rows, n_cols, block = 2**19, 1024, 4096  # 2 GiB of float32, 16 MiB blocks
     with tensordb.open(db_path) as db:

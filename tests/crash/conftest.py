@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from crash import seams
+from tensordb.storage import hooks
 
 
 @pytest.fixture
@@ -14,12 +15,9 @@ def long_run(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _default_seams() -> object:
-    """Every test ends with the file operations, VFS and planted-bug switches it started with."""
-    from tensordb import faults
-
-    saved = faults.files, faults.sqlite_vfs, faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH, faults.UNSAFE_NO_PACK_FSYNC
+def _default_hooks() -> object:
+    """Every test ends with the storage hooks (file operations, tracer, VFS) it started with."""
+    saved = hooks.installed()
     yield
-    (faults.files, faults.sqlite_vfs, faults.UNSAFE_COMMIT_BEFORE_PACK_FLUSH,
-     faults.UNSAFE_NO_PACK_FSYNC) = saved
-    assert not os.environ.get(faults.ENV_CRASHPOINT), "a test left a crash point armed in its own process"
+    seams.restore(saved)
+    assert not seams.armed_points(), "a test armed a crash point in its own process"

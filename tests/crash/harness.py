@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tensordb
-from crash import iofs, workload
+from crash import iofs, seams, workload
 from crash.workload import Model
-from tensordb import faults
 
 __all__ = ["Reader", "start_reader", "fork", "run_random_crashes", "RunResult", "run_one"]
 
@@ -103,13 +102,14 @@ def start_reader(db_path: str, seed: int) -> Reader:
 
 # -- writers ---------------------------------------------------------------------------------
 
+def _arm(journal: str | None, crash_at: str, planted: str | None) -> None:
+    """In a forked child: crash points, planted bug and (with a journal) journalled pack I/O."""
+    seams.arm(crash_at, planted, iofs.JournalFS(journal) if journal is not None else None)
+
+
 def _writer(db_path: str, seed: int, k0: int, model: Model, ack_fd: int, journal: str | None,
-            env: dict[str, str] | None) -> None:
-    if env:
-        os.environ.update(env)
-        faults.reload()
-    if journal is not None:
-        faults.files = iofs.JournalFS(journal)
+            planted: str | None) -> None:
+    _arm(journal, "", planted)
     db = tensordb.open(db_path)
     os.write(ack_fd, _ACK.pack(READY))
     k = k0
@@ -122,9 +122,9 @@ def _writer(db_path: str, seed: int, k0: int, model: Model, ack_fd: int, journal
 
 
 def _writer_child(db_path: str, seed: int, k0: int, model: Model, ack_r: int, ack_w: int, journal: str | None,
-                  env: dict[str, str] | None) -> None:
+                  planted: str | None) -> None:
     os.close(ack_r)
-    _writer(db_path, seed, k0, model, ack_w, journal, env)
+    _writer(db_path, seed, k0, model, ack_w, journal, planted)
 
 
 def _read_records(fd: int, n: int, timeout: float = 60.0) -> bytes:
@@ -172,12 +172,12 @@ class RunResult:
 
 
 def run_random_crashes(workdir: str, seed: int, trials: int, *, lose: Callable[[int], bool] = lambda i: i % 2 == 1,
-                       env: dict[str, str] | None = None, stop_at_first: bool = False, max_delay: float = 0.05,
+                       planted: str | None = None, stop_at_first: bool = False, max_delay: float = 0.05,
                        base_ops: int = 8, reader: bool = True) -> RunResult:
     """Kill ``trials`` forked writers at random moments, verifying the database after each kill.
 
     ``lose(i)``: whether trial ``i`` also loses every pack change not yet
-    durable. ``env``: environment for the writers (crash points, planted bugs).
+    durable. ``planted``: a planted bug for the writers (``seams.PLANTED_BUGS``).
     """
     started = time.monotonic()
     result = RunResult(seed)
@@ -195,7 +195,7 @@ def run_random_crashes(workdir: str, seed: int, trials: int, *, lose: Callable[[
             ack_r, ack_w = os.pipe()
 
             child = functools.partial(_writer_child, db_path, seed, k, model, ack_r, ack_w,
-                                      journal if lose_this else None, env)
+                                      journal if lose_this else None, planted)
             pid = fork(child, err_path)
             os.close(ack_w)
             # The kill moment: a random number of acknowledgements (progress, whatever the
@@ -248,16 +248,16 @@ def run_random_crashes(workdir: str, seed: int, trials: int, *, lose: Callable[[
     return result
 
 
-def run_one(db_path: str, body: Callable[[Any], None], *, env: dict[str, str] | None = None,
+def run_one(db_path: str, body: Callable[[Any], None], *, crash_at: str = "", planted: str | None = None,
             journal: str | None = None, err_path: str | None = None,
             before_open: Callable[[], None] | None = None) -> tuple[bool, str]:
-    """Run ``body(db)`` in a forked writer; returns (killed by SIGKILL, error text if it failed otherwise)."""
+    """Run ``body(db)`` in a forked writer; returns (killed by SIGKILL, error text if it failed otherwise).
+
+    ``crash_at`` arms crash points (``seams.arm``), ``planted`` plants a bug,
+    ``journal`` journals the pack I/O (``iofs.JournalFS``).
+    """
     def child() -> None:
-        if env:
-            os.environ.update(env)
-            faults.reload()
-        if journal is not None:
-            faults.files = iofs.JournalFS(journal)
+        _arm(journal, crash_at, planted)
         if before_open is not None:
             before_open()
         db = tensordb.open(db_path)

@@ -1,8 +1,9 @@
-"""File-system shims for the crash suites, plugged into tensordb's documented seams.
+"""File-system shims for the crash suites, plugged into tensordb's storage hooks.
 
-``tensordb.faults.files`` carries every write, fsync, truncation, creation and
-removal of pack files and bundles; ``tensordb.faults.sqlite_vfs`` names the
-apsw VFS new SQLite connections use. Three shims plug into them:
+The hooks' ``files`` (a ``tensordb.storage.hooks.FileOps``) carry every
+write, fsync, truncation, creation and removal of pack files and bundles;
+their ``sqlite_vfs`` names the apsw VFS new SQLite connections use (see
+``crash.seams``). Three shims plug into them:
 
 * :class:`JournalFS` (packs) logs each operation to an append-only journal
   before doing it, so that after a SIGKILL the parent can undo everything that
@@ -29,7 +30,7 @@ from typing import Any
 
 import apsw
 
-from tensordb import faults
+from tensordb.storage.hooks import FileOps
 
 __all__ = [
     "JournalFS", "lose_unsynced", "Recorder", "RecordingFS", "RecordingVFS", "power_cut", "FaultRule", "FaultFS",
@@ -39,7 +40,7 @@ __all__ = [
 
 # -- journal (SIGKILL + loss of what was not durable) -----------------------------------------------
 
-class JournalFS(faults.FileOps):
+class JournalFS(FileOps):
     """Pack file operations, each journalled before it runs (after it, for syncs)."""
 
     def __init__(self, journal: str) -> None:
@@ -156,7 +157,7 @@ class Recorder:
         return [i for i, op in enumerate(self.ops) if op[0] != "mark"]
 
 
-class RecordingFS(faults.FileOps):
+class RecordingFS(FileOps):
     """Pack file operations, recorded with their bytes."""
 
     def __init__(self, recorder: Recorder) -> None:
@@ -401,7 +402,7 @@ class FaultRule:
         return cls(f"injected {os.strerror(self.err)}: {kind} #{self.counts[kind]}")
 
 
-class FaultFS(faults.FileOps):
+class FaultFS(FileOps):
     """Pack file operations that fail as a FaultRule says: kinds pack-create, pack-write,
     pack-fsync, pack-truncate, pack-remove, dir-fsync."""
 

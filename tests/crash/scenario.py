@@ -109,7 +109,7 @@ def build(folder: str) -> Scenario:
         db.gc()
     crashed = workload.make_op(SEED, 999, model, "create")
     killed, error = harness.run_one(path, lambda db: workload.apply_db(db, crashed, model),
-                                    env={"TENSORDB_TEST_CRASHPOINT": "before-commit:1"})
+                                    crash_at="before-commit:1")
     assert killed, error
     with tensordb.open(path) as db:
         late = [step(db, "create").args["name"] for _ in range(3)]

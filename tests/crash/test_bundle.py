@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import tensordb
-from crash import harness, iofs, scenario, workload
+from crash import harness, iofs, scenario, seams, workload
 from crash.scenario import Scenario
-from tensordb import faults
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_bundle_fsyncs_then_renames_then_fsyncs_the_folder(base: Scenario, tmp_p
     target = tmp_path / "out" / "b.tdb"
     target.parent.mkdir()
     recorder = iofs.Recorder()
-    faults.files = iofs.RecordingFS(recorder)
+    seams.use(files=iofs.RecordingFS(recorder))
     with tensordb.open(db_path) as db:
         db.bundle(target)
     ops = [op for op in recorder.ops if "tmp-bundle" in op[1] or str(target.parent) == op[1]]
@@ -66,7 +67,7 @@ def test_a_bundle_interrupted_before_its_rename_leaves_no_target(base: Scenario,
     db_path = base.copy(str(tmp_path / "src"))
     target = tmp_path / "b.tdb"
     killed, error = harness.run_one(db_path, lambda db: db.bundle(target),
-                                    env={faults.ENV_CRASHPOINT: "bundle-fsync:1"})
+                                    crash_at="bundle-fsync:1")
     assert killed, error
     assert not target.exists()
     assert Path(str(target) + ".tmp-bundle").exists()  # complete, never renamed

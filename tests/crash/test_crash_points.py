@@ -3,7 +3,7 @@
 For each operation of ``scenario.OPERATIONS``, a first forked run counts how
 often each crash point is reached; then, for every point and every hit
 1..3 (1..6 with ``--long``), a forked writer runs the operation on a fresh
-copy of the scenario database with ``TENSORDB_TEST_CRASHPOINT=point:hit``
+copy of the scenario database with that crash point armed (``seams.arm``)
 and dies there (SIGKILL). The copy is verified twice: as the crash left it,
 and after every pack change that was not yet durable is undone (the crash
 was also a power loss for pack files). Points before the commit must leave
@@ -23,11 +23,13 @@ from pathlib import Path
 import pytest
 
 import tensordb
-from crash import harness, iofs, scenario, workload
+from crash import harness, iofs, scenario, seams, workload
 from crash.scenario import OPERATIONS, POST_COMMIT, PRE_COMMIT, SINGLE_TRANSACTION, Scenario
-from tensordb import faults
+from tensordb.storage.hooks import TRACE_STEPS
 
-ALL_POINTS = ",".join(f"{name}:{10**9}" for name in faults.CRASHPOINTS)
+pytestmark = pytest.mark.slow
+
+ALL_POINTS = ",".join(f"{name}:{10**9}" for name in TRACE_STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +45,16 @@ def count_hits(base: Scenario, kind: str, workdir: Path) -> dict[str, int]:
 
     def body(db: tensordb.Database) -> None:
         base.run(db, op, str(workdir / "count" / "bundle.tdb"))
-        out.write_text(json.dumps(faults.hits()))
+        out.write_text(json.dumps(seams.hits()))
 
-    killed, error = harness.run_one(db_path, body, env={faults.ENV_CRASHPOINT: ALL_POINTS},
+    killed, error = harness.run_one(db_path, body, crash_at=ALL_POINTS,
                                     err_path=str(workdir / "err.txt"))
     assert not killed and not error, error
     return {name: n for name, n in json.loads(out.read_text()).items() if n}
 
 
 def run_case(base: Scenario, kind: str, point: str, hit: int, workdir: Path,
-             env: dict[str, str] | None = None) -> list[str]:
+             planted: str | None = None) -> list[str]:
     """Crash ``kind`` at the ``hit``-th ``point``; return every problem found (empty: the case passes)."""
     case = workdir / "case"
     db_path = base.copy(str(case))
@@ -62,7 +64,7 @@ def run_case(base: Scenario, kind: str, point: str, hit: int, workdir: Path,
     bundle = case / "bundle.tdb"
     killed, error = harness.run_one(
         db_path, lambda db: base.run(db, op, str(bundle)),
-        env={faults.ENV_CRASHPOINT: f"{point}:{hit}", **(env or {})}, journal=str(journal),
+        crash_at=f"{point}:{hit}", planted=planted, journal=str(journal),
         err_path=str(workdir / "err.txt"))
     if not killed:
         return [f"the crash point was not reached ({error or 'the operation completed'})"]
@@ -108,34 +110,37 @@ def test_every_protocol_step_is_reached(base: Scenario, tmp_path: Path) -> None:
     reached: set[str] = set()
     for kind in OPERATIONS:
         reached |= set(count_hits(base, kind, tmp_path))
-    assert reached == set(faults.CRASHPOINTS)
+    assert reached == set(TRACE_STEPS)
 
 
 def test_a_crash_point_catches_the_planted_ordering_bug(base: Scenario, tmp_path: Path) -> None:
     """With COMMIT before the pack fsync, dying right after COMMIT loses committed pack bytes."""
-    planted = {faults.ENV_COMMIT_BEFORE_PACK_FLUSH: "1"}
-    problems = run_case(base, "create", "after-commit", 1, tmp_path, env=planted)
+    problems = run_case(base, "create", "after-commit", 1, tmp_path, planted="commit-before-pack-flush")
     assert any("unsynced pack bytes lost" in p for p in problems), problems
     assert not any("as the crash left it" in p for p in problems), problems  # SIGKILL alone keeps the page cache
     assert run_case(base, "create", "after-commit", 1, tmp_path) == []  # the real protocol passes
 
 
-def test_the_environment_variable_arms_a_crash_point(tmp_path: Path) -> None:
-    """A real interpreter with TENSORDB_TEST_CRASHPOINT set dies with SIGKILL at that step."""
+def test_a_worker_interpreter_arms_a_crash_point(tmp_path: Path) -> None:
+    """A fresh interpreter that arms a crash point through the test-side module dies with SIGKILL there."""
     code = (
         "import numpy as np, tensordb\n"
+        "from crash import seams\n"
+        "seams.arm('after-commit:2')\n"
         "db = tensordb.open('t.tdb')\n"
         "db['a'] = {'x': np.arange(10)}\n"
         "db['b'] = {'x': np.arange(10)}\n"
     )
-    env = {**os.environ, faults.ENV_CRASHPOINT: "after-commit:2",
-           "PYTHONPATH": str(Path(tensordb.__file__).resolve().parent.parent)}
+    tests = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(tensordb.__file__).resolve().parent.parent),
+                                                        str(tests)])}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()
     with tensordb.open(tmp_path / "t.tdb", mode="r") as db:
         assert sorted(db) == ["a", "b"]  # the second commit had returned
         assert db.check().ok
-    bad = {**env, faults.ENV_CRASHPOINT: "no-such-step:1"}
-    proc = subprocess.run([sys.executable, "-c", "import tensordb"], env=bad, capture_output=True, timeout=120)
-    assert proc.returncode != 0 and b"unknown crash point" in proc.stderr
 
+
+def test_an_unknown_crash_point_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown crash point 'no-such-step'"):
+        seams.parse_crash_points("no-such-step:1")

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from tensordb import faults
+from tensordb.storage.hooks import TRACE_STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "guarantees.md"
@@ -27,4 +27,4 @@ def test_every_test_named_in_the_guarantees_exists() -> None:
 
 def test_every_crash_point_is_documented() -> None:
     rows = set(re.findall(r"^\| `([a-z-]+)` \|", DOC.read_text(), re.M))
-    assert rows == set(faults.CRASHPOINTS)
+    assert rows == set(TRACE_STEPS)

@@ -32,12 +32,12 @@ import numpy as np
 import pytest
 
 import tensordb
-from crash import harness, iofs, scenario, workload
+from crash import harness, iofs, scenario, seams, workload
 from crash.scenario import OPERATIONS, Scenario
-from tensordb import faults
+from tensordb.storage.hooks import FileOps
 
 # apsw reports an injected failure that SQLite handled itself (a best-effort step) as unraisable
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 VFS_NAME = "tdb-fault"
 ONCE, PERSISTENT, THEN_CRASH = "once", "from then on", "once, then the process dies"
@@ -59,13 +59,11 @@ def fault_vfs() -> Any:
 
 def _install(vfs: iofs.FaultVFS, rule: iofs.FaultRule) -> None:
     vfs.rule = rule
-    faults.files = iofs.FaultFS(rule)
-    faults.sqlite_vfs = vfs.registered_name
+    seams.use(files=iofs.FaultFS(rule), sqlite_vfs=vfs.registered_name)
 
 
 def _uninstall() -> None:
-    faults.files = faults.FileOps()
-    faults.sqlite_vfs = None
+    seams.use(files=FileOps(), sqlite_vfs=None)
 
 
 def count_io(base: Scenario, kind: str, vfs: iofs.FaultVFS, workdir: Path) -> dict[str, int]:
@@ -281,7 +279,7 @@ def test_a_pack_whose_fsync_failed_is_never_written_again(tmp_path: Path) -> Non
         db["first"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
         (poisoned,) = _pack_of(db, "first")
     rule = iofs.FaultRule(kind="pack-fsync", n=1, armed=False)
-    faults.files = iofs.FaultFS(rule)
+    seams.use(files=iofs.FaultFS(rule))
     try:
         with tensordb.open(path) as db:
             rule.armed = True
@@ -297,7 +295,7 @@ def test_a_pack_whose_fsync_failed_is_never_written_again(tmp_path: Path) -> Non
             db["fourth"] = {"big": rng.integers(0, 2**63, 20_000, dtype=np.uint64)}
             assert poisoned not in _pack_of(db, "fourth")
     finally:
-        faults.files = faults.FileOps()
+        seams.use(files=FileOps())
     with tensordb.open(path) as db:
         assert sorted(db) == ["first", "fourth", "second", "third"]
         assert db.check().ok

@@ -21,8 +21,9 @@ import pytest
 from strategies import assert_tree_equal
 
 import tensordb
-from crash import iofs, workload
-from tensordb import faults
+from crash import iofs, seams, workload
+
+pytestmark = pytest.mark.slow
 
 VFS_NAME = "tdb-record-ordering"
 
@@ -34,15 +35,17 @@ def vfs() -> Any:
     recording.unregister()
 
 
-def run_recorded(db_path: Path, vfs: iofs.RecordingVFS, body: Any) -> list[tuple[Any, ...]]:
+def run_recorded(db_path: Path, vfs: iofs.RecordingVFS, body: Any, planted: str | None = None
+                 ) -> list[tuple[Any, ...]]:
     recorder = iofs.Recorder()
     vfs.rec = recorder
-    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), vfs.registered_name
+    previous = seams.arm(planted=planted, files=iofs.RecordingFS(recorder))
+    seams.use(sqlite_vfs=vfs.registered_name)
     try:
         with tensordb.open(db_path) as db:
             body(db)
     finally:
-        faults.files, faults.sqlite_vfs = faults.FileOps(), None
+        seams.restore(previous)
         recorder.enabled = False
     return recorder.ops
 
@@ -93,10 +96,8 @@ def test_pack_bytes_are_durable_before_each_commit(tmp_path: Path, vfs: iofs.Rec
     assert ordering_violations(ops) == []
 
 
-def test_the_ordering_check_sees_the_planted_bug(tmp_path: Path, vfs: iofs.RecordingVFS,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faults, "UNSAFE_COMMIT_BEFORE_PACK_FLUSH", True)
-    ops = run_recorded(tmp_path / "o.tdb", vfs, _workload)
+def test_the_ordering_check_sees_the_planted_bug(tmp_path: Path, vfs: iofs.RecordingVFS) -> None:
+    ops = run_recorded(tmp_path / "o.tdb", vfs, _workload, planted="commit-before-pack-flush")
     assert ordering_violations(ops)
 
 

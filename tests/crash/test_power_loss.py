@@ -1,8 +1,8 @@
 """Simulated power loss at any I/O.
 
 A workload runs with every file operation recorded, with its bytes, in one
-ordered log: SQLite's through a recording apsw VFS (``faults.sqlite_vfs``),
-the pack files' through a recording ``faults.files``. A cut at a random
+ordered log: SQLite's through a recording apsw VFS (the storage hooks' ``sqlite_vfs``),
+the pack files' through a recording ``FileOps``. A cut at a random
 position of that log rebuilds every file as a power loss there may have left
 it: its last synced image plus a random subset, in order, of the writes and
 truncations since; files and folders created or removed since the last fsync
@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 
 import tensordb
-from crash import iofs, workload
+from crash import iofs, seams, workload
 from crash.workload import Model
-from tensordb import faults
+
+pytestmark = pytest.mark.slow
 
 VFS_NAME = "tdb-record"
 # 21 and 22 compact a pack in gc (a new pack file, a folder fsync, a removal); 12, 15 and 18 roll back
@@ -64,9 +65,8 @@ def record(root: Path, seed: int, vfs: iofs.RecordingVFS, n_ops: int = 25, no_pa
     base = iofs.snapshot_files(str(root))
     recorder = iofs.Recorder()
     vfs.rec = recorder
-    saved = faults.files, faults.sqlite_vfs, faults.UNSAFE_NO_PACK_FSYNC
-    faults.files, faults.sqlite_vfs = iofs.RecordingFS(recorder), vfs.registered_name
-    faults.UNSAFE_NO_PACK_FSYNC = no_pack_fsync
+    saved = seams.arm(planted="no-pack-fsync" if no_pack_fsync else None, files=iofs.RecordingFS(recorder))
+    seams.use(sqlite_vfs=vfs.registered_name)
     models = [model]
     try:
         with tensordb.open(db_path) as db:
@@ -77,7 +77,7 @@ def record(root: Path, seed: int, vfs: iofs.RecordingVFS, n_ops: int = 25, no_pa
                 model = workload.apply_model(model, op)
                 models.append(model)
     finally:
-        faults.files, faults.sqlite_vfs, faults.UNSAFE_NO_PACK_FSYNC = saved
+        seams.restore(saved)
         recorder.enabled = False
     return Recording(str(root), base, recorder.ops, models)
 

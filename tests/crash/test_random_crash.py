@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from crash import harness
-from tensordb import faults
+
+pytestmark = pytest.mark.slow
 
 SEED = 61
 
@@ -40,7 +43,7 @@ def test_random_kills_catch_the_planted_ordering_bug(tmp_path: Path) -> None:
     kills land in that window.
     """
     result = harness.run_random_crashes(str(tmp_path), SEED, 50, lose=lambda i: True,
-                                        env={faults.ENV_COMMIT_BEFORE_PACK_FLUSH: "1"},
+                                        planted="commit-before-pack-flush",
                                         stop_at_first=True, reader=False)
     assert result.violations, result.summary()
     assert result.first_violation is not None and result.first_violation < 50

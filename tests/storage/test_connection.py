@@ -1,14 +1,17 @@
-"""Connection policy: the SQLite version gate, WAL, IMMEDIATE writers, savepoints."""
+"""Connection policy: the SQLite version gate, WAL, IMMEDIATE writers, savepoints, the error boundary."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import apsw
 import pytest
 
 import tensordb
-from tensordb.storage.connection import Connection, check_sqlite_version
+from tensordb.errors import CorruptionError, ReadOnlyError, StorageError, TensorDBError
+from tensordb.storage import connection
+from tensordb.storage.connection import Connection, check_sqlite_version, sqlite_error
 
 
 @pytest.mark.parametrize("version", ["3.51.2", "3.45.0", "3.52.0"])
@@ -62,3 +65,63 @@ def test_savepoints_roll_back_only_their_part(tmp_path: Path) -> None:
         conn.execute("INSERT INTO t VALUES (3)")
     assert [r[0] for r in conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
     conn.close()
+
+
+# -- the error boundary -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raised", "expected", "errno_"), [
+    (apsw.IOError("disk I/O error"), StorageError, errno.EIO),
+    (apsw.FullError("database or disk is full"), StorageError, errno.ENOSPC),
+    (apsw.BusyError("database is locked"), StorageError, errno.EBUSY),
+    (apsw.CorruptError("database disk image is malformed"), CorruptionError, None),
+    (apsw.NotADBError("file is not a database"), CorruptionError, None),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), CorruptionError, None),
+    (apsw.ReadOnlyError("attempt to write a readonly database"), ReadOnlyError, None),
+    (apsw.ConstraintError("UNIQUE constraint failed"), TensorDBError, None),
+])
+def test_every_sqlite_error_becomes_a_tensordb_error_naming_the_file(raised: BaseException, expected: type,
+                                                                      errno_: int | None) -> None:
+    mapped = sqlite_error("runs.tdb", raised)
+    assert type(mapped) is expected
+    assert str(mapped).startswith("runs.tdb: ") and str(raised) in str(mapped)
+    if errno_ is not None:
+        assert mapped.errno == errno_  # type: ignore[attr-defined]
+
+
+def test_statements_and_their_rows_raise_tensordb_errors(tmp_path: Path) -> None:
+    conn = Connection(str(tmp_path / "e.db"), readonly=False, create=True)
+    try:
+        conn.execute("CREATE TABLE t(x TEXT)")
+        conn.execute("INSERT INTO t VALUES (CAST(x'ff' AS TEXT))")  # not UTF-8: apsw fails to decode it
+        with pytest.raises(TensorDBError, match=r"e\.db: SQLite error: no such table: missing"):
+            conn.execute("SELECT * FROM missing")
+        rows = conn.execute("SELECT x FROM t")  # the error comes only when the row is fetched
+        with pytest.raises(CorruptionError, match=r"e\.db: the database file is damaged"):
+            list(rows)
+        with pytest.raises(CorruptionError):
+            conn.execute("SELECT x FROM t").fetchall()
+        with pytest.raises(CorruptionError):
+            conn.scalar("SELECT x FROM t")
+    finally:
+        conn.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "busy.tdb"
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_MS", 10)
+    with tensordb.open(path) as db, tensordb.open(path) as other, db.transaction():
+        db["a"] = 1
+        with pytest.raises(StorageError, match=r"busy\.tdb: .*locked by another connection") as raised:
+            other["b"] = 2
+        assert raised.value.errno == errno.EBUSY
+
+
+def test_the_callers_own_errors_inside_a_transaction_are_left_alone(tmp_path: Path) -> None:
+    """Only SQLite's errors are mapped: a UnicodeDecodeError of the caller's code is no damaged file."""
+    conn = Connection(str(tmp_path / "u.db"), readonly=False, create=True)
+    try:
+        with pytest.raises(UnicodeDecodeError), conn.transaction():
+            b"\xff".decode()
+    finally:
+        conn.close()
