@@ -437,10 +437,10 @@ def load_input(work: Path) -> Samples:
 def restructure_io(work: Path, src: str, dst: str, value: int) -> dict[str, float]:
     """Bytes tensordb's restructure writes: array bytes (its counter), and what SQLite writes, durable
     (database, WAL, journals) and to temporary files (statement journals, temporary tables and
-    indexes), counted by an apsw VFS that every connection of tensordb uses (``faults.sqlite_vfs``)."""
+    indexes), counted by an apsw VFS that every connection of tensordb uses (``storage.hooks.install``)."""
     import apsw
 
-    from tensordb import faults
+    from tensordb.storage import hooks
 
     written = {"durable": 0, "temporary": 0}
     durable = (apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_WAL | apsw.SQLITE_OPEN_MAIN_JOURNAL
@@ -463,7 +463,7 @@ def restructure_io(work: Path, src: str, dst: str, value: int) -> dict[str, floa
             return CountingFile(name, flags)
 
     vfs = CountingVFS()  # noqa: F841 - registered while it lives: until this process ends
-    faults.sqlite_vfs = COUNTING_VFS
+    hooks.install(hooks.StorageHooks(sqlite_vfs=COUNTING_VFS))
     peer = TensordbPeer(work)
     peer.restructure(src, dst, value)
     return {"arrays": float(peer.array_bytes_written), **{k: float(v) for k, v in written.items()}}
