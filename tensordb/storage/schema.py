@@ -292,15 +292,14 @@ def prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict
 
     Raises :class:`FormatError` for a file that is not a tensordb database,
     one written by a newer format version, or an older one opened read-only,
-    and :class:`CorruptionError` for a damaged file or one whose schema is
-    not exactly tensordb's (see :func:`check_schema`).
+    and :class:`CorruptionError` for one whose schema is not exactly
+    tensordb's (see :func:`check_schema`). SQLite's other errors (a damaged
+    file, a failing disk) are left to the caller's ``sqlite_errors`` block.
     """
     try:
         _prepare(conn, filename, writable, settings)
-    except apsw.NotADBError:
+    except apsw.NotADBError:  # at open, "not a database" means not ours rather than damaged
         raise FormatError(f"{filename} is not a tensordb file (not an SQLite database)") from None
-    except (apsw.CorruptError, UnicodeDecodeError) as exc:
-        raise CorruptionError(f"{filename}: the database file is damaged ({exc})") from None
 
 
 def _prepare(conn: apsw.Connection, filename: str, writable: bool, settings: dict[str, object]) -> None:
