@@ -65,9 +65,6 @@ def test_imports_flow_one_way(path: Path) -> None:
 
 
 # Modules that still call the apsw connection directly (to be moved onto Connection's methods).
-STILL_REACHING_AROUND = {"arrays/array.py"}
-
-
 def _third_party_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -80,8 +77,6 @@ def test_only_storage_touches_sqlite(path: Path) -> None:
     """apsw's objects and exceptions stay behind the storage layer's connection, which maps its errors."""
     if path.relative_to(PACKAGE).parts[0] == "storage":
         return
-    if path.relative_to(PACKAGE).as_posix() in STILL_REACHING_AROUND and ".conn.conn" in path.read_text():
-        pytest.xfail("reaches the apsw connection for last_insert_rowid (Connection.last_insert_rowid() replaces it)")
     assert not {"apsw", "sqlite3"} & _third_party_imports(path), f"{path.relative_to(PACKAGE)} imports SQLite"
     assert ".conn.conn" not in path.read_text(), f"{path.relative_to(PACKAGE)} reaches around the Connection"
 
