@@ -179,10 +179,15 @@ def timed(fn: Callable[[], Any], budget: Budget, warmup: bool = False) -> tuple[
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Child processes may cache compiled modules, as on a user's machine (pip compiles them at install):
+# an environment that forbids it (PYTHONDONTWRITEBYTECODE) would time every library's compilation.
+_CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_process(argv: list[str]) -> tuple[float, str]:
     """Run a command to its exit: (seconds from spawn to exit, as a user waits for it; its stdout)."""
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False, env=_CHILD_ENV)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} exited with status {done.returncode}:\n{done.stderr}")
