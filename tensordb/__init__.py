@@ -38,7 +38,9 @@ from .errors import (  # noqa: E402
 
 if TYPE_CHECKING:
     from .arrays.array import Array
-    from .database import Database, SQLResult, open
+    from .arrays.dtypes import dtype_from_text, dtype_to_text
+    from .arrays.grid import auto_chunks
+    from .database import Database, SQLResult, open, validate
     from .maintenance import CheckReport, Finding
     from .trees.tree import DictNode, ListNode, Node, Tree
 
@@ -58,6 +60,10 @@ _LAZY = {
     "ListNode": "trees.tree",
     "CheckReport": "maintenance",
     "Finding": "maintenance",
+    "validate": "database",
+    "dtype_to_text": "arrays.dtypes",
+    "dtype_from_text": "arrays.dtypes",
+    "auto_chunks": "arrays.grid",
 }
 
 
@@ -86,6 +92,10 @@ __all__ = [
     "SQLResult",
     "CheckReport",
     "Finding",
+    "validate",
+    "dtype_to_text",
+    "dtype_from_text",
+    "auto_chunks",
     "TensorDBError",
     "ReadOnlyError",
     "CorruptionError",

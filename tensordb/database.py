@@ -19,7 +19,7 @@ from typing import Any
 
 from . import maintenance
 from .arrays import array as array_module
-from .arrays.array import ArrayStore
+from .arrays.array import Array, ArrayStore
 from .errors import (
     CorruptionError,
     PathNotFoundError,
@@ -33,7 +33,8 @@ from .storage.query import ReadOnlyQuery
 from .storage.store import Store
 from .trees import bulk, paths
 from .trees.nodes import NODE_COLUMNS, NodeRow
-from .trees.tree import Tree, TreeOps
+from .trees.tree import Node, Tree, TreeOps
+from .trees.values import flatten
 
 __all__ = ["Database", "open", "SQLResult"]
 
@@ -385,6 +386,23 @@ def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re
         + " ORDER BY t.tree_id, n.path"
     )
     return sql, tuple(params), re.compile(regex, re.S)
+
+
+def validate(value: object) -> None:
+    """Check that tensordb can store ``value``, writing nothing.
+
+    Raises :class:`TypeError` naming the path of the first unsupported part
+    (an object array, a set, a non-str dict key, a cycle, ...), as assigning
+    it would.
+
+    Example
+    -------
+    >>> tensordb.validate({"a": [1, 2.5, None], "b": np.zeros(3)})
+    >>> tensordb.validate({"a": {1, 2}})
+    Traceback (most recent call last):
+    TypeError: /a: values of type set cannot be stored
+    """
+    flatten(value, (Array, Node, Tree))
 
 
 # -- pickled handles reopen read-only, once per process ----------------------------------

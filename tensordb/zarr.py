@@ -44,10 +44,7 @@ from typing import Any
 import numpy as np
 
 import tensordb
-
-from .arrays.dtypes import check_storable_dtype, dtype_from_text, dtype_to_text
-from .arrays.grid import auto_chunks
-from .trees.values import flatten
+from tensordb.pointer import escape
 
 __all__ = ["export", "import_", "MARKER", "MAX_CHUNK_BYTES"]
 
@@ -146,7 +143,7 @@ def _plan_hierarchy(value: Any) -> list[_Step]:
     if isinstance(value, (tensordb.Tree, tensordb.Node)):
         value = value.load(lazy=True)
     else:
-        flatten(value, (tensordb.Array, tensordb.Node, tensordb.Tree))
+        tensordb.validate(value)
     steps: list[_Step] = []
     # (parent step, member name, value, pointer); iterative, so deep trees cannot exhaust the stack
     pending: list[tuple[int, str, Any, str]] = [(-1, "", value, "")]
@@ -203,7 +200,7 @@ def _plan_dict(value: dict[Any, Any], pointer: str) -> tuple[dict[str, Any], lis
     names: dict[str, str] = {}
     for i, key in enumerate(keys):
         item = value[key]
-        child_pointer = pointer + "/" + key.replace("~", "~0").replace("/", "~1")
+        child_pointer = _child_pointer(pointer, key)
         if _is_node(item):
             name = key if _portable(key) and key.casefold() not in folded else _fresh(i, taken, folded)
             folded.add(name.casefold())
@@ -290,7 +287,7 @@ def _encode(value: Any, pointer: str) -> Any:
 
 def _encode_numpy_scalar(value: np.generic) -> dict[str, Any]:
     dtype = value.dtype
-    tag = {_SCALAR: dtype_to_text(dtype)}
+    tag = {_SCALAR: tensordb.dtype_to_text(dtype)}
     if dtype.kind == "b":
         return {**tag, "value": bool(value)}
     if dtype.kind in "iu":
@@ -327,11 +324,11 @@ def _write_array(parent: Any, name: str, array: Any, store: Any, overwrite: bool
     zarr = _zarr()
     dtype: np.dtype[Any] = array.dtype
     shape: tuple[int, ...] = tuple(array.shape)
-    chunks = tuple(array.chunks) if isinstance(array, tensordb.Array) else auto_chunks(shape, dtype.itemsize)
+    chunks = tuple(array.chunks) if isinstance(array, tensordb.Array) else tensordb.auto_chunks(shape, dtype.itemsize)
     target, as_bytes = _zarr_dtype(dtype)
     attrs: dict[str, Any] = {}
     if as_bytes or target != dtype or target.str != dtype.str:
-        attrs[MARKER] = {"dtype": dtype_to_text(dtype), **({"layout": "bytes"} if as_bytes else {})}
+        attrs[MARKER] = {"dtype": tensordb.dtype_to_text(dtype), **({"layout": "bytes"} if as_bytes else {})}
     fill: Any = None
     if as_bytes:
         zshape, zchunks, fill = (*shape, dtype.itemsize), (*chunks, max(dtype.itemsize, 1)), 0
@@ -503,7 +500,7 @@ def _read_hierarchy(root: Any, where: str) -> tuple[Any, list[_ArrayJob]]:
 def _child_pointer(pointer: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{pointer}/{key}"
-    return pointer + "/" + key.replace("~", "~0").replace("/", "~1")
+    return pointer + "/" + escape(key)
 
 
 def _group_value(attrs: dict[str, Any], members: dict[str, Any],
@@ -634,7 +631,7 @@ def _decode_tagged(value: dict[str, Any], where: str) -> Any:
 
 
 def _decode_numpy_scalar(value: dict[str, Any]) -> Any:
-    dtype = dtype_from_text(value[_SCALAR])
+    dtype = tensordb.dtype_from_text(value[_SCALAR])
     if "value" in value:
         if dtype.kind not in "biufU" or isinstance(value["value"], (dict, list)):
             raise ValueError("no JSON form for this dtype")
@@ -651,7 +648,7 @@ def _array_job(z: Any, attrs: dict[str, Any], pointer: str, where: str) -> _Arra
     source: np.dtype[Any] = np.dtype(z.dtype)
     if isinstance(marker, dict) and "dtype" in marker:
         try:
-            dtype = dtype_from_text(marker["dtype"])
+            dtype = tensordb.dtype_from_text(marker["dtype"])
         except tensordb.CorruptionError as exc:
             raise tensordb.FormatError(f"{where}: {exc}") from None
         as_bytes = marker.get("layout") == "bytes"
@@ -665,9 +662,9 @@ def _array_job(z: Any, attrs: dict[str, Any], pointer: str, where: str) -> _Arra
     if source.kind in "OT":  # variable-length strings or bytes: made fixed-width
         return _ArrayJob(pointer, z, where, source, False, variable_length=True)
     try:
-        check_storable_dtype(source)
+        tensordb.validate(np.empty(0, source))
     except TypeError as exc:
-        raise tensordb.FormatError(f"{where}: {exc}") from None
+        raise tensordb.FormatError(f"{where}: {str(exc).removeprefix('(root): ')}") from None
     return _ArrayJob(pointer, z, where, source, False)
 
 

@@ -47,6 +47,13 @@ def check_storable_dtype(dtype: np.dtype[Any]) -> None:
 
 
 def dtype_to_text(dtype: np.dtype[Any]) -> str:
+    """The text a dtype is stored as (``arrays.dtype``): ``dtype.str``, or JSON for records and subarrays.
+
+    Example
+    -------
+    >>> tensordb.dtype_to_text(np.dtype(">i8"))
+    '>i8'
+    """
     check_storable_dtype(dtype)
     if dtype.fields is None and dtype.subdtype is None:
         return dtype.str
@@ -76,7 +83,7 @@ def _describe(dtype: np.dtype[Any]) -> Any:
 
 
 def dtype_from_text(text: object) -> np.dtype[Any]:
-    """Parse a stored dtype; anything unexpected is a CorruptionError."""
+    """Parse a dtype stored as :func:`dtype_to_text` writes it; anything unexpected is a CorruptionError."""
     if not isinstance(text, str):
         raise CorruptionError(f"invalid dtype {text!r}")
     if len(text) > _MAX_DTYPE_TEXT:
