@@ -39,7 +39,7 @@ from .errors import (  # noqa: E402
 if TYPE_CHECKING:
     from .arrays.array import Array
     from .arrays.dtypes import dtype_from_text, dtype_to_text
-    from .arrays.grid import auto_chunks
+    from .arrays.grid import auto_chunks, iter_blocks
     from .database import Database, SQLResult, open, validate
     from .maintenance import CheckReport, Finding
     from .trees.tree import DictNode, ListNode, Node, Tree
@@ -64,6 +64,7 @@ _LAZY = {
     "dtype_to_text": "arrays.dtypes",
     "dtype_from_text": "arrays.dtypes",
     "auto_chunks": "arrays.grid",
+    "iter_blocks": "arrays.grid",
 }
 
 
@@ -96,6 +97,7 @@ __all__ = [
     "dtype_to_text",
     "dtype_from_text",
     "auto_chunks",
+    "iter_blocks",
     "TensorDBError",
     "ReadOnlyError",
     "CorruptionError",

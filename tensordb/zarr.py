@@ -344,34 +344,13 @@ def _write_array(parent: Any, name: str, array: Any, store: Any, overwrite: bool
         z = parent.create_array(name, **options)
     if dtype.itemsize == 0:
         return  # items of no bytes: nothing to copy
-    for box in _boxes(shape, chunks, dtype.itemsize):
+    for box in tensordb.iter_blocks(shape, chunks, dtype.itemsize):
         block = np.asarray(array[box])
         if as_bytes:
             raw = np.require(block, requirements="C").reshape(-1).view(np.uint8)
             z[box or ...] = raw.reshape(block.shape + (dtype.itemsize,))
         else:
             z[box or ...] = block.astype(target, copy=False)
-
-
-def _boxes(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) -> Iterator[tuple[slice, ...]]:
-    """Boxes tiling an array in C order, each a whole number of chunks of about _BLOCK_BYTES."""
-    if 0 in shape:
-        return
-    block = _block_shape(shape, chunks, itemsize, _BLOCK_BYTES)
-    for corner in itertools.product(*(range(0, n, b) for n, b in zip(shape, block))):
-        yield tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, block, shape))
-
-
-def _block_shape(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, budget: int) -> list[int]:
-    """Whole chunks, grown from the last axis: the trailing axes whole while they fit ``budget``."""
-    block = [max(1, min(c, n)) for c, n in zip(chunks, shape)]
-    for axis in reversed(range(len(shape))):
-        others = math.prod(block[:axis] + block[axis + 1:]) * max(itemsize, 1)
-        step = max(1, chunks[axis])
-        block[axis] = max(block[axis], min(shape[axis], max(1, budget // (others * step)) * step))
-        if block[axis] < shape[axis]:
-            break
-    return block
 
 
 # -- import --------------------------------------------------------------------------------
@@ -722,7 +701,8 @@ def _stored_boxes(z: Any, shape: tuple[int, ...], chunks: tuple[int, ...], items
     if not shape:
         yield ()
         return
-    block = _block_shape(shape, chunks, itemsize, _BLOCK_BYTES)
+    first = next(tensordb.iter_blocks(shape, chunks, itemsize, _BLOCK_BYTES))
+    block = [s.stop for s in first]
     units = _stored_units(z)
     if units is None:  # no listing: every block, if there are not too many
         grid = [-(-n // b) for n, b in zip(shape, block)]
@@ -741,9 +721,8 @@ def _stored_boxes(z: Any, shape: tuple[int, ...], chunks: tuple[int, ...], items
             yield tuple(slice(i * b, min((i + 1) * b, n)) for i, b, n in zip(index, block, shape))
         return
     for region in sorted(regions, key=lambda r: tuple(s.start for s in r)):
-        sub = _block_shape(tuple(r.stop - r.start for r in region), chunks, itemsize, _BLOCK_BYTES)
-        for corner in itertools.product(*(range(r.start, r.stop, b) for r, b in zip(region, sub))):
-            yield tuple(slice(c, min(c + b, r.stop)) for c, b, r in zip(corner, sub, region))
+        for box in tensordb.iter_blocks(tuple(r.stop - r.start for r in region), chunks, itemsize, _BLOCK_BYTES):
+            yield tuple(slice(r.start + b.start, r.start + b.stop) for b, r in zip(box, region))
 
 
 def _stored_units(z: Any) -> tuple[tuple[int, ...], list[tuple[int, ...]]] | None:

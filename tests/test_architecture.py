@@ -137,7 +137,7 @@ def test_public_surface() -> None:
             "open", "Database", "Tree", "Node", "DictNode", "ListNode", "Array", "Codec", "SQLResult",
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
             "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "__version__",
-            "validate", "dtype_to_text", "dtype_from_text", "auto_chunks",
+            "validate", "dtype_to_text", "dtype_from_text", "auto_chunks", "iter_blocks",
         ]
     )
     for name in tensordb.__all__:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tensordb
 from tensordb import pointer
@@ -48,3 +52,35 @@ def test_the_public_names_are_listed_and_load_on_first_use() -> None:
     assert set(tensordb.__all__) <= set(dir(tensordb))
     for name in tensordb.__all__:
         assert getattr(tensordb, name) is not None
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=3).flatmap(
+    lambda shape: st.tuples(st.just(tuple(shape)), st.tuples(*(st.integers(1, 12) for _ in shape)))),
+    st.integers(1, 4096))
+def test_iter_blocks_tile_the_array_with_whole_chunks(shape_chunks: tuple[tuple[int, ...], tuple[int, ...]],
+                                                      max_bytes: int) -> None:
+    shape, chunks = shape_chunks
+    seen = np.zeros(shape, "i4")
+    boxes = list(tensordb.iter_blocks(shape, chunks, 8, max_bytes))
+    for box in boxes:
+        seen[box] += 1
+        sizes = [s.stop - s.start for s in box]
+        assert all(s.start % c == 0 for s, c in zip(box, chunks))  # chunk-aligned
+        assert all(n % c == 0 or s.stop == dim for n, c, s, dim in zip(sizes, chunks, box, shape))
+        one_chunk = all(n <= c for n, c in zip(sizes, chunks))
+        assert one_chunk or np.prod(sizes) * 8 <= max_bytes
+    assert (seen == 1).all()  # every element exactly once
+    assert [tuple(s.start for s in b) for b in boxes] == sorted(tuple(s.start for s in b) for b in boxes)
+
+
+def test_array_iter_blocks_streams_an_array(tmp_path: Path) -> None:
+    data = np.arange(300 * 70, dtype="f8").reshape(300, 70)
+    with tensordb.open(tmp_path / "b.tdb") as db:
+        db["t"] = {}
+        db["t"].set("/a", data, chunks=(32, 16))
+        a = db["t"]["/a"]
+        copy = db["t"].create_array("/b", a.shape, a.dtype, chunks=a.chunks)
+        for box in a.iter_blocks(max_bytes=40_000):
+            copy[box] = a[box]
+        assert np.array_equal(np.asarray(copy), data)

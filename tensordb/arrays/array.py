@@ -22,6 +22,7 @@ import numpy as np
 from ..codec import Codec
 from ..errors import ReadOnlyError, StaleHandleError, context
 from .chunk_index import CachedArray
+from .grid import BLOCK_BYTES, iter_blocks
 from .meta import ArrayMeta
 from .store import ArrayRef, ArrayStore
 
@@ -212,6 +213,19 @@ class Array:
     def read(self) -> np.ndarray[Any, Any]:
         """The whole array as a numpy array."""
         return np.asarray(self[...])
+
+    def iter_blocks(self, max_bytes: int = BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
+        """Boxes tiling the array in C order, each whole chunks of at most ``max_bytes`` (one chunk at least).
+
+        Like h5py's ``Dataset.iter_chunks``: reading or writing box by box
+        streams the array through chunk-aligned I/O in bounded memory.
+
+        Example
+        -------
+        >>> for box in big.iter_blocks(64 * 2**20):
+        ...     total += big[box].sum()
+        """
+        return iter_blocks(self.shape, self.chunks, self.dtype.itemsize, max_bytes)
 
     def to_dask(self, chunks: Any = None) -> Any:
         """This array as a lazy ``dask.array.Array``, one block per stored chunk (needs ``tensordb[dask]``).

@@ -21,6 +21,8 @@ __all__ = [
     "coord_key",
     "parse_coord_key",
     "iter_grid",
+    "iter_blocks",
+    "BLOCK_BYTES",
     "check_shape",
     "MAX_NDIM",
     "MAX_NBYTES",
@@ -100,3 +102,52 @@ def parse_coord_key(key: object, grid: tuple[int, ...]) -> tuple[int, ...]:
 def iter_grid(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
     """Every chunk coordinate of a grid in C order."""
     return itertools.product(*(range(g) for g in grid))
+
+
+#: Blocks of chunk-aligned streaming aim at this many raw bytes by default.
+BLOCK_BYTES = 4 * 2**20
+
+
+def iter_blocks(shape: Sequence[int], chunks: Sequence[int], itemsize: int,
+                max_bytes: int = BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
+    """Boxes tiling an array in C order, each a whole number of chunks of at most ``max_bytes``.
+
+    A box is grown from the last axis (whole trailing rows while they fit),
+    so it covers a contiguous run of chunks; one chunk is the smallest box,
+    even when it alone is larger than ``max_bytes``. Reading or writing box by
+    box streams an array with chunk-aligned I/O in bounded memory.
+
+    Example
+    -------
+    >>> list(tensordb.iter_blocks((4, 6), (2, 3), 8, max_bytes=100))
+    [(slice(0, 2, None), slice(0, 6, None)), (slice(2, 4, None), slice(0, 6, None))]
+    """
+    shape, chunks = tuple(shape), tuple(chunks)
+    if len(chunks) != len(shape):
+        raise ValueError(f"chunks {chunks} do not match shape {shape}")
+    if 0 in shape:
+        return
+    block = [max(1, min(c, n)) for c, n in zip(chunks, shape)]
+    for axis in reversed(range(len(shape))):
+        others = math.prod(block[:axis] + block[axis + 1:]) * max(itemsize, 1)
+        step = max(1, chunks[axis])
+        block[axis] = max(block[axis], min(shape[axis], max(1, max_bytes // (others * step)) * step))
+        if block[axis] < shape[axis]:
+            break
+    counts = [-(-n // b) for n, b in zip(shape, block)]
+    for index in _lazy_c_order(counts):  # a shape may be huge and sparse: no list of the boxes
+        yield tuple(slice(i * b, min((i + 1) * b, n)) for i, b, n in zip(index, block, shape))
+
+
+def _lazy_c_order(counts: list[int]) -> Iterator[tuple[int, ...]]:
+    """Every index below ``counts`` in C order, one at a time (itertools.product lists its inputs first)."""
+    index = [0] * len(counts)
+    while True:
+        yield tuple(index)
+        for axis in reversed(range(len(counts))):
+            index[axis] += 1
+            if index[axis] < counts[axis]:
+                break
+            index[axis] = 0
+        else:
+            return
