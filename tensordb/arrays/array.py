@@ -12,7 +12,7 @@ chunk is rewritten).
 from __future__ import annotations
 
 import importlib
-import uuid
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
@@ -261,7 +261,7 @@ class Array:
         return da.from_array(  # type: ignore[no-untyped-call]
             pinned,
             chunks=meta.chunks if chunks is None else chunks,
-            name=f"tensordb-{array_id}-{uuid.uuid4().hex}",
+            name=f"tensordb-{array_id}-{secrets.token_hex(16)}",
             meta=np.empty((0,) * len(meta.shape), dtype=meta.dtype),
         )
 

@@ -22,9 +22,7 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent import futures
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +41,9 @@ from .indexing import (
     rebase_leading,
 )
 from .meta import ArrayMeta, is_fill
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["ArrayIO", "ChunkWriter", "Lookup", "naming_chunk"]
 
@@ -143,9 +144,11 @@ class ArrayIO:
                 done(inflight.popleft().result())
         finally:  # after an error, no worker may write into ``out`` once we have returned
             if inflight:
+                from concurrent.futures import wait  # loaded with the pool that ran them
+
                 for future in inflight:
                     future.cancel()
-                futures.wait(inflight)
+                wait(inflight)
 
     # -- writing -------------------------------------------------------------------
 

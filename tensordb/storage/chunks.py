@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 import xxhash
@@ -26,6 +25,9 @@ from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
 from .packs import PackStore
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["ChunkStore", "Counters", "content_key", "checksum", "thread_pool", "THREADS",
            "DEFAULT_INLINE_THRESHOLD"]
@@ -105,6 +107,8 @@ def thread_pool() -> ThreadPoolExecutor:
     """
     global _pool
     if _pool is None or _pool[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor  # (and logging with it) only once threads are needed
+
         _pool = (os.getpid(), ThreadPoolExecutor(max_workers=THREADS,
                                                  thread_name_prefix="tensordb-codec"))
     return _pool[1]
