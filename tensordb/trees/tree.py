@@ -381,9 +381,13 @@ class Node(SubtreeHandle):
         row, path, _ = self._lookup(key, existing)
         return row, path
 
-    def _lookup(self, key: object, existing: bool = True) -> tuple[NodeRow, str, NodeRow | None]:
-        """:meth:`_resolve` plus the row found at the path (None if absent or not looked up)."""
-        row = self._row()
+    def _lookup(self, key: object, existing: bool = True, row: NodeRow | None = None
+                ) -> tuple[NodeRow, str, NodeRow | None]:
+        """:meth:`_resolve` plus the row found at the path (None if absent or not looked up).
+
+        ``row`` is this node's row when the caller has just read it (a tree reading its root).
+        """
+        row = row or self._row()
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
             key = _list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
         path = _pointer(row.path, key, row.kind)
@@ -423,7 +427,10 @@ class Node(SubtreeHandle):
     # -- access ----------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        row, path, found = self._lookup(key)
+        return self._get(key)
+
+    def _get(self, key: Any, row: NodeRow | None = None) -> Any:
+        row, path, found = self._lookup(key, row=row)
         with self._context(row, path):
             if found is None:
                 raise PathNotFoundError(f"{path or '(root)'}: no such path")
@@ -562,7 +569,9 @@ class Tree(SubtreeHandle):
         return row
 
     def _node(self) -> Node:
-        root = self._root()
+        return self._container(self._root())
+
+    def _container(self, root: NodeRow) -> Node:
         if root.kind not in CONTAINER_KINDS:
             raise TypeError(f"tree {self.name!r} holds a single {root.kind}, not a dict or list")
         return self._ops.value_of(root)  # type: ignore[no-any-return]
@@ -617,7 +626,8 @@ class Tree(SubtreeHandle):
     def __getitem__(self, key: Any) -> Any:
         if key == "":
             return self.root
-        return self._node()[key]
+        root = self._root()
+        return self._container(root)._get(key, root)  # the root row is read once
 
     def __setitem__(self, key: Any, value: object) -> None:
         if key == "":
