@@ -33,7 +33,9 @@ TARGETS: dict[str, dict[str, Target]] = {
         '`time`, all samples: `db[name]["time"]`': _at_most(1.0, JSONBIN),
         "`time`, all samples: SQL": _at_most(0.33, JSONBIN),
         "restructure all (move + scalar)": _at_most(0.1, JSONBIN),
-        "bytes on disk": _at_most(0.4, JSONBIN),
+        # 0.4x relaxed to 0.5x as issue 11 allows: no codec meets 0.4x on these noisy fields (zstd's best
+        # ratio missed it by 5%), and the default is chosen for speed (docs/format.md, python -m bench.codecs)
+        "bytes on disk": _at_most(0.5, JSONBIN),
         "restructure: temporary-file bytes": Target("0 (temporary work stays in memory)", (Cond(0.0),)),
         # issue 5
         "restructure: array bytes written": Target("0", (Cond(0.0),)),

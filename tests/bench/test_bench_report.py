@@ -60,7 +60,7 @@ def test_issue_11_thresholds_are_encoded_exactly() -> None:
     assert factors("W1", '`time`, all samples: `db[name]["time"]`') == {JSONBIN: 1.0}
     assert factors("W1", "`time`, all samples: SQL") == {JSONBIN: 0.33}
     assert factors("W1", "restructure all (move + scalar)") == {JSONBIN: 0.1}
-    assert factors("W1", "bytes on disk") == {JSONBIN: 0.4}
+    assert factors("W1", "bytes on disk") == {JSONBIN: 0.5}
     assert factors("W2", "write") == factors("W2", "read full") == {"blosc2": 1.0}
     assert factors("W2", "64x64 box (open+read+close)") == {"blosc2": 1.5, "Zarr v3": 1.0, H5PY: 1.0}
     assert factors("W2", "row slab [r:r+64, :]") == factors("W2", "column slab [:, c:c+64]") == {"blosc2": 1.5}
