@@ -308,6 +308,38 @@ def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None
 
 _SQL_BATCH = 1024
 
+_WRITE_VERBS = {
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "VACUUM",
+    "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
+}
+_VERBS_AFTER_WITH = {"SELECT", "VALUES", "INSERT", "UPDATE", "DELETE", "REPLACE"}
+_SQL_TOKEN = re.compile(r"""--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`[^`]*`?|\[[^\]]*\]?|"""
+                        r"""[A-Za-z_][A-Za-z_0-9$]*|[()]|.""", re.S)
+
+
+def _verb(query: str) -> str:
+    """The statement's kind in upper case (its first keyword; after a WITH clause, the main one).
+
+    Used only where SQLite cannot prepare the statement, to tell a refused
+    write from a mistaken read.
+    """
+    depth = 0
+    first = ""
+    for token in _SQL_TOKEN.findall(query):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0 and (token[0].isalpha() or token[0] == "_"):
+            word = token.upper()
+            if not first:
+                first = word
+                if word != "WITH":
+                    return word
+            elif word in _VERBS_AFTER_WITH:
+                return word
+    return first
+
 
 def _has_statement(conn: apsw.Connection, sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, semicolons and comments."""
@@ -328,12 +360,12 @@ class SQLResult:
         conn.ensure_usable()
         self._conn = conn.conn
         self._cursor: apsw.Cursor | None = None
-        with self._guard():
+        with self._guard(query):
             details = apsw.ext.query_info(self._conn, query, params or None)
             if details.query_remaining and _has_statement(self._conn, details.query_remaining):
-                raise TensorDBError(f"{db.filename}: db.sql() runs one statement at a time")
+                raise TensorDBError(f"{db.filename}: SQL runs one statement at a time")
             if not details.is_readonly:
-                raise ReadOnlyError(f"{db.filename}: db.sql() runs read-only queries only")
+                raise ReadOnlyError(f"{db.filename}: SQL runs read-only queries only ({_verb(query)} writes)")
             self._cursor = self._conn.cursor()
             self._rows = self._cursor.execute(query, params)
             self.columns = self._columns()
@@ -344,8 +376,8 @@ class SQLResult:
         except apsw.ExecutionCompleteError:
             return ()
 
-    def _guard(self) -> Any:
-        return _ReadOnlyGuard(self._conn, self._db.filename)
+    def _guard(self, query: str | None = None) -> Any:
+        return _ReadOnlyGuard(self._conn, self._db.filename, query)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         # The authorizer is consulted when a statement is prepared, which can
@@ -369,9 +401,10 @@ class SQLResult:
 class _ReadOnlyGuard:
     """Authorise only reads while a query is prepared or stepped; map denials to ReadOnlyError."""
 
-    def __init__(self, conn: apsw.Connection, filename: str) -> None:
+    def __init__(self, conn: apsw.Connection, filename: str, query: str | None = None) -> None:
         self.conn = conn
         self.filename = filename
+        self.query = query  # given while the statement is prepared
 
     def __enter__(self) -> None:
         self.saved = self.conn.authorizer
@@ -380,9 +413,14 @@ class _ReadOnlyGuard:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.conn.authorizer = self.saved
         if isinstance(exc, apsw.AuthError):
-            raise ReadOnlyError(f"{self.filename}: db.sql() runs read-only queries only ({exc})") from None
+            raise ReadOnlyError(f"{self.filename}: SQL runs read-only queries only ({exc})") from None
         if isinstance(exc, apsw.ReadOnlyError):
             raise ReadOnlyError(f"{self.filename}: {exc}") from None
+        if isinstance(exc, apsw.SQLError) and self.query is not None and _verb(self.query) in _WRITE_VERBS:
+            # SQLite rejects some writes before the authorizer sees them ("cannot modify trees because
+            # it is a view", "no such table"): a write is refused as a write whatever it targets.
+            raise ReadOnlyError(f"{self.filename}: SQL runs read-only queries only "
+                                f"({_verb(self.query)} writes; {exc})") from None
         if isinstance(exc, apsw.SQLError):
             raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
         if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):

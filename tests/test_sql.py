@@ -686,6 +686,11 @@ def _state(db: tensordb.Database) -> list[Any]:
 WRITES = {
     "insert": "INSERT INTO meta(key, value) VALUES ('x', 1)",
     "insert into a view": "INSERT INTO nodes(tree, path) VALUES ('x', '')",
+    "delete from a view": "DELETE FROM trees",
+    "update a view": "UPDATE arrays SET refcount = 0",
+    "delete from a view with a CTE": "/* c */ WITH v(n) AS (SELECT 1) DELETE FROM nodes",
+    "delete from the schema": "DELETE FROM sqlite_master",
+    "insert into a missing table": "INSERT INTO no_such_table VALUES (1)",
     "insert with a CTE": "WITH v(k) AS (SELECT 'x') INSERT INTO meta(key, value) SELECT k, 1 FROM v",
     "replace": "REPLACE INTO meta(key, value) VALUES ('inline_threshold', 1)",
     "update": "UPDATE node SET value = 99 WHERE key = 'time'",
@@ -711,9 +716,14 @@ WRITES = {
 }
 
 
+@pytest.mark.parametrize("mode", ["a", "r"])
 @pytest.mark.parametrize("statement", sorted(WRITES))
-def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Database], statement: str) -> None:
+def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Database], statement: str,
+                                                   mode: str) -> None:
     path, db = small
+    if mode == "r":
+        db.close()
+        db = tensordb.open(path, mode="r")
     query = WRITES[statement].format(dir=path.parent)
     files, state = _files(path.parent), _state(db)
     with pytest.raises(tensordb.ReadOnlyError):
@@ -722,6 +732,9 @@ def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Da
     assert not (path.parent / "attached.tdb").exists() and not (path.parent / "vacuumed.tdb").exists()
     assert _state(db) == state
     assert db.check().ok
+    if db.readonly:
+        db.close()
+        return
     db["after"] = {"ok": True}  # the connection still writes normally afterwards
     assert db.sql("SELECT value FROM nodes WHERE tree = 'after' AND key = 'ok'").fetchall() == [(1,)]
 
