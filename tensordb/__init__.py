@@ -33,6 +33,7 @@ from .errors import (  # noqa: E402
     StaleHandleError,
     StorageError,
     TensorDBError,
+    TreeExistsError,
 )
 from .maintenance import CheckReport, Finding  # noqa: E402
 from .trees.tree import DictNode, ListNode, Node, Tree  # noqa: E402
@@ -59,5 +60,6 @@ __all__ = [
     "StaleHandleError",
     "StorageError",
     "PathNotFoundError",
+    "TreeExistsError",
     "__version__",
 ]

@@ -13,6 +13,7 @@ JSON Pointer inside it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import functools
 import json
@@ -29,7 +30,14 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree as RichTree
@@ -69,6 +77,11 @@ def _errors_as_messages(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def quiet_option(fn: F) -> F:
+    """``--quiet``: no progress bar (there is none anyway when stderr is not a terminal)."""
+    return click.option("--quiet", "-q", is_flag=True, help="Show no progress bar.")(fn)
+
+
 def output_options(fn: F) -> F:
     """``--format table|csv|json``, shared by the commands that print rows."""
     return click.option(
@@ -101,18 +114,21 @@ def main(debug: bool) -> None:
 @click.argument("path", default="tensordb-demo.tdb", type=click.Path(dir_okay=False))
 @click.option("--sims", default=20, show_default=True, help="Number of simulations.")
 @click.option("--steps", default=10, show_default=True, help="Time steps per simulation.")
+@click.option("--force", is_flag=True, help="Replace PATH (and its packs folder) if it exists.")
 @_errors_as_messages
-def demo(path: str, sims: int, steps: int) -> None:
+def demo(path: str, sims: int, steps: int, force: bool) -> None:
     """Build a demo database of synthetic CFD mesh samples and show what tensordb does.
 
-    PATH is replaced if it exists (default: tensordb-demo.tdb).
+    PATH (default: tensordb-demo.tdb) must not exist, unless --force is given:
+    then the database there is replaced.
 
     \b
     Example:
         tensordb demo /tmp/demo.tdb
+        tensordb demo /tmp/demo.tdb --sims 2 --steps 3 --force
     """
     console = Console(highlight=False)
-    run_demo(path, sims, steps, say=console.print)
+    run_demo(path, sims, steps, say=console.print, force=force)
 
 
 # -- import / export ------------------------------------------------------------------------
@@ -124,45 +140,81 @@ def demo(path: str, sims: int, steps: int) -> None:
 @click.option("--name", help="Tree name (a single file or Zarr folder only; default: its name without "
                              ".json or .zarr).")
 @click.option("--pattern", default="**/*.json", show_default=True, help="Files to import from a folder (glob).")
+@click.option("--prefix", default="", help="Put this before every tree name (for example 'run2/').")
+@click.option("--replace", is_flag=True, help="Replace trees that exist already.")
+@click.option("--skip-existing", is_flag=True,
+              help="Keep trees that exist already and import the rest (resumes an interrupted import).")
+@quiet_option
 @_errors_as_messages
-def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str) -> None:
+def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, prefix: str, replace: bool,
+            skip_existing: bool, quiet: bool) -> None:
     """Import JSON+binref files or folders, or Zarr v3 hierarchies, into DB (created if missing).
 
     A JSON+binref file holds arrays as {"object_type": "array", "shape",
     "dtype", "data": {"buffer", "encoding": "base64" | "binref"}}, binrefs
     being "FILE.bin:OFFSET" next to the JSON file. A file is checked
-    completely before anything is written.
+    completely before anything is written, and imported in one transaction.
 
     Files in a folder become trees named by their path relative to the folder
     without ".json" (sim01/step003.json -> "sim01/step003"). A folder import
-    reports every bad file on stderr, imports the good ones, and exits
-    non-zero if any file failed.
+    reports every bad file on stderr, imports the good ones, and exits 1 if
+    any file failed.
 
     A folder holding a zarr.json is a Zarr v3 hierarchy: it becomes one tree
     named like the folder without ".zarr" (needs the zarr extra; see
     docs/zarr.md for the mapping).
 
+    Nothing is replaced silently: a tree name that exists already, or that two
+    sources would both produce, stops the import before anything is written,
+    unless --replace or --skip-existing says what to do. After Ctrl-C, the
+    files imported so far stay; run the same command with --skip-existing to
+    import the rest.
+
     \b
     Example:
         tensordb import samples.tdb runs/                # every **/*.json below runs/
         tensordb import samples.tdb s037.json --name sample037
-        tensordb import samples.tdb runs/ --pattern "sim0*/*.json"
+        tensordb import samples.tdb runs/ --pattern "sim0*/*.json" --skip-existing
         tensordb import samples.tdb sample037.zarr       # a Zarr v3 hierarchy
     """
+    from .jsonbin import refuse_existing
+
     paths = [Path(src) for src in sources]
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
     if name is not None and (len(paths) != 1 or (paths[0].is_dir() and not _is_zarr(paths[0]))):
-        raise ValueError("--name applies to a single file or Zarr folder, not to folders or several files")
+        raise click.UsageError("--name applies to a single file or Zarr folder, not to folders or several files")
+    if replace and skip_existing:
+        raise click.UsageError("--replace and --skip-existing exclude each other")
+    single = len(paths) == 1 and (not paths[0].is_dir() or _is_zarr(paths[0]))
+    plan = _import_plan(paths, pattern, name, prefix)
     with tensordb.open(db) as database:
-        if len(paths) == 1 and (not paths[0].is_dir() or _is_zarr(paths[0])):  # its error is the command's
-            click.echo(f"imported {_import_one(database, paths[0], name)!r} into {db}")
+        keep = refuse_existing(database, [(str(p), n) for p, n in plan], replace=replace, skip_existing=skip_existing)
+        todo = [(p, n) for p, n in plan if n not in keep]
+        if single and not keep:  # one file or Zarr folder: its error is the command's
+            with _progress(quiet) as progress, _interrupted(db, 0, 1):
+                _import_one(database, *todo[0], replace, progress)
+            click.echo(f"imported {todo[0][1]!r} into {db}")
             return
-        imported, failed = _import_many(database, paths, pattern)
-    click.echo(f"imported {imported} of {imported + failed} file(s) into {db}")
+        imported, failed = _import_many(database, db, todo, replace, quiet)
+    skipped = f", kept {len(keep)} existing tree(s)" if keep else ""
+    click.echo(f"imported {imported} of {imported + failed} file(s) into {db}{skipped}")
     if failed:
         raise click.ClickException(f"{failed} of {imported + failed} file(s) failed to import (see above)")
+
+
+def _import_plan(paths: Sequence[Path], pattern: str, name: str | None, prefix: str) -> list[tuple[Path, str]]:
+    """(source, tree name) of everything an import would write, folders expanded."""
+    from .jsonbin import folder_files
+
+    plan: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir() and not _is_zarr(path):
+            plan.extend(folder_files(path, pattern, prefix))
+        else:
+            plan.append((path, prefix + (name or _default_name(path))))
+    return plan
 
 
 def _is_zarr(path: Path) -> bool:
@@ -170,48 +222,61 @@ def _is_zarr(path: Path) -> bool:
     return path.is_dir() and (path / "zarr.json").is_file()
 
 
-def _import_one(database: tensordb.Database, path: Path, name: str | None) -> str:
-    """Import one JSON+binref file or one Zarr v3 folder; return the tree name."""
+def _default_name(path: Path) -> str:
+    """A file's or Zarr folder's name without ``.json`` / ``.zarr``."""
+    base = path.resolve().name if path.is_dir() else path.name
+    for suffix in (".json", ".zarr"):
+        if base.lower().endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _import_one(database: tensordb.Database, path: Path, name: str, replace: bool, progress: Progress) -> None:
+    """Import one JSON+binref file or one Zarr v3 folder, with a bar over its array bytes."""
     if not _is_zarr(path):
         from .jsonbin import import_file
 
-        return import_file(database, path, name=name)
+        task = progress.add_task(_tail(str(path)), total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        import_file(database, path, name, replace=replace, progress=advance)
+        progress.remove_task(task)
+        return
     from .zarr import import_ as import_zarr
 
-    if name is None:
-        base = path.resolve().name
-        name = base[: -len(".zarr")] if base.lower().endswith(".zarr") and len(base) > 5 else base
-    return import_zarr(database, name, str(path))
+    import_zarr(database, name, str(path))
 
 
-def _import_many(database: tensordb.Database, paths: Sequence[Path], pattern: str) -> tuple[int, int]:
-    """Import files and folders; report each bad file on stderr. Returns (imported, failed) counts."""
-    from .jsonbin import import_folder
-
+def _import_many(database: tensordb.Database, db: str, todo: Sequence[tuple[Path, str]], replace: bool,
+                 quiet: bool) -> tuple[int, int]:
+    """Import files one transaction each; report each bad file on stderr. Returns (imported, failed) counts."""
     imported = failed = 0
-    for path in paths:
-        if not path.is_dir() or _is_zarr(path):
-            try:
-                _import_one(database, path, None)
-                imported += 1
-            except _EXPECTED as exc:
-                failed += 1
-                _report_failure(str(path), str(exc))
-            continue
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
-            task = progress.add_task(f"importing {path}", total=None)
-
-            def advance(done: int, total: int, file: str, task: Any = task, progress: Progress = progress) -> None:
-                tail = file if len(file) <= 60 else "…" + file[-59:]
-                progress.update(task, completed=done, total=total, description=tail)
-
-            report = import_folder(database, path, pattern=pattern, progress=advance)
-        imported += len(report.imported)
-        failed += len(report.failed)
-        for file, message in report.failed:
-            _report_failure(file, message)
+    with _progress(quiet) as progress:
+        files = progress.add_task("files", total=len(todo))
+        for path, name in todo:
+            with _interrupted(db, imported, len(todo)):
+                try:
+                    _import_one(database, path, name, replace, progress)
+                    imported += 1
+                except _EXPECTED as exc:
+                    failed += 1
+                    _report_failure(str(path), str(exc))
+            progress.advance(files)
     return imported, failed
+
+
+@contextlib.contextmanager
+def _interrupted(db: str, done: int, total: int) -> Iterator[None]:
+    """Ctrl-C: say what was committed (whole files only) and how to resume; exit 130 as shells expect."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {done} of {total} file(s) were imported into {db} and stay; the file being "
+                   "imported was rolled back. Run the same command with --skip-existing to import the rest.",
+                   err=True)
+        sys.exit(130)
 
 
 def _report_failure(file: str, message: str) -> None:
@@ -222,45 +287,122 @@ def _report_failure(file: str, message: str) -> None:
 
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
-@click.argument("address", metavar="TREE[/POINTER]")
-@click.argument("out", metavar="OUT.json|OUT.zarr", type=click.Path())
+@click.argument("addresses", metavar="ADDRESS...", nargs=-1)
+@click.argument("out", metavar="OUT")
+@click.option("--all", "everything", is_flag=True, help="Export every tree of DB into the folder OUT.")
 @click.option("--format", "fmt", type=click.Choice(["json", "zarr"]),
               help="json (JSON+binref) or zarr (a Zarr v3 folder). Default: zarr if OUT ends with .zarr, else json.")
 @click.option("--inline-below", default=1024, show_default=True, type=click.IntRange(min=0),
               help="json: arrays smaller than this many bytes are written inline as base64, larger ones to "
                    "OUT's .bin.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@quiet_option
 @_errors_as_messages
-def export(db: str, address: str, out: str, fmt: str | None, inline_below: int) -> None:
-    """Export a tree or subtree to a JSON+binref file or a Zarr v3 folder.
+def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt: str | None, inline_below: int,
+           force: bool, quiet: bool) -> None:
+    """Export trees or subtrees to JSON+binref files, or one to a Zarr v3 folder.
 
-    JSON+binref: small arrays are written inline (base64), larger ones into
-    one .bin file next to OUT.json.
+    One ADDRESS (TREE[/POINTER]) and a file OUT.json: small arrays are written
+    inline (base64), larger ones into one .bin file next to OUT.json.
 
-    Zarr v3 (needs the zarr extra): dicts and lists of arrays become groups,
-    arrays keep their chunks, other values become attributes (see
-    docs/zarr.md). OUT must not exist; it appears only once complete.
+    Into a folder (OUT is an existing folder or ends with '/'; it is created
+    if its parent exists): every ADDRESS becomes OUT/ADDRESS.json (and .bin),
+    the inverse of a folder import: tree "sim01/step003" becomes
+    OUT/sim01/step003.json. An ADDRESS ending with '/' is a name prefix and
+    stands for every tree under it; --all exports every tree.
 
-    TREE[/POINTER]: the longest prefix that names a tree is the tree, the
-    rest a JSON Pointer into it (tree names may contain '/').
+    Existing files are not overwritten without --force; every output is
+    checked before the first is written, and a file appears only once complete.
+
+    Zarr v3 (needs the zarr extra; one ADDRESS): dicts and lists of arrays
+    become groups, arrays keep their chunks, other values become attributes
+    (see docs/zarr.md). OUT must not exist.
 
     \b
     Example:
         tensordb export samples.tdb sample037 sample037.json
         tensordb export samples.tdb sim01/step003/data out.json --inline-below 0
+        tensordb export samples.tdb sim01/ sim02/step000 out/      # into a folder
+        tensordb export samples.tdb --all backup/
         tensordb export samples.tdb sample037 sample037.zarr --format zarr
     """
+    if everything and addresses:
+        raise click.UsageError("give ADDRESS... or --all, not both")
+    if not everything and not addresses:
+        raise click.UsageError("give at least one ADDRESS (or --all for every tree)")
+    zarr_name = out.rstrip("/\\").lower().endswith(".zarr")
+    into_folder = everything or len(addresses) > 1 or any(a.endswith("/") for a in addresses) or (
+        fmt != "zarr" and not zarr_name and (out.endswith(("/", os.sep)) or Path(out).is_dir()))
     if fmt is None:
-        fmt = "zarr" if out.rstrip("/\\").lower().endswith(".zarr") else "json"
+        fmt = "zarr" if zarr_name and not into_folder else "json"
+    if fmt == "zarr" and into_folder:
+        raise click.UsageError("--format zarr exports one ADDRESS to one OUT.zarr folder")
     with _open_read(db) as database:
-        name, pointer = _resolve(database, address)
+        if into_folder:
+            _export_into_folder(database, list(database) if everything else _expand(database, addresses), out,
+                                inline_below, force, quiet)
+            return
+        name, pointer = _resolve(database, addresses[0])
         value = _lookup(database, name, pointer)
         if fmt == "zarr":
-            _export_zarr(value, Path(out))
+            if force:
+                raise click.UsageError("--force does not apply to Zarr export: OUT must not exist")
+            with _working(quiet, f"exporting {_address(name, pointer)}"):
+                _export_zarr(value, Path(out))
         else:
             from .jsonbin import export_tree
 
-            export_tree(value, out, inline_below=inline_below)
+            with _working(quiet, f"exporting {_address(name, pointer)}"):
+                export_tree(value, out, inline_below=inline_below, force=force)
     click.echo(f"exported {_address(name, pointer)} to {out}")
+
+
+def _expand(database: tensordb.Database, addresses: Sequence[str]) -> list[str]:
+    """Addresses with each name prefix ("sim01/") replaced by the trees under it."""
+    found: list[str] = []
+    for address in addresses:
+        if address.endswith("/") and address not in database:
+            under = _trees_under(database, address)
+            if not under:
+                raise tensordb.PathNotFoundError(f"{database.filename}: no tree under {address!r}")
+            found.extend(under)
+        else:
+            _resolve(database, address)  # names a tree or a node: checked before anything is written
+            found.append(address)
+    return found
+
+
+def _trees_under(database: tensordb.Database, prefix: str) -> list[str]:
+    """The names of the trees that start with ``prefix``, sorted."""
+    rows = database.sql("SELECT name FROM trees WHERE substr(name, 1, length(?)) = ? ORDER BY name", (prefix, prefix))
+    return [name for (name,) in rows]
+
+
+def _export_into_folder(database: tensordb.Database, addresses: list[str], out: str, inline_below: int,
+                        force: bool, quiet: bool) -> None:
+    from .jsonbin import export_trees
+
+    folder = Path(out)
+    created = not folder.exists()
+    if created:
+        if not folder.resolve().parent.is_dir():
+            raise FileNotFoundError(f"{out}: its folder {folder.resolve().parent} does not exist")
+        folder.mkdir()
+    elif not folder.is_dir():
+        raise NotADirectoryError(f"{out}: not a folder (several addresses are exported into a folder)")
+    try:
+        with _progress(quiet) as progress:
+            task = progress.add_task(f"exporting into {_tail(out, 40)}", total=len(addresses))
+
+            def advance(done: int, total: int, path: str) -> None:
+                progress.update(task, completed=done, description=_tail(path))
+
+            written = export_trees(database, addresses, folder, inline_below, force=force, progress=advance)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # nothing was written: leave nothing behind
+        raise
+    click.echo(f"exported {len(written)} tree(s) into {out}")
 
 
 def _export_zarr(value: Any, out: Path) -> None:
@@ -687,13 +829,7 @@ def _open_read(path: str) -> tensordb.Database:
 
 def _resolve(database: tensordb.Database, address: str) -> tuple[str, str]:
     """(tree name, JSON Pointer): the longest prefix of ``address`` that names a tree, and the rest."""
-    if address in database:
-        return address, ""
-    for cut in reversed([i for i, c in enumerate(address) if c == "/"]):
-        if cut and address[:cut] in database:
-            return address[:cut], address[cut:]
-    raise tensordb.PathNotFoundError(f"{database.filename}: no tree named {address!r}"
-                                     + (" or by a prefix of it" if "/" in address else ""))
+    return database.split_address(address)
 
 
 def _lookup(database: tensordb.Database, name: str, pointer: str) -> Any:
@@ -764,6 +900,31 @@ def _size(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def _progress(quiet: bool, bar: bool = True) -> Progress:
+    """A transient progress display on stderr; off with --quiet or when stderr is not a terminal.
+
+    ``bar=False`` gives a spinner with the elapsed time, for work whose size is not known up front.
+    """
+    console = _console(stderr=True)
+    columns: tuple[Any, ...] = (
+        (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()) if bar
+        else (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    )
+    return Progress(*columns, console=console, transient=True, disable=quiet or not console.is_terminal)
+
+
+@contextlib.contextmanager
+def _working(quiet: bool, what: str) -> Iterator[None]:
+    """A spinner saying what runs, for commands that report no progress of their own."""
+    with _progress(quiet, bar=False) as progress:
+        progress.add_task(what, total=None)
+        yield
+
+
+def _tail(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
 def _console(stderr: bool = False) -> Console:

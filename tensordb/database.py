@@ -176,6 +176,46 @@ class Database(MutableMapping[str, Tree]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._tree_id(name) is not None
 
+    def split_address(self, address: str) -> tuple[str, str]:
+        """``(tree name, JSON Pointer)`` of an address ``TREE[/POINTER]``, as the command line reads it.
+
+        Tree names may contain ``/`` (a folder import names trees
+        ``sim01/step003``), so the longest prefix of ``address`` that names
+        an existing tree is the tree and the rest is the pointer.
+
+        Example
+        -------
+        >>> db.split_address("sim01/step003/data/p")
+        ('sim01/step003', '/data/p')
+        """
+        if not isinstance(address, str):
+            raise TypeError(f"addresses are str, got {type(address).__name__}")
+        cuts = [len(address)] + [i for i in range(len(address) - 1, 0, -1) if address[i] == "/"]
+        marks = ",".join("?" * len(cuts))
+        names = {name for (name,) in self._store.conn.execute(
+            f"SELECT name FROM tree WHERE name IN ({marks})", tuple(address[:cut] for cut in cuts)).fetchall()}
+        for cut in cuts:
+            if address[:cut] in names:
+                return address[:cut], address[cut:]
+        raise PathNotFoundError(f"{self.filename}: no tree named {address!r}"
+                                + (" or by a prefix of it" if "/" in address else ""))
+
+    def resolve(self, address: str) -> Any:
+        """What an address ``TREE[/POINTER]`` designates, as the command line resolves it.
+
+        Returns what indexing returns: the :class:`Tree` for a tree name,
+        else ``db[tree][pointer]`` (a Node, an Array or a scalar). ``db[name]``
+        itself takes exact tree names only.
+
+        Example
+        -------
+        >>> db.resolve("sim01/step003/data/p")     # tree "sim01/step003", pointer "/data/p"
+        <tensordb.Array ...>
+        """
+        name, pointer = self.split_address(address)
+        tree = self[name]
+        return tree if not pointer else tree[pointer]
+
     def rename(self, old: str, new: str) -> None:
         """Rename a tree (metadata only). The new name must not exist yet."""
         if not isinstance(new, str) or not new:
@@ -325,13 +365,14 @@ def _verb(query: str) -> str:
     """
     depth = 0
     first = ""
+    token: str
     for token in _SQL_TOKEN.findall(query):
         if token == "(":
             depth += 1
         elif token == ")":
             depth -= 1
         elif depth == 0 and (token[0].isalpha() or token[0] == "_"):
-            word = token.upper()
+            word = str(token).upper()
             if not first:
                 first = word
                 if word != "WITH":

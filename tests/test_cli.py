@@ -132,7 +132,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db.tdb"
     content = b"hello, this is not SQLite" * 10
     bad.write_bytes(content)
-    result = CliRunner().invoke(main, ["demo", str(bad)])
+    result = CliRunner().invoke(main, ["demo", str(bad), "--force"])  # even --force replaces only a tensordb file
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines() == [f"Error: {bad} is not a tensordb file; refusing to overwrite it"]
@@ -534,8 +534,10 @@ def test_import_pattern_and_argument_errors(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"imported 1 of 1 file(s) into {db}"
     with tensordb.open(db, mode="r") as database:
         assert list(database) == ["sim02/step000"]
-    assert fails("import", db, folder, "--name", "x") == (
+    assert fails("import", db, folder, "--name", "x", code=2) == (
         "Error: --name applies to a single file or Zarr folder, not to folders or several files")
+    assert fails("import", db, folder, "--replace", "--skip-existing", code=2) == (
+        "Error: --replace and --skip-existing exclude each other")
     missing = tmp_path / "nothing.json"
     assert fails("import", db, missing) == f"Error: {missing}: no such file or folder"
     assert "Missing argument 'SRC...'" in fails("import", db, code=2)
@@ -589,7 +591,7 @@ def test_export_to_zarr_and_import_the_folder_back(tmp_path: Path, sample: Path)
     assert ok("import", db, tmp_path / "sub.zarr", "--name", "p").stdout.strip() == f"imported 'p' into {db}"
     folder = tmp_path / "runs"
     _write_sample(folder, "step000", 4)
-    result = ok("import", db, folder, out)  # a JSON folder and a Zarr folder together
+    result = ok("import", db, folder, out, "--replace")  # a JSON folder and a Zarr folder together
     assert result.stdout.strip() == f"imported 2 of 2 file(s) into {db}"
     with tensordb.open(db, mode="r") as database, tensordb.open(sample, mode="r") as original:
         assert sorted(database) == ["p", "s1", "step000"]
@@ -642,6 +644,215 @@ def test_fixture_import_export_keeps_structure_and_values(tmp_path: Path) -> Non
         for _, path, array in database.glob("/**", trees=FIXTURE_TREE):
             if isinstance(array, tensordb.Array):
                 np.testing.assert_array_equal(database["back"][path][...], array[...])
+
+
+# -- nothing stored or written is replaced without a flag (issue 13, bugs 1-6) -------------------------
+
+
+def _state(db: Path) -> tuple[dict[str, Any], bool]:
+    """Every tree, loaded, and whether check() passes: what a refused command must leave unchanged."""
+    with tensordb.open(db, mode="r") as database:
+        return {name: _plain_tree(database[name].load()) for name in database}, database.check().ok
+
+
+def _plain_tree(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_tree(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def _two_simulations(root: Path) -> Path:
+    for sim in ("sim00", "sim01"):
+        for step in range(3):
+            _write_sample(root / sim, f"step00{step}", 10 * int(sim[-1]) + step)
+    return root
+
+
+def test_sources_whose_tree_names_collide_are_refused(tmp_path: Path) -> None:  # bug 1
+    root = _two_simulations(tmp_path / "samples")
+    db = tmp_path / "g.tdb"
+    ok("import", db, root / "sim00" / "step000.json", "--name", "kept")
+    before = _state(db)
+    files = sorted(str(p) for p in root.glob("sim0*/step00*.json"))
+    message = fails("import", db, *files)
+    assert "several sources would write the same tree, nothing was imported" in message
+    for step in ("step000", "step001", "step002"):
+        assert f"'{step}' (from {root / 'sim00' / step}.json and {root / 'sim01' / step}.json)" in message
+    assert fails("import", db, root / "sim00", root / "sim01").startswith(f"Error: {db}: several sources")
+    assert fails("import", db, root / "sim00", root / "sim01", "--replace").startswith(f"Error: {db}: several")
+    assert _state(db) == before
+    assert ok("import", db, root).stdout.strip() == f"imported 6 of 6 file(s) into {db}"  # the parent keeps paths
+    ok("import", db, root / "sim01", "--prefix", "again/")
+    with tensordb.open(db, mode="r") as database:
+        assert sorted(database) == [*(f"again/step00{i}" for i in range(3)), "kept",
+                                    *(f"{sim}/step00{i}" for sim in ("sim00", "sim01") for i in range(3))]
+        assert database["again/step002"]["time"] == 12
+
+
+def test_import_refuses_an_existing_tree_unless_told(tmp_path: Path) -> None:  # bug 2
+    root = _two_simulations(tmp_path / "samples")
+    db = tmp_path / "g.tdb"
+    ok("import", db, root / "sim00")
+    with tensordb.open(db) as database:
+        database["step001"]["time"] = -1  # a change the user made after the import
+    before = _state(db)
+    message = fails("import", db, root / "sim00" / "step001.json")
+    assert message == (f"Error: {db}: 1 tree(s) exist already, nothing was imported: 'step001'; pass --replace or "
+                       "--skip-existing (replace=True or skip_existing=True in Python)")
+    assert "'step000', 'step001', 'step002'" in fails("import", db, root / "sim00")
+    assert _state(db) == before
+
+    result = ok("import", db, root / "sim00", "--skip-existing")
+    assert result.stdout.strip() == f"imported 0 of 0 file(s) into {db}, kept 3 existing tree(s)"
+    assert _state(db) == before
+    (root / "sim00" / "step003.json").write_text((root / "sim00" / "step000.json").read_text())
+    (root / "sim00" / "step003.bin").write_bytes((root / "sim00" / "step000.bin").read_bytes())
+    result = ok("import", db, root / "sim00", "--skip-existing")  # resumes: only what is missing
+    assert result.stdout.strip() == f"imported 1 of 1 file(s) into {db}, kept 3 existing tree(s)"
+
+    assert ok("import", db, root / "sim00" / "step001.json", "--replace").stdout.strip() == (
+        f"imported 'step001' into {db}")
+    with tensordb.open(db, mode="r") as database:
+        assert database["step001"]["time"] == 1 and database.check().ok
+
+
+def test_python_import_refuses_an_existing_tree_unless_told(tmp_path: Path) -> None:  # bug 2, in Python
+    from tensordb.jsonbin import import_file, import_folder
+
+    root = _two_simulations(tmp_path / "samples")
+    with tensordb.open(tmp_path / "g.tdb") as database:
+        import_file(database, root / "sim00" / "step000.json")
+        database["step000"]["time"] = -1
+        with pytest.raises(tensordb.TreeExistsError, match="'step000'"):
+            import_file(database, root / "sim00" / "step000.json")
+        with pytest.raises(tensordb.TreeExistsError, match="'step000'"):
+            import_folder(database, root / "sim00")
+        assert list(database) == ["step000"] and database["step000"]["time"] == -1
+        assert import_file(database, root / "sim00" / "step000.json", skip_existing=True) == "step000"
+        assert database["step000"]["time"] == -1
+        report = import_folder(database, root / "sim00", skip_existing=True)
+        assert report.ok and report.skipped == ["step000"] and report.imported == ["step001", "step002"]
+        import_file(database, root / "sim00" / "step000.json", replace=True)
+        assert database["step000"]["time"] == 0
+        with pytest.raises(ValueError, match="exclude each other"):
+            import_folder(database, root / "sim00", replace=True, skip_existing=True)
+        assert database.check().ok
+
+
+def test_demo_refuses_an_existing_database(tmp_path: Path) -> None:  # bug 3
+    victim = tmp_path / "victim.tdb"
+    with tensordb.open(victim) as database:
+        database["real"] = {"big": np.random.default_rng(0).random(200_000)}  # lives in the packs folder
+    packs = sorted(p.name for p in Path(f"{victim}-packs").iterdir())
+    assert packs
+    before = _state(victim)
+    assert fails("demo", victim, "--sims", "2", "--steps", "2") == (
+        f"Error: {victim}: already exists; pass --force (force=True in Python) to replace it")
+    assert _state(victim) == before and sorted(p.name for p in Path(f"{victim}-packs").iterdir()) == packs
+    victim.unlink()  # a packs folder alone is somebody's data too
+    assert fails("demo", victim, "--sims", "1", "--steps", "1").startswith(f"Error: {victim}-packs: already exists")
+    assert not victim.exists()
+    ok("demo", victim, "--sims", "1", "--steps", "2", "--force")
+    with tensordb.open(victim, mode="r") as database:
+        assert len(database) == 2 and database.check().ok
+
+
+def test_export_into_an_existing_folder(tmp_path: Path, sample: Path) -> None:  # bug 4
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _state(sample)
+    assert ok("export", sample, "s1", out).stdout.strip() == f"exported 1 tree(s) into {out}"
+    assert sorted(p.name for p in out.iterdir()) == ["s1.bin", "s1.json"]
+    assert ok("export", sample, "sim01/step003", f"{out}/").stdout.strip() == f"exported 1 tree(s) into {out}/"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "s1.bin", "s1.json", "sim01", "sim01/step003.json"]  # FIELD is small: inline, no .bin
+    assert _state(sample) == before
+    back = tmp_path / "back.tdb"
+    ok("import", back, out)
+    with tensordb.open(back, mode="r") as database:
+        assert sorted(database) == ["s1", "sim01/step003"]
+        np.testing.assert_array_equal(database["sim01/step003"]["/data/p"][...], FIELD)
+
+
+def test_export_into_a_missing_folder_names_the_users_path(tmp_path: Path, sample: Path) -> None:  # bug 5
+    target = tmp_path / "newdir" / "x.json"
+    assert fails("export", sample, "s1", target) == f"Error: {target}: folder {target.parent} does not exist"
+    assert not (tmp_path / "newdir").exists()
+    deeper = tmp_path / "no" / "such" / "dir" / ""
+    assert fails("export", sample, "s1", "sim01", deeper).startswith(f"Error: {deeper}")
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("s.tdb")] == []  # nothing left behind
+
+
+def test_export_refuses_to_overwrite_files_unless_forced(tmp_path: Path, sample: Path) -> None:  # bug 6
+    source = _write_sample(tmp_path / "in", "s1", 5)  # the very files a user imported from
+    originals = {p.name: p.read_bytes() for p in source.parent.iterdir()}
+    before = _state(sample)
+    assert fails("export", sample, "s1", source, "--inline-below", "0") == (
+        f"Error: {source}: s1.json and s1.bin already exist; pass --force (force=True in Python) to overwrite")
+    (source.parent / "s1.bin").unlink()
+    assert fails("export", sample, "s1", source).endswith("s1.json already exists; pass --force (force=True in "
+                                                          "Python) to overwrite")
+    (source.parent / "s1.bin").write_bytes(originals["s1.bin"])
+    assert fails("export", sample, "s1", "sim01", source.parent).startswith(f"Error: {source}: s1.json and s1.bin")
+    assert {p.name: p.read_bytes() for p in source.parent.iterdir()} == originals
+    assert _state(sample) == before
+    ok("export", sample, "s1", source, "--force", "--inline-below", "0")
+    assert json.loads(source.read_text())["time"] == 51
+    assert (source.parent / "s1.bin").read_bytes() != originals["s1.bin"]
+
+
+def test_python_export_refuses_to_overwrite_unless_forced(tmp_path: Path, sample: Path) -> None:  # bug 6
+    from tensordb.jsonbin import export_tree, export_trees
+
+    out = tmp_path / "x.json"
+    out.write_text("mine")
+    with tensordb.open(sample, mode="r") as database:
+        with pytest.raises(FileExistsError, match="x.json already exists"):
+            export_tree(database["s1"], out)
+        with pytest.raises(IsADirectoryError, match="is a folder"):
+            export_tree(database["s1"], tmp_path)
+        assert out.read_text() == "mine"
+        export_tree(database["s1"], out, force=True)
+        assert json.loads(out.read_text())["time"] == 51
+        folder = tmp_path / "all"
+        folder.mkdir()
+        written = export_trees(database, list(database), folder, inline_below=0)
+        assert sorted(Path(w).relative_to(folder).as_posix() for w in written) == [
+            "geom.json", "s1.json", "sim01.json", "sim01/step003.json"]
+        with pytest.raises(FileExistsError, match="already exist"):
+            export_trees(database, ["geom"], folder)
+        with pytest.raises(tensordb.PathNotFoundError, match="nope"):
+            export_trees(database, ["s1", "nope"], tmp_path / "all")
+
+
+def test_export_of_trees_with_unsafe_names_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "u.tdb"
+    with tensordb.open(db) as database:
+        database["ok"] = {"x": 1}
+        database["../escape"] = {"x": 2}
+    out = tmp_path / "out"
+    message = fails("export", db, "--all", out)
+    assert "'../escape' cannot become a file path" in message
+    assert not out.exists() and not (tmp_path / "escape.json").exists()
+
+
+def test_export_of_a_prefix_and_of_everything(tmp_path: Path, sample: Path) -> None:
+    out = tmp_path / "everything"
+    assert ok("export", sample, "--all", out).stdout.strip() == f"exported 4 tree(s) into {out}"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == [
+        "geom.json", "s1.json", "sim01.json", "sim01/step003.json"]
+    part = tmp_path / "part"
+    assert ok("export", sample, "sim01/", part).stdout.strip() == f"exported 1 tree(s) into {part}"
+    assert [p.relative_to(part).as_posix() for p in part.rglob("*.json")] == ["sim01/step003.json"]
+    assert fails("export", sample, "nothing/", tmp_path / "x") == f"Error: {sample}: no tree under 'nothing/'"
+    assert "give ADDRESS... or --all, not both" in fails("export", sample, "s1", "--all", out, code=2)
+    assert "--format zarr exports one ADDRESS" in fails("export", sample, "s1", "geom", out, "--format", "zarr",
+                                                        code=2)
+    assert not (tmp_path / "x").exists()
 
 
 # -- README ---------------------------------------------------------------------------------------
