@@ -76,7 +76,8 @@ def test_public_surface() -> None:
         [
             "open", "Database", "Tree", "Node", "DictNode", "ListNode", "Array", "Codec", "SQLResult",
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
-            "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "__version__",
+            "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "TreeExistsError",
+            "__version__",
         ]
     )
     for name in tensordb.__all__:
@@ -91,6 +92,8 @@ def test_errors_subclass_the_base_and_builtins() -> None:
         assert issubclass(getattr(tensordb, name), tensordb.TensorDBError)
     assert issubclass(tensordb.PathNotFoundError, KeyError)
     assert issubclass(tensordb.StorageError, OSError)
+    assert issubclass(tensordb.TreeExistsError, tensordb.TensorDBError)
+    assert issubclass(tensordb.TreeExistsError, FileExistsError)
     assert str(tensordb.PathNotFoundError("a: b")) == "a: b"  # not quoted like KeyError
 
 
