@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import fnmatch
 import functools
 import json
 import math
@@ -73,6 +74,20 @@ def _errors_as_messages(fn: F) -> F:
                 raise
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(_one_line(message)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _trouble_exits_2(fn: F) -> F:
+    """For commands whose exit code 1 means an answer (diff: "they differ"), errors exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException as exc:
+            exc.exit_code = 2
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -431,16 +446,19 @@ def _export_zarr(value: Any, out: Path) -> None:
 
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
-@click.argument("address", metavar="[TREE[/POINTER]]", required=False)
+@click.argument("address", metavar="[TREE[/POINTER] | PREFIX/]", required=False)
+@click.option("--pattern", metavar="GLOB",
+              help="Only trees (or children) whose name matches, e.g. 'sim0*/step00[0-4]' ('*' matches '/' too).")
 @output_options
 @_errors_as_messages
-def ls(db: str, address: str | None, fmt: str) -> None:
-    """List the trees of DB, or the children of a node.
+def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
+    """List the trees of DB, the trees under a name prefix, or the children of a node.
 
-    Without TREE: one line per tree with its root kind, number of nodes and
-    arrays, and logical (uncompressed) array size. With TREE[/POINTER]: the
-    children of that node with their kind, arrays with shape and dtype,
-    scalars with their value.
+    Without an address, or with a name prefix ("sim01/", or "sim01" when no
+    tree has that name): one line per tree with its root kind, number of
+    nodes and arrays, and logical (uncompressed) array size. With
+    TREE[/POINTER]: the children of that node with their kind, arrays with
+    shape and dtype, scalars with their value.
 
     TREE[/POINTER]: the longest prefix that names a tree is the tree, the
     rest a JSON Pointer into it (tree names may contain '/').
@@ -448,16 +466,17 @@ def ls(db: str, address: str | None, fmt: str) -> None:
     \b
     Example:
         tensordb ls samples.tdb
+        tensordb ls samples.tdb sim01/
+        tensordb ls samples.tdb --pattern "sim0*/step00[0-4]"
         tensordb ls samples.tdb sim01/step003/data/inlet
         tensordb ls samples.tdb --format csv
     """
     with _open_read(db) as database:
-        if address is None:
-            result = database.sql(
-                "SELECT name, root_kind, n_nodes, n_arrays, logical_bytes FROM trees ORDER BY name"
-            )
-            _emit(result.columns, list(result), fmt, sizes={"logical_bytes"})
+        prefix = _tree_prefix(database, address)
+        if prefix is not None:
+            _list_trees(database, prefix, pattern, fmt)
             return
+        assert address is not None
         name, pointer = _resolve(database, address)
         value = _lookup(database, name, pointer)
         if isinstance(value, tensordb.DictNode):
@@ -466,8 +485,36 @@ def ls(db: str, address: str | None, fmt: str) -> None:
             entries = enumerate(value)
         else:  # a leaf lists itself, as ls does for a file
             entries = [(_last_key(pointer) if pointer else name, value)]
+        if pattern is not None:
+            entries = [(key, child) for key, child in entries if fnmatch.fnmatchcase(str(key), pattern)]
         rows = [_describe(key, child) for key, child in entries]
         _emit(("key", "kind", "items", "shape", "dtype", "value"), rows, fmt)
+
+
+def _tree_prefix(database: tensordb.Database, address: str | None) -> str | None:
+    """The tree-name prefix an ls address stands for, or None when it addresses a node."""
+    if address is None:
+        return ""
+    if address.endswith("/") and address not in database:
+        return address
+    if address not in database and not address.endswith("/") and _trees_under(database, address + "/"):
+        try:
+            database.split_address(address)
+        except tensordb.PathNotFoundError:
+            return address + "/"
+    return None
+
+
+def _list_trees(database: tensordb.Database, prefix: str, pattern: str | None, fmt: str) -> None:
+    result = database.sql(
+        "SELECT name, root_kind, n_nodes, n_arrays, logical_bytes FROM trees "
+        "WHERE substr(name, 1, length(:prefix)) = :prefix AND (:pattern IS NULL OR name GLOB :pattern) ORDER BY name",
+        {"prefix": prefix, "pattern": pattern},
+    )
+    rows = list(result)
+    if prefix and not rows and pattern is None:
+        raise tensordb.PathNotFoundError(f"{database.filename}: no tree named {prefix!r} or under it")
+    _emit(result.columns, rows, fmt, sizes={"logical_bytes"})
 
 
 def _describe(key: Any, value: Any) -> tuple[Any, ...]:
@@ -557,14 +604,16 @@ def _label(value: Any, refcounts: dict[int, int]) -> Text:
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("address", metavar="TREE/POINTER")
 @click.option("--slice", "slice_text", metavar="TEXT",
-              help='Part of an array, numpy style without brackets: "0:10,:", "5", "::2,...,-1".')
+              help='Part of an array, numpy style: "0:10,:", "5", "::2,...,-1", "[0,5,7],:" (a list of indices).')
 @click.option("--stats", is_flag=True, help="Print min/max/mean/std of the selection (read chunk by chunk).")
 @_errors_as_messages
 def show(db: str, address: str, slice_text: str | None, stats: bool) -> None:
     """Print an array (or a slice of it), a scalar, or a subtree as JSON.
 
     --slice takes ints, a:b:c slices (any part may be empty, negatives
-    count from the end) and "...", separated by commas. In a subtree, arrays
+    count from the end), "..." and lists of ints in brackets (orthogonal
+    indexing on that axis: "[0,5,7]" picks rows 0, 5 and 7), separated by
+    commas. In a subtree, arrays
     are shown as {"array": {"shape": [...], "dtype": "..."}}.
 
     TREE/POINTER: the longest prefix that names a tree is the tree, the
@@ -604,26 +653,36 @@ _INT = re.compile(r"[+-]?\d+")
 
 
 def parse_slice(text: str) -> tuple[Any, ...]:
-    """``"0:10, :, ..."`` -> ``(slice(0, 10), slice(None), Ellipsis)``; ints, a:b:c and ``...`` only (no eval).
+    """``"0:10, :, ..."`` -> ``(slice(0, 10), slice(None), Ellipsis)``; no eval.
+
+    Each comma-separated part is an int, an a:b:c slice, ``...`` or a list
+    of ints in brackets (orthogonal indexing on that axis, as Array does).
+    A whole key in brackets ("[0:10, :]") reads as without them, unless it is
+    a list of ints alone: "[0,5,7]" picks rows 0, 5 and 7.
 
     Example
     -------
     >>> parse_slice("1:-1:2, 3")
     (slice(1, -1, 2), 3)
+    >>> parse_slice("[0, 5, 7], :2")
+    ([0, 5, 7], slice(None, 2, None))
     """
     body = text.strip()
-    if body.startswith("[") and body.endswith("]"):
-        body = body[1:-1].strip()
-    if not body:
+    parts = _top_level_parts(body, text)
+    if len(parts) == 1 and body.startswith("[") and body.endswith("]") and not _INT_LIST.fullmatch(body):
+        parts = _top_level_parts(body[1:-1].strip(), text)  # the whole key in brackets, numpy style
+    if parts == [""]:
         return ()
     key: list[Any] = []
-    for token in (t.strip() for t in body.split(",")):
+    for token in parts:
         if token == "...":
             if Ellipsis in key:
                 raise ValueError(f"bad slice {text!r}: '...' may appear only once")
             key.append(Ellipsis)
         elif _INT.fullmatch(token):
             key.append(int(token))
+        elif _INT_LIST.fullmatch(token):
+            key.append([int(t) for t in token[1:-1].split(",") if t.strip()])
         elif ":" in token and token.count(":") <= 2:
             parts = [p.strip() for p in token.split(":")]
             if not all(p == "" or _INT.fullmatch(p) for p in parts):
@@ -633,8 +692,29 @@ def parse_slice(text: str) -> tuple[Any, ...]:
                 raise ValueError(f"bad slice {text!r}: slice step cannot be zero")
             key.append(slice(start, stop, step))
         else:
-            raise ValueError(f"bad slice {text!r}: {token!r} is not an int, an a:b:c slice or '...'")
+            raise ValueError(f"bad slice {text!r}: {token!r} is not an int, an a:b:c slice, '...' or a list "
+                             "of ints such as [0, 5, 7]")
     return tuple(key)
+
+
+_INT_LIST = re.compile(r"\[\s*[+-]?\d+(?:\s*,\s*[+-]?\d+)*\s*,?\s*\]")
+
+
+def _top_level_parts(body: str, text: str) -> list[str]:
+    """``body`` split at the commas outside brackets, each part stripped."""
+    parts = [""]
+    depth = 0
+    for char in body:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            raise ValueError(f"bad slice {text!r}: unbalanced or nested brackets")
+        if char == "," and depth == 0:
+            parts.append("")
+        else:
+            parts[-1] += char
+    if depth:
+        raise ValueError(f"bad slice {text!r}: unbalanced brackets")
+    return [p.strip() for p in parts]
 
 
 def _full_key(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
@@ -711,6 +791,119 @@ def _array_stats(array: tensordb.Array, key: tuple[Any, ...]) -> dict[str, Any]:
     return result
 
 
+# -- changing: rm, mv, cp; comparing: diff ---------------------------------------------------
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.argument("addresses", metavar="TREE[/POINTER]...", nargs=-1, required=True)
+@_errors_as_messages
+def rm(db: str, addresses: tuple[str, ...]) -> None:
+    """Remove trees or nodes, all in one transaction.
+
+    Every address is checked before anything is removed. The space their
+    arrays held is reclaimed by gc once nothing else references them.
+
+    \b
+    Example:
+        tensordb rm samples.tdb sim01/step003
+        tensordb rm samples.tdb sample037/data/inlet sample037/reviewed
+    """
+    with tensordb.open(db, mode="r+") as database, database.transaction():
+        targets = sorted({database.split_address(a) for a in addresses}, key=_deepest_first)
+        whole = {name for name, pointer in targets if not pointer}
+        for name, pointer in targets:
+            if not pointer:
+                del database[name]
+            elif name not in whole:
+                del database[name][pointer]
+    click.echo(f"removed {len(targets)} item(s) from {db}")
+
+
+def _deepest_first(target: tuple[str, str]) -> tuple[Any, ...]:
+    """Sort key: within a tree, later list items and deeper nodes first, so earlier removals shift nothing."""
+    name, pointer = target
+    return name, [(0, int(t)) if t.isdigit() else (1, t) for t in pointer.split("/")[1:]]
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@_errors_as_messages
+def mv(db: str, src: str, dst: str, force: bool) -> None:
+    """Rename a tree, or move a node within a tree or across trees.
+
+    SRC and DST are addresses TREE[/POINTER]; a DST no prefix of which names
+    a tree is a new tree. Moves touch metadata only: across trees the value
+    moves by reference and no array bytes are written.
+
+    \b
+    Example:
+        tensordb mv samples.tdb sample037 archive/sample037          # rename a tree
+        tensordb mv samples.tdb sample037/data/inlet sample037/data/inflow
+        tensordb mv samples.tdb sample037/data/inlet sample038/data/inlet
+    """
+    with tensordb.open(db, mode="r+") as database:
+        database.move(src, dst, replace=force)
+    click.echo(f"moved {src} to {dst}")
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@_errors_as_messages
+def cp(db: str, src: str, dst: str, force: bool) -> None:
+    """Copy a tree or node by reference: no array bytes are written.
+
+    Later writes to either copy never show in the other (copy-on-write).
+    Addresses read as for mv.
+
+    \b
+    Example:
+        tensordb cp samples.tdb sample037 sample037-backup
+        tensordb cp samples.tdb sample037/data/wall sample038/data/wall --force
+    """
+    with tensordb.open(db, mode="r+") as database:
+        database.copy(src, dst, replace=force)
+    click.echo(f"copied {src} to {dst}")
+
+
+@main.command()
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.argument("a", metavar="ADDRESS_A")
+@click.argument("b", metavar="ADDRESS_B")
+@output_options
+@_trouble_exits_2
+@_errors_as_messages
+def diff(db: str, a: str, b: str, fmt: str) -> None:
+    """Paths added (+), removed (-) and changed (~) from ADDRESS_A to ADDRESS_B.
+
+    Exit 0 when they are equal, 1 when they differ, 2 on error (as diff
+    does). Arrays are compared by their stored content keys; array bytes are
+    read only where the keys differ.
+
+    \b
+    Example:
+        tensordb diff samples.tdb sim01/step000 sim01/step001
+        tensordb diff samples.tdb sim01/step000/data sim02/step000/data --format json
+    """
+    with _open_read(db) as database:
+        differences = database.diff(a, b)
+    if fmt == "table":
+        for difference in differences:
+            click.echo(str(difference))
+    else:
+        _emit(("path", "change", "a", "b"), [(d.path, d.change, d.a, d.b) for d in differences], fmt)
+    if differences:
+        click.get_current_context().exit(1)
+
+
+
+
 # -- sql --------------------------------------------------------------------------------------
 
 
@@ -726,7 +919,8 @@ def sql(db: str, query: str, fmt: str) -> None:
     logical_bytes, created, modified), nodes(tree, path, parent_path, key,
     idx, kind, value, array_id) and arrays(array_id, dtype, shape, ndim,
     size, nbytes, stored_bytes, chunks, codec, refcount); see docs/format.md.
-    Statements that would write are refused.
+    Statements that would write are refused. A query that finds nothing prints
+    its header and "0 rows".
 
     \b
     Example:
@@ -735,7 +929,8 @@ def sql(db: str, query: str, fmt: str) -> None:
     """
     with _open_read(db) as database:
         result = database.sql(query)
-        _emit(result.columns, result, fmt)
+        if not _emit(result.columns, result, fmt) and fmt == "table":
+            click.echo("0 rows")
 
 
 # -- maintenance ----------------------------------------------------------------------------
@@ -947,17 +1142,20 @@ def _cell(value: Any, size: bool = False) -> str:
     return _cut(str(value), MAX_TEXT)
 
 
-def _emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes: Collection[str] = ()) -> None:
-    """Print rows as a rich table, CSV or a JSON list of objects (CSV and JSON stream)."""
+def _emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes: Collection[str] = ()) -> int:
+    """Print rows as a rich table, CSV or a JSON list of objects (CSV and JSON stream); return how many."""
+    count = 0
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_csv_cell(v) for v in row])
+            count += 1
     elif fmt == "json":
         sys.stdout.write("[")
         separator = "\n  "
         for row in rows:
+            count += 1
             obj = dict(zip(columns, (_plain(v) for v in row)))
             sys.stdout.write(separator + json.dumps(obj, ensure_ascii=False))
             separator = ",\n  "
@@ -966,7 +1164,9 @@ def _emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes
         table = Table(*columns, show_edge=False, header_style="bold")
         for row in rows:
             table.add_row(*(_cell(v, c in sizes) for c, v in zip(columns, row)))
+            count += 1
         _console().print(table)
+    return count
 
 
 def _figure(value: Any, size: bool = False) -> str:

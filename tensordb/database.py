@@ -24,12 +24,15 @@ import apsw.ext
 from . import maintenance
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
+from .diff import Difference
+from .diff import diff as diff_values
 from .errors import (
     CorruptionError,
     PathNotFoundError,
     ReadOnlyError,
     StaleHandleError,
     TensorDBError,
+    TreeExistsError,
     context,
     corruption_as_error,
     guard_corruption,
@@ -40,6 +43,8 @@ from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Tree, TreeOps
 
 __all__ = ["Database", "open", "SQLResult"]
+
+_MISSING = object()
 
 
 def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> Database:
@@ -215,6 +220,82 @@ class Database(MutableMapping[str, Tree]):
         name, pointer = self.split_address(address)
         tree = self[name]
         return tree if not pointer else tree[pointer]
+
+    def move(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Move what address ``src`` designates to address ``dst``, within a tree or across trees.
+
+        Addresses read as in :meth:`resolve`; a ``dst`` no prefix of which
+        names a tree is a new tree. A whole tree to a new name is a rename.
+        Across trees the value moves by reference: no array bytes are
+        written. An existing ``dst`` raises :class:`TreeExistsError` unless
+        ``replace``. One transaction.
+
+        Example
+        -------
+        >>> db.move("sim01/step003/data/inlet", "inlets/step003")     # a node becomes a new tree
+        >>> db.move("sample037/data/points", "sample038/data/points", replace=True)
+        """
+        self._transfer(src, dst, replace, remove=True)
+
+    def copy(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Copy what address ``src`` designates to address ``dst`` by reference (no array bytes written).
+
+        As :meth:`move`, keeping the source. Later writes to either side
+        never show in the other (copy-on-write).
+
+        Example
+        -------
+        >>> db.copy("sample037", "sample037-backup")
+        """
+        self._transfer(src, dst, replace, remove=False)
+
+    def _transfer(self, src: str, dst: str, replace: bool, remove: bool) -> None:
+        with self.transaction():
+            s_name, s_ptr = self.split_address(src)
+            try:
+                d_name, d_ptr = self.split_address(dst)
+            except PathNotFoundError:
+                d_name, d_ptr = dst, ""  # a new tree
+            if (s_name, s_ptr) == (d_name, d_ptr):
+                return
+            if s_name == d_name and (d_ptr + "/").startswith(s_ptr + "/"):
+                raise ValueError(f"{self.filename}: cannot {'move' if remove else 'copy'} {src!r} into itself "
+                                 f"({dst!r})")
+            if s_name == d_name and remove and not d_ptr:
+                raise ValueError(f"{self.filename}: cannot replace tree {s_name!r} by a part of itself")
+            if d_name in self and (not d_ptr or self[d_name].get(d_ptr, _MISSING) is not _MISSING):
+                if not replace:
+                    raise TreeExistsError(f"{self.filename}: {dst!r} exists already; pass replace=True "
+                                          "(--force) to replace it")
+            if remove and s_name == d_name:
+                self[s_name].move(s_ptr, d_ptr)
+            elif remove and not s_ptr and not d_ptr and d_name not in self:
+                self.rename(s_name, d_name)
+            else:
+                value = self.resolve(src)
+                if d_ptr:
+                    self[d_name][d_ptr] = value
+                else:
+                    self[d_name] = value
+                if remove:
+                    if s_ptr:
+                        del self[s_name][s_ptr]
+                    else:
+                        del self[s_name]
+
+    def diff(self, a: str, b: str) -> list[Difference]:
+        """Paths added, removed and changed from address ``a`` to address ``b`` (empty: equal).
+
+        Arrays are compared by their stored content keys and read only where
+        the keys differ (see :mod:`tensordb.diff`).
+
+        Example
+        -------
+        >>> [str(d) for d in db.diff("sim01/step000", "sim01/step001")]
+        ['~ /time: int 1 -> int 6', '~ /data/p: array (4778,) float32 -> array (4778,) float32 (values differ)']
+        """
+        with self._store.snapshot():
+            return diff_values(self.resolve(a), self.resolve(b))
 
     def rename(self, old: str, new: str) -> None:
         """Rename a tree (metadata only). The new name must not exist yet."""
@@ -409,13 +490,13 @@ class SQLResult:
                 raise ReadOnlyError(f"{db.filename}: SQL runs read-only queries only ({_verb(query)} writes)")
             self._cursor = self._conn.cursor()
             self._rows = self._cursor.execute(query, params)
-            self.columns = self._columns()
+            self.columns = self._columns(details)
 
-    def _columns(self) -> tuple[str, ...]:
+    def _columns(self, details: Any) -> tuple[str, ...]:
         try:
             return tuple(d[0] for d in self._cursor.get_description())  # type: ignore[union-attr]
-        except apsw.ExecutionCompleteError:
-            return ()
+        except apsw.ExecutionCompleteError:  # no rows: the prepared statement still names its columns
+            return tuple(d[0] for d in details.description or ())
 
     def _guard(self, query: str | None = None) -> Any:
         return _ReadOnlyGuard(self._conn, self._db.filename, query)
