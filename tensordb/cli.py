@@ -810,7 +810,9 @@ def rm(db: str, addresses: tuple[str, ...]) -> None:
         tensordb rm samples.tdb sample037/data/inlet sample037/reviewed
     """
     with tensordb.open(db, mode="r+") as database, database.transaction():
-        targets = sorted({database.split_address(a) for a in addresses}, key=_deepest_first)
+        targets = sorted({database.split_address(a) for a in addresses}, key=_deepest_first, reverse=True)
+        for name, pointer in targets:
+            _lookup(database, name, pointer)  # every address must exist before anything is removed
         whole = {name for name, pointer in targets if not pointer}
         for name, pointer in targets:
             if not pointer:
@@ -821,7 +823,7 @@ def rm(db: str, addresses: tuple[str, ...]) -> None:
 
 
 def _deepest_first(target: tuple[str, str]) -> tuple[Any, ...]:
-    """Sort key: within a tree, later list items and deeper nodes first, so earlier removals shift nothing."""
+    """Sort key; reversed, later list items and deeper nodes come first, so no removal shifts another's path."""
     name, pointer = target
     return name, [(0, int(t)) if t.isdigit() else (1, t) for t in pointer.split("/")[1:]]
 

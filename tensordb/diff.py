@@ -62,29 +62,28 @@ def diff(a: Any, b: Any) -> list[Difference]:
     differ in shape, dtype or values; NaNs compare bit for bit.
     """
     found: list[Difference] = []
-    stack: list[tuple[str, Any, Any]] = [("", _loaded(a), _loaded(b))]
+    # Each entry is a pair to compare or a difference found; popping them in order keeps document order.
+    stack: list[tuple[str, Any, Any] | Difference] = [("", _loaded(a), _loaded(b))]
     while stack:
-        path, x, y = stack.pop()
+        entry = stack.pop()
+        if isinstance(entry, Difference):
+            found.append(entry)
+            continue
+        path, x, y = entry
+        todo: list[tuple[str, Any, Any] | Difference]
         if isinstance(x, dict) and isinstance(y, dict):
-            children: list[tuple[str, Any, Any]] = []
-            for key, value in x.items():
-                child = _child(path, key)
-                if key in y:
-                    children.append((child, value, y[key]))
-                else:
-                    found.append(Difference(child, "removed", describe(value), None))
-            found.extend(Difference(_child(path, k), "added", None, describe(v)) for k, v in y.items() if k not in x)
-            stack.extend(reversed(children))
+            todo = [(_child(path, k), v, y[k]) if k in y else Difference(_child(path, k), "removed", describe(v), None)
+                    for k, v in x.items()]
+            todo += [Difference(_child(path, k), "added", None, describe(v)) for k, v in y.items() if k not in x]
         elif isinstance(x, list) and isinstance(y, list):
             common = min(len(x), len(y))
-            found.extend(Difference(_child(path, i), "removed", describe(x[i]), None) for i in range(common, len(x)))
-            found.extend(Difference(_child(path, i), "added", None, describe(y[i])) for i in range(common, len(y)))
-            stack.extend((_child(path, i), x[i], y[i]) for i in range(common - 1, -1, -1))
+            todo = [(_child(path, i), x[i], y[i]) for i in range(common)]
+            todo += [Difference(_child(path, i), "removed", describe(x[i]), None) for i in range(common, len(x))]
+            todo += [Difference(_child(path, i), "added", None, describe(y[i])) for i in range(common, len(y))]
         else:
             change = _leaf_change(x, y)
-            if change is not None:
-                found.append(Difference(path, "changed", *change))
-    found.sort(key=lambda d: _order(d.path))
+            todo = [] if change is None else [Difference(path, "changed", *change)]
+        stack.extend(reversed(todo))
     return found
 
 
@@ -95,10 +94,6 @@ def _loaded(value: Any) -> Any:
 
 def _child(path: str, key: str | int) -> str:
     return f"{path}/{key}" if isinstance(key, int) else path + "/" + key.replace("~", "~0").replace("/", "~1")
-
-
-def _order(path: str) -> list[tuple[int, Any]]:
-    return [(0, int(t)) if t.isdigit() else (1, t) for t in path.split("/")[1:]]
 
 
 def describe(value: Any) -> str:

@@ -24,7 +24,8 @@ from tensordb.cli import main, parse_slice
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "seed-example"
 FIXTURE_TREE = "bm01-flow-over-cylinder-sample037_510"
-COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle"}
+COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle", "rm", "mv", "cp",
+            "diff"}
 
 POINTS = np.arange(300, dtype="f4").reshape(100, 3)
 FIELD = np.linspace(-1.0, 1.0, 50)
@@ -247,6 +248,25 @@ def test_ls_lists_the_children_of_a_node(sample: Path) -> None:
                      "value": None}]
 
 
+def test_ls_by_name_prefix_and_pattern(sample: Path) -> None:
+    assert [r[0] for r in table(ok("ls", sample, "sim01/").stdout)] == ["sim01/step003"]
+    with tensordb.open(sample) as db:
+        db["runs/a/step000"] = {"t": 0}
+        db["runs/a/step001"] = {"t": 1}
+        db["runs/b/step000"] = {"t": 2}
+    assert [r[0] for r in table(ok("ls", sample, "runs").stdout)] == [  # no tree "runs": the trees under it
+        "runs/a/step000", "runs/a/step001", "runs/b/step000"]
+    assert [r[0] for r in table(ok("ls", sample, "runs/a/").stdout)] == ["runs/a/step000", "runs/a/step001"]
+    assert [r[0] for r in table(ok("ls", sample, "--pattern", "runs/*/step000").stdout)] == [
+        "runs/a/step000", "runs/b/step000"]
+    assert [r[0] for r in table(ok("ls", sample, "runs/", "--pattern", "*b*").stdout)] == ["runs/b/step000"]
+    assert table(ok("ls", sample, "--pattern", "nothing*").stdout) == []
+    keys = json.loads(ok("ls", sample, "s1", "--pattern", "[nt]*", "--format", "json").stdout)
+    assert [c["key"] for c in keys] == ["name", "time"]
+    assert fails("ls", sample, "nope/") == f"Error: {sample}: no tree named 'nope/' or under it"
+    assert fails("ls", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+
+
 # -- tree -----------------------------------------------------------------------------------------
 
 
@@ -283,7 +303,11 @@ def test_parse_slice() -> None:
     assert parse_slice(" 5 , ::-2, ... ") == (5, slice(None, None, -2), Ellipsis)
     assert parse_slice("[1:-1:3]") == (slice(1, -1, 3),)
     assert parse_slice("") == ()
-    for bad in ("1+1", "0:10:2:1", "__import__('os')", "a:b", "1,,2", "...,...", "::0", "1.5", "None"):
+    assert parse_slice("[0,5,7]") == ([0, 5, 7],)  # a list of indices on axis 0, not three axes
+    assert parse_slice("[0, -1], 1:") == ([0, -1], slice(1, None))
+    assert parse_slice(":, [2]") == (slice(None), [2])
+    for bad in ("1+1", "0:10:2:1", "__import__('os')", "a:b", "1,,2", "...,...", "::0", "1.5", "None", "[[1]]",
+                "[1, 2", "[1:2], 3", "[a]"):
         with pytest.raises(ValueError, match="bad slice"):
             parse_slice(bad)
 
@@ -298,6 +322,12 @@ def test_show_prints_a_slice(sample: Path) -> None:
     assert element == ["s1/data/points[2, 1]: () float32", "7.0"]
     whole = ok("show", sample, "sim01/step003/data/p").stdout.splitlines()
     assert whole[0] == "sim01/step003/data/p: (50,) float64"
+    rows = ok("show", sample, "s1/data/points", "--slice", "[0,5,7]").stdout.splitlines()
+    assert rows[0] == "s1/data/points[[0,5,7]]: (3, 3) float32"
+    assert "\n".join(rows[1:]) == np.array2string(POINTS[[0, 5, 7]], threshold=1000, max_line_width=120)
+    picked = ok("show", sample, "s1/data/points", "--slice", "1:4, [2, 0]").stdout.splitlines()
+    assert "\n".join(picked[1:]) == np.array2string(POINTS[1:4][:, [2, 0]], max_line_width=120)
+    assert fails("show", sample, "s1/data/points", "--slice", "[0, 500]").startswith("Error: ")
 
 
 def test_show_scalars_and_subtrees_as_json(sample: Path) -> None:
@@ -365,6 +395,9 @@ def test_sql_table_csv_json(sample: Path) -> None:
                          "--format", "json").stdout)
     assert rows == [{"tree": "sim01/step003", "value": 3}, {"tree": "s1", "value": 51}]
     assert json.loads(ok("sql", sample, "SELECT 1 WHERE 0", "--format", "json").stdout) == []
+    empty = ok("sql", sample, "SELECT tree, path FROM nodes WHERE key = 'nothing'").stdout.splitlines()
+    assert re.fullmatch(r"\s*tree\s+┃\s+path\s*", empty[0]) and empty[-1] == "0 rows"
+    assert ok("sql", sample, "SELECT tree, path FROM nodes WHERE 0", "--format", "csv").stdout == "tree,path\n"
     nulls = list(csv.reader(io.StringIO(ok("sql", sample, "SELECT NULL AS n, x'00ff' AS b, 'a,b' AS s",
                                            "--format", "csv").stdout)))
     assert nulls[1] == ["", '{"bytes": "AP8="}', "a,b"]
@@ -372,10 +405,12 @@ def test_sql_table_csv_json(sample: Path) -> None:
 
 @pytest.mark.parametrize("statement", [
     "DELETE FROM node", "DROP TABLE tree", "INSERT INTO tree(name) VALUES ('x')", "PRAGMA user_version = 9",
-    "UPDATE array SET refcount = 0", "CREATE TABLE t(x)",
+    "UPDATE array SET refcount = 0", "CREATE TABLE t(x)", "DELETE FROM trees", "UPDATE nodes SET value = 1",
+    "VACUUM INTO 'copy.tdb'", "ATTACH 'other.tdb' AS o",
 ])
 def test_sql_refuses_writes(sample: Path, statement: str) -> None:
-    assert "read-only" in fails("sql", sample, statement)
+    message = fails("sql", sample, statement)
+    assert "read-only" in message and "db.sql" not in message
     with tensordb.open(sample, mode="r") as db:
         assert sorted(db) == ["geom", "s1", "sim01", "sim01/step003"] and db.check().ok
         assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
@@ -853,6 +888,147 @@ def test_export_of_a_prefix_and_of_everything(tmp_path: Path, sample: Path) -> N
     assert "--format zarr exports one ADDRESS" in fails("export", sample, "s1", "geom", out, "--format", "zarr",
                                                         code=2)
     assert not (tmp_path / "x").exists()
+
+
+# -- rm, mv, cp, diff ---------------------------------------------------------------------------
+
+
+def test_rm_trees_and_nodes(sample: Path) -> None:
+    assert ok("rm", sample, "geom", "s1/data/l/1", "s1/data/l/3", "s1/name").stdout.strip() == (
+        f"removed 4 item(s) from {sample}")
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["s1", "sim01", "sim01/step003"]
+        assert db["s1"]["/data/l"].load() == [1, None] and "name" not in db["s1"]
+        assert db.check().ok
+    ok("rm", sample, "sim01", "sim01/data/p")  # a node of a tree removed as well: removed once
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["s1", "sim01/step003"]
+
+
+def test_rm_checks_every_address_first(sample: Path) -> None:
+    before = _state(sample)
+    assert fails("rm", sample, "geom", "s1/nothing") == f"Error: {sample}: s1: /nothing: no such path"
+    assert fails("rm", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+    assert "cannot delete the root" not in fails("rm", sample, "s1/data/l/9")
+    assert _state(sample) == before
+    assert "Missing argument" in fails("rm", sample, code=2)
+    assert "does not exist" in fails("rm", sample.parent / "missing.tdb", "x", code=2)
+
+
+def test_mv_renames_and_moves_within_and_across_trees(sample: Path) -> None:
+    with tensordb.open(sample, mode="r") as db:
+        written = db.counters.snapshot()["chunk_bytes_written"]
+    assert ok("mv", sample, "s1", "archive/s1").stdout.strip() == "moved s1 to archive/s1"
+    ok("mv", sample, "archive/s1/data/points", "archive/s1/data/xyz")
+    ok("mv", sample, "archive/s1/data/noisy", "sim01/step003/data/noisy")  # across trees, by reference
+    ok("mv", sample, "sim01/step003/data/p", "field")  # a node becomes a new tree
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["archive/s1", "field", "geom", "sim01", "sim01/step003"]
+        np.testing.assert_array_equal(db["archive/s1"]["/data/xyz"][...], POINTS)
+        np.testing.assert_array_equal(db["sim01/step003"]["/data/noisy"][...], NOISY)
+        np.testing.assert_array_equal(db["field"].root[...], FIELD)
+        assert "noisy" not in db["archive/s1"]["data"] and "p" not in db["sim01/step003"]["data"]
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(3,)]  # no array was copied
+        assert db.check().ok
+        assert db.counters.snapshot()["chunk_bytes_written"] == written
+
+
+def test_mv_across_trees_writes_no_array_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "m.tdb"
+    with tensordb.open(path) as db:
+        db["a"] = {"big": np.random.default_rng(1).random((300, 1000))}
+        db["b"] = {"other": 1}
+        before = db.counters.snapshot()
+        db.move("a/big", "b/big")
+        db.copy("b/big", "c")
+        after = db.counters.snapshot()
+        assert after["chunk_bytes_written"] == before["chunk_bytes_written"]
+        assert after["chunks_written"] == before["chunks_written"]
+        assert list(db["a"]) == [] and db["b"]["big"].shape == (300, 1000)
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(1,)]
+
+
+def test_mv_and_cp_refuse_an_existing_destination(sample: Path) -> None:
+    before = _state(sample)
+    assert fails("mv", sample, "s1", "geom") == (
+        f"Error: {sample}: 'geom' exists already; pass replace=True (--force) to replace it")
+    assert fails("cp", sample, "s1/time", "sim01/step003/time").endswith("exists already; pass replace=True "
+                                                                        "(--force) to replace it")
+    assert fails("mv", sample, "s1/data", "s1/data/inner") == (
+        f"Error: {sample}: cannot move 's1/data' into itself ('s1/data/inner')")
+    assert fails("mv", sample, "nope", "x") == f"Error: {sample}: no tree named 'nope'"
+    assert fails("mv", sample, "s1/nothing", "x") == f"Error: {sample}: s1: /nothing: no such path"
+    assert _state(sample) == before
+    assert "Missing argument 'DST'" in fails("mv", sample, "s1", code=2)
+    ok("cp", sample, "s1/time", "sim01/step003/time", "--force")
+    ok("mv", sample, "sim01/step003", "geom", "--force")
+    with tensordb.open(sample, mode="r") as db:
+        assert db["geom"]["time"] == 51 and "sim01/step003" not in db and db.check().ok
+
+
+def test_cp_is_by_reference_and_copy_on_write(sample: Path) -> None:
+    assert ok("cp", sample, "s1", "s1-copy").stdout.strip() == "copied s1 to s1-copy"
+    ok("cp", sample, "s1/data", "sim01/data2")
+    with tensordb.open(sample) as db:
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(3,)]
+        db["s1-copy"]["/data/points"][0] = -1.0
+        np.testing.assert_array_equal(db["s1"]["/data/points"][...], POINTS)
+        assert db["sim01"]["/data2/l"].load() == [1, 2.5, None, True]
+        assert db.check().ok
+
+
+def test_diff_exit_codes_and_output(sample: Path) -> None:
+    assert run("diff", sample, "s1", "s1").exit_code == 0
+    ok("cp", sample, "s1", "s2")
+    equal = run("diff", sample, "s1", "s2")
+    assert equal.exit_code == 0 and equal.stdout == ""
+    with tensordb.open(sample) as db:
+        db["s2"]["time"] = 52
+        db["s2"]["/data/points"][3, 1] = 0.5
+        del db["s2"]["name"]
+        db["s2"]["/data/l"].append("x")
+        db["s2"]["extra"] = {"k": np.int32(1)}
+    result = run("diff", sample, "s1", "s2")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [  # in document order
+        "- /name: str '" + "n" * 56 + "...",
+        "~ /time: int 51 -> int 52",
+        "+ /data/l/4: str 'x'",
+        "~ /data/points: array (100, 3) float32 -> array (100, 3) float32 (values differ)",
+        "+ /extra: dict (1 items)",
+    ]
+    rows = json.loads(run("diff", sample, "s1/data", "s2/data", "--format", "json").stdout)
+    assert [(r["path"], r["change"]) for r in rows] == [("/l/4", "added"), ("/points", "changed")]
+    assert run("diff", sample, "s1/data/points", "s2/data/points").exit_code == 1
+    assert run("diff", sample, "s1/data/noisy", "s2/data/noisy").exit_code == 0
+
+
+def test_diff_errors_exit_2(sample: Path) -> None:
+    result = run("diff", sample, "s1", "nope")
+    assert result.exit_code == 2 and result.stderr.strip() == f"Error: {sample}: no tree named 'nope'"
+    assert "Missing argument 'ADDRESS_B'" in fails("diff", sample, "s1", code=2)
+
+
+def test_diff_reads_only_chunks_whose_keys_differ(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).random((64, 100))
+    with tensordb.open(tmp_path / "d.tdb") as db:
+        db["a"] = {"x": data, "t": 1}
+        db["a"].set("/x", data, chunks=(8, 100))  # 8 chunks
+        db["b"] = {"x": data.copy(), "t": 1.0}
+        db["b"].set("/x", data.copy(), chunks=(8, 100))
+        db["b"]["/x"][40, 3] = -1.0  # changes chunk 5 only
+        db["c"] = {"x": data, "t": 1}
+        db["c"].set("/x", data, chunks=(8, 100), codec=tensordb.Codec("zstd", level=1, shuffle="bit"))
+        before = db.counters.chunks_decoded
+        changes = db.diff("a", "b")
+        assert [(d.path, d.change) for d in changes] == [("/x", "changed"), ("/t", "changed")]
+        assert db.counters.chunks_decoded - before == 2  # the one differing chunk, on each side
+        before = db.counters.chunks_decoded
+        assert db.diff("a/x", "a/x") == [] and db.counters.chunks_decoded == before  # same array: no read
+        nan = np.array([np.nan, 0.0])
+        db["n1"], db["n2"] = {"v": nan}, {"v": nan.copy()}
+        assert db.diff("n1", "n2") == []  # NaN equals NaN bit for bit
+        assert db.diff("a", "c") == []  # another codec: keys differ, bytes are read and found equal
 
 
 # -- README ---------------------------------------------------------------------------------------
