@@ -105,7 +105,19 @@ def output_options(fn: F) -> F:
     )(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; Ctrl-C in any command exits 130 (as shells expect) and says what it left."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: the unfinished transaction was rolled back; what the command committed "
+                       "before stays", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tensordb.__version__, prog_name="tensordb")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def main(debug: bool) -> None:
@@ -208,7 +220,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
         keep = refuse_existing(database, [(str(p), n) for p, n in plan], replace=replace, skip_existing=skip_existing)
         todo = [(p, n) for p, n in plan if n not in keep]
         if single and not keep:  # one file or Zarr folder: its error is the command's
-            with _progress(quiet) as progress, _interrupted(db, 0, 1):
+            with _progress(quiet) as progress, _interrupted(database, db, todo, replace, lambda: 0):
                 _import_one(database, *todo[0], replace, progress)
             click.echo(f"imported {todo[0][1]!r} into {db}")
             return
@@ -268,27 +280,29 @@ def _import_many(database: tensordb.Database, db: str, todo: Sequence[tuple[Path
                  quiet: bool) -> tuple[int, int]:
     """Import files one transaction each; report each bad file on stderr. Returns (imported, failed) counts."""
     imported = failed = 0
-    with _progress(quiet) as progress:
+    with _progress(quiet) as progress, _interrupted(database, db, todo, replace, lambda: imported):
         files = progress.add_task("files", total=len(todo))
         for path, name in todo:
-            with _interrupted(db, imported, len(todo)):
-                try:
-                    _import_one(database, path, name, replace, progress)
-                    imported += 1
-                except _EXPECTED as exc:
-                    failed += 1
-                    _report_failure(str(path), str(exc))
+            try:
+                _import_one(database, path, name, replace, progress)
+                imported += 1
+            except _EXPECTED as exc:
+                failed += 1
+                _report_failure(str(path), str(exc))
             progress.advance(files)
     return imported, failed
 
 
 @contextlib.contextmanager
-def _interrupted(db: str, done: int, total: int) -> Iterator[None]:
+def _interrupted(database: tensordb.Database, db: str, todo: Sequence[tuple[Path, str]], replace: bool,
+                 counted: Callable[[], int]) -> Iterator[None]:
     """Ctrl-C: say what was committed (whole files only) and how to resume; exit 130 as shells expect."""
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {done} of {total} file(s) were imported into {db} and stay; the file being "
+        # The trees are the truth (Ctrl-C may land between a commit and the count); replaced trees existed before.
+        done = counted() if replace else sum(name in database for _, name in todo)
+        click.echo(f"\ninterrupted: {done} of {len(todo)} file(s) were imported into {db} and stay; the file being "
                    "imported was rolled back. Run the same command with --skip-existing to import the rest.",
                    err=True)
         sys.exit(130)
@@ -405,17 +419,25 @@ def _export_into_folder(database: tensordb.Database, addresses: list[str], out: 
         folder.mkdir()
     elif not folder.is_dir():
         raise NotADirectoryError(f"{out}: not a folder (several addresses are exported into a folder)")
+    done = 0
     try:
         with _progress(quiet) as progress:
             task = progress.add_task(f"exporting into {_tail(out, 40)}", total=len(addresses))
 
-            def advance(done: int, total: int, path: str) -> None:
-                progress.update(task, completed=done, description=_tail(path))
+            def advance(count: int, total: int, path: str) -> None:
+                nonlocal done
+                done = count
+                progress.update(task, completed=count, description=_tail(path))
 
             written = export_trees(database, addresses, folder, inline_below, force=force, progress=advance)
-    except BaseException:
+    except BaseException as exc:
         if created and not any(folder.iterdir()):
             folder.rmdir()  # nothing was written: leave nothing behind
+        if isinstance(exc, KeyboardInterrupt):
+            click.echo(f"\ninterrupted: {done} of {len(addresses)} tree(s) were exported into {out} and stay; the "
+                       "file being written was removed. Run the same command with --force to export them all.",
+                       err=True)
+            sys.exit(130)
         raise
     click.echo(f"exported {len(written)} tree(s) into {out}")
 
@@ -606,8 +628,9 @@ def _label(value: Any, refcounts: dict[int, int]) -> Text:
 @click.option("--slice", "slice_text", metavar="TEXT",
               help='Part of an array, numpy style: "0:10,:", "5", "::2,...,-1", "[0,5,7],:" (a list of indices).')
 @click.option("--stats", is_flag=True, help="Print min/max/mean/std of the selection (read chunk by chunk).")
+@quiet_option
 @_errors_as_messages
-def show(db: str, address: str, slice_text: str | None, stats: bool) -> None:
+def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool) -> None:
     """Print an array (or a slice of it), a scalar, or a subtree as JSON.
 
     --slice takes ints, a:b:c slices (any part may be empty, negatives
@@ -638,7 +661,9 @@ def show(db: str, address: str, slice_text: str | None, stats: bool) -> None:
             return
         key = parse_slice(slice_text or "")
         if stats:
-            _emit(("statistic", "value"), [(k, _figure(v)) for k, v in _array_stats(value, key).items()], "table")
+            with _progress(quiet) as progress:
+                figures = _array_stats(value, key, progress)
+            _emit(("statistic", "value"), [(k, _figure(v)) for k, v in figures.items()], "table")
             return
         if slice_text is None and value.nbytes > MAX_PRINT_BYTES:
             raise ValueError(f"{_address(name, pointer)}: the array holds {_size(value.nbytes)}; "
@@ -752,7 +777,7 @@ def _row_blocks(key: tuple[Any, ...], shape: tuple[int, ...], rows_per_chunk: in
             yield (slice(part.start, part.stop if part.stop >= 0 else None, part.step), *key[1:])
 
 
-def _array_stats(array: tensordb.Array, key: tuple[Any, ...]) -> dict[str, Any]:
+def _array_stats(array: tensordb.Array, key: tuple[Any, ...], progress: Progress | None = None) -> dict[str, Any]:
     """count, NaN count, min, max, mean and std of a selection, read one row of chunks at a time."""
     dtype = array.dtype
     if dtype.kind not in "biuf":
@@ -763,7 +788,11 @@ def _array_stats(array: tensordb.Array, key: tuple[Any, ...]) -> dict[str, Any]:
     mean = m2 = 0.0
     low: Any = None
     high: Any = None
-    for block_key in _row_blocks(full, shape, array.chunks[0] if shape else 1):
+    blocks = list(_row_blocks(full, shape, array.chunks[0] if shape else 1))
+    task = progress.add_task("reading", total=len(blocks)) if progress is not None else None
+    for block_key in blocks:
+        if progress is not None and task is not None:
+            progress.advance(task)
         values = np.asarray(array[block_key]).reshape(-1)
         if values.dtype.kind == "f":
             missing = np.isnan(values)
@@ -958,8 +987,9 @@ def stats(db: str, fmt: str) -> None:
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed (the database is opened read-only).")
 @output_options
+@quiet_option
 @_errors_as_messages
-def gc(db: str, dry_run: bool, fmt: str) -> None:
+def gc(db: str, dry_run: bool, fmt: str, quiet: bool) -> None:
     """Delete unreferenced arrays and chunks and compact pack files.
 
     \b
@@ -968,7 +998,8 @@ def gc(db: str, dry_run: bool, fmt: str) -> None:
         tensordb gc samples.tdb
     """
     with tensordb.open(db, mode="r" if dry_run else "r+") as database:
-        result = database.gc(dry_run=dry_run)
+        with _working(quiet, f"gc {db}"):
+            result = database.gc(dry_run=dry_run)
     if fmt == "table" and dry_run:
         click.echo("dry run: nothing was changed; gc would remove:")
     _emit_mapping(result, fmt)
@@ -977,8 +1008,9 @@ def gc(db: str, dry_run: bool, fmt: str) -> None:
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @output_options
+@quiet_option
 @_errors_as_messages
-def check(db: str, fmt: str) -> None:
+def check(db: str, fmt: str, quiet: bool) -> None:
     """Verify structure, reference counts and every chunk; exit 1 if anything is wrong.
 
     Warnings (bytes that gc can reclaim) do not fail the check.
@@ -988,7 +1020,7 @@ def check(db: str, fmt: str) -> None:
         tensordb check samples.tdb
         tensordb check samples.tdb --format json
     """
-    with _open_read(db) as database:
+    with _open_read(db) as database, _working(quiet, f"checking {db}"):
         report = database.check()
     if fmt == "table":
         click.echo(str(report))
@@ -1004,15 +1036,16 @@ def check(db: str, fmt: str) -> None:
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
+@quiet_option
 @_errors_as_messages
-def bundle(db: str, out: str) -> None:
+def bundle(db: str, out: str, quiet: bool) -> None:
     """Write a self-contained copy of DB (every chunk inline, no pack folder) to OUT.
 
     \b
     Example:
         tensordb bundle samples.tdb share.tdb
     """
-    with _open_read(db) as database:
+    with _open_read(db) as database, _working(quiet, f"bundling {db} into {out}"):
         database.bundle(out)
     click.echo(f"bundled {db} into {out} ({_size(Path(out).stat().st_size)})")
 

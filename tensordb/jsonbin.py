@@ -45,7 +45,7 @@ import math
 import ntpath
 import os
 import re
-import tempfile
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -691,8 +691,8 @@ def export_tree(
             out = _export_value(value, writer, inline_below)
         finally:
             writer.close()
-        fd, json_tmp = _temp_file(folder, os.path.basename(json_path))
-        temps.append(json_tmp)
+        fd = _temp_file(folder, os.path.basename(json_path), temps)
+        json_tmp = temps[-1]
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=4)
             f.flush()
@@ -703,8 +703,8 @@ def export_tree(
             if not existed:
                 placed.append(bin_path)
         os.replace(json_tmp, json_path)
-        temps.clear()
         placed.clear()
+        temps.clear()
     except OSError as exc:  # the user's path, not a temporary file's
         raise _os_error(type(exc), exc.errno or 0, f"{shown}: cannot write ({exc.strerror or exc})") from None
     finally:
@@ -800,13 +800,21 @@ def _safe_segments(name: str, root: str) -> list[str]:
     return segments
 
 
-def _temp_file(folder: str, name: str) -> tuple[int, str]:
-    """A new hidden temporary file next to ``name``, with the permissions a plain open() would give."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + name + ".", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; exports are ordinary files
-    return fd, tmp
+def _temp_file(folder: str, name: str, temps: list[str]) -> int:
+    """A new hidden temporary file next to ``name``, listed in ``temps`` before it exists.
+
+    Listed first, so that an interrupt (Ctrl-C) at any point leaves no file
+    the caller's cleanup does not know about. Its permissions are those a
+    plain open() would give.
+    """
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        temps.append(tmp)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            temps.pop()
+    raise FileExistsError(f"{os.path.join(folder, name)}: no free temporary name beside it")
 
 
 class _BinWriter:
@@ -822,8 +830,8 @@ class _BinWriter:
 
     def _open(self) -> IO[bytes]:
         if self.file is None:
-            fd, self.tmp_path = _temp_file(self.folder, self.bin_name)
-            self.temps.append(self.tmp_path)
+            fd = _temp_file(self.folder, self.bin_name, self.temps)
+            self.tmp_path = self.temps[-1]
             self.file = os.fdopen(fd, "wb")
         return self.file
 

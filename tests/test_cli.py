@@ -8,8 +8,11 @@ import io
 import json
 import re
 import sqlite3
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1057,3 +1060,111 @@ def test_installed_console_script_runs_the_demo(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "0 array bytes written" in out.stdout
+
+
+# -- progress and interruption ----------------------------------------------------------------------
+
+
+def _cli(*args: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tensordb", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", [
+    ("import", "{db2}", "{folder}"), ("export", "{db}", "s1", "{out}"), ("bundle", "{db}", "{out}"),
+    ("check", "{db}"), ("gc", "{db}"), ("show", "{db}", "s1/data/points", "--stats"),
+], ids=lambda c: c[0])
+def test_progress_on_a_terminal_only_and_not_with_quiet(tmp_path: Path, sample: Path, command: tuple[str, ...]) -> None:
+    folder = tmp_path / "runs"
+    _write_sample(folder, "step000", 1)
+    names = {"db": sample, "db2": tmp_path / "new.tdb", "folder": folder, "out": tmp_path / "out.json"}
+    args = [part.format(**names) for part in command]
+    shown = _cli(*args, env={"TTY_COMPATIBLE": "1"})  # rich treats stderr as a terminal
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b[?25l" in shown.stderr  # the progress display hid the cursor while it ran
+    for path in (names["db2"], names["out"], tmp_path / "out.bin"):
+        path.unlink(missing_ok=True)
+    quiet = _cli(*args, "--quiet", env={"TTY_COMPATIBLE": "1"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    for path in (names["db2"], names["out"], tmp_path / "out.bin"):
+        path.unlink(missing_ok=True)
+    piped = _cli(*args)
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_ctrl_c_during_an_import_exits_130_and_the_import_resumes(tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    n_files = 30
+    for i in range(n_files):
+        (folder / f"sim{i % 3}").mkdir(parents=True, exist_ok=True)
+        data = rng.random(250_000)  # 2 MB each: the import takes a while
+        (folder / f"sim{i % 3}" / f"step{i:03d}.bin").write_bytes(data.tobytes())
+        doc = {"time": i, "p": _array_object(data, f"step{i:03d}.bin:0")}
+        (folder / f"sim{i % 3}" / f"step{i:03d}.json").write_text(json.dumps(doc))
+    db = tmp_path / "i.tdb"
+    process = subprocess.Popen([sys.executable, "-m", "tensordb", "import", str(db), str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some files are committed
+        try:
+            with tensordb.open(db, mode="r") as database:
+                if len(database) >= 2:
+                    break
+        except (tensordb.TensorDBError, OSError):  # not created yet
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the import finished before the interrupt arrived")
+    assert process.returncode == 130, (out, err)
+    message = err.strip().splitlines()[-1]
+    match = re.fullmatch(rf"interrupted: (\d+) of {n_files} file\(s\) were imported into {re.escape(str(db))} and "
+                         r"stay; the file being imported was rolled back\. Run the same command with "
+                         r"--skip-existing to import the rest\.", message)
+    assert match, err
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == int(match.group(1)) and database.check().ok
+    resumed = _cli("import", db, folder, "--skip-existing")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == (f"imported {n_files - int(match.group(1))} of {n_files - int(match.group(1))} "
+                                      f"file(s) into {db}, kept {match.group(1)} existing tree(s)")
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == n_files and database.check().ok
+        assert database.gc(dry_run=True)["arrays_removed"] == 0  # resuming imported nothing twice
+        np.testing.assert_array_equal(database["sim1/step004"]["/p"][...], np.frombuffer(
+            (folder / "sim1" / "step004.bin").read_bytes(), dtype="f8"))
+
+
+def test_ctrl_c_during_an_export_exits_130_and_leaves_only_whole_files(tmp_path: Path) -> None:
+    db = tmp_path / "e.tdb"
+    rng = np.random.default_rng(4)
+    n_trees = 40
+    with tensordb.open(db) as database, database.transaction():
+        for i in range(n_trees):
+            database[f"sim{i % 4}/step{i:03d}"] = {"time": i, "p": rng.random(200_000)}
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "tensordb", "export", str(db), "--all", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.is_dir() and any(out.rglob("*.json"))):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out_text, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the export finished before the interrupt arrived")
+    assert process.returncode == 130, (out_text, err)
+    match = re.fullmatch(rf"interrupted: (\d+) of {n_trees} tree\(s\) were exported into {re.escape(str(out))} and "
+                         r"stay; the file being written was removed\. Run the same command with --force to export "
+                         r"them all\.", err.strip().splitlines()[-1])
+    assert match, err
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not any(name.endswith(".tmp") or "/." in name or name.startswith(".") for name in files), files
+    done = int(match.group(1))
+    assert len([f for f in files if f.endswith(".json")]) == done
+    for json_file in out.rglob("*.json"):  # every file left is whole
+        name = json_file.relative_to(out).with_suffix("").as_posix()
+        assert json.loads(json_file.read_text())["time"] == int(name[-3:])
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == n_trees and database.check().ok
