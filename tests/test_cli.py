@@ -6,10 +6,10 @@ import base64
 import csv
 import io
 import json
-import re
-import sqlite3
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
