@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import maintenance
+from . import maintenance, relations
 from .arrays import array as array_module
 from .arrays.array import ArrayStore
 from .diff import Difference
@@ -84,6 +84,7 @@ class Database(MutableMapping[str, Tree]):
         self.filename = os.fspath(path)
         with corruption_as_error(self.filename):
             self._store = Store(self.filename, mode, inline_threshold)
+            relations.define(self._store.conn.conn)
         self.mode = mode
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)

@@ -20,7 +20,7 @@ LAYERS = [
     {"storage"},
     {"arrays"},
     {"trees"},
-    {"database", "maintenance", "diff"},
+    {"database", "maintenance", "diff", "relations"},
     {"__init__"},
     {"cli", "demo", "jsonbin", "dask", "zarr", "__main__"},
 ]
