@@ -557,8 +557,9 @@ def tree(db: str, address: str, depth: int | None) -> None:
     """Show a tree or subtree as a tree.
 
     Arrays are shown with shape, dtype, logical and stored (compressed) size,
-    and "shared" when other nodes reference the same array; scalars with
-    their value.
+    how much of that is in chunks shared with other arrays (dedup: stored
+    once), and "shared" when other nodes reference the same array; scalars
+    with their value.
 
     TREE[/POINTER]: the longest prefix that names a tree is the tree, the
     rest a JSON Pointer into it (tree names may contain '/').
@@ -573,16 +574,38 @@ def tree(db: str, address: str, depth: int | None) -> None:
         value = _lookup(database, name, pointer)
         if isinstance(value, tensordb.Node):
             value = value.load(lazy=True)  # the structure in one query; arrays stay lazy handles
-        arrays = list(_arrays_in(value, depth))
-        refcounts: dict[int, int] = {}
-        if arrays:
-            ids = sorted({a.array_id for a in arrays})
-            marks = ",".join("?" * len(ids))
-            refcounts = dict(database.sql(f"SELECT array_id, refcount FROM arrays WHERE array_id IN ({marks})",
-                                          tuple(ids)))
-        root = RichTree(Text.assemble((_address(name, pointer), "bold"), "  ", _label(value, refcounts)))
-        _grow(root, value, refcounts, depth)
+        sharing = _sharing(database, [a.array_id for a in _arrays_in(value, depth)])
+        root = RichTree(Text.assemble((_address(name, pointer), "bold"), "  ", _label(value, sharing)))
+        _grow(root, value, sharing, depth)
         _console().print(root)
+
+
+def _sharing(database: tensordb.Database, array_ids: Collection[int]) -> dict[int, tuple[int, int]]:
+    """{array id: (nodes referencing it, stored bytes of its chunks that other arrays use too)}."""
+    ids = tuple(sorted(set(array_ids)))
+    found: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):  # SQLite caps the number of parameters
+        part = ids[start:start + 500]
+        marks = ",".join("?" * len(part))
+        refcounts: dict[int, int] = dict(
+            database.sql(f"SELECT array_id, refcount FROM arrays WHERE array_id IN ({marks})", part))
+        shared: dict[int, int] = dict(database.sql(
+            "SELECT r.array_id, sum(c.size) FROM chunk_ref r JOIN chunk c ON c.chunk_id = r.chunk_id "
+            f"WHERE r.array_id IN ({marks}) AND EXISTS (SELECT 1 FROM chunk_ref o WHERE o.chunk_id = r.chunk_id "
+            "AND o.array_id != r.array_id) GROUP BY r.array_id", part))
+        found.update({i: (int(refcounts.get(i, 1)), int(shared.get(i, 0))) for i in part})
+    return found
+
+
+def _sharing_note(array_id: int, sharing: dict[int, tuple[int, int]]) -> str:
+    """"shared" (the array is referenced by several nodes) and/or how much of it is stored once for several arrays."""
+    refcount, shared_bytes = sharing.get(array_id, (1, 0))
+    notes = []
+    if shared_bytes:
+        notes.append(f"{_size(shared_bytes)} in chunks shared with other arrays")
+    if refcount > 1:
+        notes.append("shared")
+    return "  ".join(notes)
 
 
 def _arrays_in(value: Any, depth: int | None) -> Iterator[tensordb.Array]:
@@ -594,19 +617,19 @@ def _arrays_in(value: Any, depth: int | None) -> Iterator[tensordb.Array]:
             yield from _arrays_in(child, None if depth is None else depth - 1)
 
 
-def _grow(branch: RichTree, value: Any, refcounts: dict[int, int], depth: int | None) -> None:
+def _grow(branch: RichTree, value: Any, sharing: dict[int, tuple[int, int]], depth: int | None) -> None:
     if depth == 0 or not isinstance(value, (dict, list)):
         return
     items = list(value.items() if isinstance(value, dict) else enumerate(value))
     for key, child in items[:MAX_CHILDREN]:
         shown = Text(_cut(str(key), MAX_TEXT), "bold") if isinstance(key, str) else Text(f"[{key}]", "bold cyan")
-        twig = branch.add(Text.assemble(shown, "  ", _label(child, refcounts)))
-        _grow(twig, child, refcounts, None if depth is None else depth - 1)
+        twig = branch.add(Text.assemble(shown, "  ", _label(child, sharing)))
+        _grow(twig, child, sharing, None if depth is None else depth - 1)
     if len(items) > MAX_CHILDREN:
         branch.add(Text(f"… {len(items) - MAX_CHILDREN} more", "dim"))
 
 
-def _label(value: Any, refcounts: dict[int, int]) -> Text:
+def _label(value: Any, sharing: dict[int, tuple[int, int]]) -> Text:
     if isinstance(value, (dict, list)):
         return Text(f"{_kind(value)} ({len(value)} item{'' if len(value) == 1 else 's'})", "dim")
     if isinstance(value, tensordb.Array):
@@ -614,8 +637,9 @@ def _label(value: Any, refcounts: dict[int, int]) -> Text:
             ("array ", "dim"), (f"{_shape(value.shape)} {value.dtype}", "green"),
             (f"  {_size(value.nbytes)}, stored {_size(value.stored_nbytes)}", "dim"),
         )
-        if refcounts.get(value.array_id, 1) > 1:
-            text.append("  shared", "magenta")
+        note = _sharing_note(value.array_id, sharing)
+        if note:
+            text.append("  " + note, "magenta")
         return text
     if isinstance(value, np.generic):
         return Text.assemble((_cut(str(value), MAX_TEXT), "yellow"), (f"  {value.dtype}", "dim"))
@@ -669,8 +693,9 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
             raise ValueError(f"{_address(name, pointer)}: the array holds {_size(value.nbytes)}; "
                              "pass --slice to print part of it")
         data = np.asarray(value[key])
+        note = _sharing_note(value.array_id, _sharing(database, [value.array_id]))
         click.echo(f"{_address(name, pointer)}{'[' + slice_text + ']' if slice_text else ''}: "
-                   f"{_shape(data.shape)} {data.dtype}")
+                   f"{_shape(data.shape)} {data.dtype}{'  (' + note + ')' if note else ''}")
         click.echo(np.array2string(data, threshold=1000, max_line_width=120) if data.ndim else str(data))
 
 
@@ -969,18 +994,45 @@ def sql(db: str, query: str, fmt: str) -> None:
 
 @main.command()
 @click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("pattern", required=False)
 @output_options
 @_errors_as_messages
-def stats(db: str, fmt: str) -> None:
+def stats(db: str, pattern: str | None, fmt: str) -> None:
     """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs.
+
+    With PATTERN (a GLOB over tree names, '*' matching '/' too): the trees
+    that match, their logical bytes and the bytes they physically take, each
+    stored chunk counted once however many of their arrays share it, and
+    how much of that other trees use too.
 
     \b
     Example:
         tensordb stats samples.tdb
+        tensordb stats samples.tdb "sim01/*"
         tensordb stats samples.tdb --format json
     """
     with _open_read(db) as database:
-        _emit_mapping(database.stats(), fmt)
+        _emit_mapping(database.stats() if pattern is None else _pattern_stats(database, pattern), fmt)
+
+
+def _pattern_stats(database: tensordb.Database, pattern: str) -> dict[str, Any]:
+    """What the trees matching ``pattern`` hold and physically take (public and session relations only)."""
+    trees, nodes, array_nodes, logical = database.sql(
+        "SELECT count(*), coalesce(sum(n_nodes), 0), coalesce(sum(n_arrays), 0), coalesce(sum(logical_bytes), 0) "
+        "FROM trees WHERE name GLOB ?", (pattern,)).fetchall()[0]
+    if not trees:
+        raise tensordb.PathNotFoundError(f"{database.filename}: no tree matches {pattern!r}")
+    chunks, stored, raw, shared = database.sql(
+        "SELECT count(*), coalesce(sum(stored_bytes), 0), coalesce(sum(raw_bytes), 0), "
+        "coalesce(sum(CASE WHEN chunk_id IN (SELECT chunk_id FROM tree_chunks WHERE NOT tree GLOB :p) "
+        "THEN stored_bytes END), 0) "
+        "FROM (SELECT DISTINCT chunk_id, stored_bytes, raw_bytes FROM tree_chunks WHERE tree GLOB :p)",
+        {"p": pattern}).fetchall()[0]
+    return {
+        "pattern": pattern, "trees": trees, "nodes": nodes, "array_nodes": array_nodes, "logical_bytes": logical,
+        "chunks": chunks, "raw_chunk_bytes": raw, "stored_bytes": stored, "shared_with_other_trees_bytes": shared,
+        "own_bytes": stored - shared, "ratio": logical / stored if stored else None,
+    }
 
 
 @main.command()

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tensordb
-from tensordb.cli import main, parse_slice
+from tensordb.cli import _size, main, parse_slice
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIXTURE = Path(__file__).resolve().parent.parent / "examples" / "seed-example"
@@ -316,16 +316,16 @@ def test_parse_slice() -> None:
 
 def test_show_prints_a_slice(sample: Path) -> None:
     lines = ok("show", sample, "s1/data/points", "--slice", "0:10,:").stdout.splitlines()
-    assert lines[0] == "s1/data/points[0:10,:]: (10, 3) float32"
+    assert lines[0] == "s1/data/points[0:10,:]: (10, 3) float32  (shared)"  # "geom" references it too
     assert "\n".join(lines[1:]) == np.array2string(POINTS[0:10, :], threshold=1000, max_line_width=120)
     stepped = ok("show", sample, "s1/data/points", "--slice", "-3:, ::-1").stdout.splitlines()
     assert "\n".join(stepped[1:]) == np.array2string(POINTS[-3:, ::-1], max_line_width=120)
     element = ok("show", sample, "s1/data/points", "--slice", "2, 1").stdout.splitlines()
-    assert element == ["s1/data/points[2, 1]: () float32", "7.0"]
+    assert element == ["s1/data/points[2, 1]: () float32  (shared)", "7.0"]
     whole = ok("show", sample, "sim01/step003/data/p").stdout.splitlines()
     assert whole[0] == "sim01/step003/data/p: (50,) float64"
     rows = ok("show", sample, "s1/data/points", "--slice", "[0,5,7]").stdout.splitlines()
-    assert rows[0] == "s1/data/points[[0,5,7]]: (3, 3) float32"
+    assert rows[0] == "s1/data/points[[0,5,7]]: (3, 3) float32  (shared)"
     assert "\n".join(rows[1:]) == np.array2string(POINTS[[0, 5, 7]], threshold=1000, max_line_width=120)
     picked = ok("show", sample, "s1/data/points", "--slice", "1:4, [2, 0]").stdout.splitlines()
     assert "\n".join(picked[1:]) == np.array2string(POINTS[1:4][:, [2, 0]], max_line_width=120)
@@ -889,6 +889,55 @@ def test_export_of_a_prefix_and_of_everything(tmp_path: Path, sample: Path) -> N
     assert "--format zarr exports one ADDRESS" in fails("export", sample, "s1", "geom", out, "--format", "zarr",
                                                         code=2)
     assert not (tmp_path / "x").exists()
+
+
+# -- dedup you can see ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def steps(tmp_path: Path) -> Path:
+    """Two simulations of three steps: the geometry is written anew at every step (same bytes), fields differ."""
+    path = tmp_path / "steps.tdb"
+    rng = np.random.default_rng(5)
+    with tensordb.open(path) as db:
+        for sim in ("sim01", "sim02"):
+            geometry = rng.random((5000, 3))
+            for step in range(3):
+                db[f"{sim}/step{step}"] = {"points": geometry.copy(), "p": rng.random(5000)}
+    return path
+
+
+def test_tree_and_show_mark_chunks_shared_with_other_arrays(steps: Path) -> None:
+    with tensordb.open(steps, mode="r") as db:
+        points, p = db["sim01/step1"]["/points"], db["sim01/step1"]["/p"]
+        assert points.array_id != db["sim01/step0"]["/points"].array_id  # separate arrays, deduplicated chunks
+        stored = points.stored_nbytes
+    out = ok("tree", steps, "sim01/step1").stdout
+    points_line = next(line for line in out.splitlines() if "points" in line)
+    assert points_line.endswith(f"stored {_size(stored)}  {_size(stored)} in chunks shared with "
+                                "other arrays")
+    p_line = next(line for line in out.splitlines() if "─ p  " in line)
+    assert "shared" not in p_line
+    assert ok("show", steps, "sim01/step1/points", "--slice", "0").stdout.splitlines()[0] == (
+        f"sim01/step1/points[0]: (3,) float64  ({_size(stored)} in chunks shared with other arrays)")
+    assert ok("show", steps, "sim01/step1/p", "--slice", "0").stdout.splitlines()[0] == (
+        "sim01/step1/p[0]: () float64")
+
+
+def test_stats_of_the_trees_matching_a_pattern(steps: Path) -> None:
+    figures = json.loads(ok("stats", steps, "sim01/*", "--format", "json").stdout)
+    with tensordb.open(steps, mode="r") as db:
+        geometry = db["sim01/step0"]["/points"].stored_nbytes
+        fields = sum(db[f"sim01/step{i}"]["/p"].stored_nbytes for i in range(3))
+    assert figures["pattern"] == "sim01/*" and figures["trees"] == 3 and figures["array_nodes"] == 6
+    assert figures["logical_bytes"] == 3 * (5000 * 3 * 8 + 5000 * 8)
+    assert figures["stored_bytes"] == geometry + fields  # the geometry once, not three times
+    assert figures["shared_with_other_trees_bytes"] == 0 and figures["own_bytes"] == figures["stored_bytes"]
+    both = json.loads(ok("stats", steps, "sim0[12]/step0", "--format", "json").stdout)
+    assert both["trees"] == 2
+    assert fails("stats", steps, "nothing*") == f"Error: {steps}: no tree matches 'nothing*'"
+    rows = table(ok("stats", steps, "sim02/*").stdout)
+    assert ["trees", "3"] in rows
 
 
 # -- rm, mv, cp, diff ---------------------------------------------------------------------------
