@@ -909,7 +909,7 @@ def steps(tmp_path: Path) -> Path:
 
 def test_tree_and_show_mark_chunks_shared_with_other_arrays(steps: Path) -> None:
     with tensordb.open(steps, mode="r") as db:
-        points, p = db["sim01/step1"]["/points"], db["sim01/step1"]["/p"]
+        points = db["sim01/step1"]["/points"]
         assert points.array_id != db["sim01/step0"]["/points"].array_id  # separate arrays, deduplicated chunks
         stored = points.stored_nbytes
     out = ok("tree", steps, "sim01/step1").stdout
