@@ -45,6 +45,7 @@ from rich.tree import Tree as RichTree
 
 import tensordb
 
+from .arrays.html import human_size as _size
 from .demo import run_demo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -1173,15 +1174,6 @@ def _one_line(message: str) -> str:
 
 def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def _progress(quiet: bool, bar: bool = True) -> Progress:
