@@ -23,7 +23,7 @@ check_sqlite_version()
 
 from .arrays.array import Array  # noqa: E402
 from .codec import Codec  # noqa: E402
-from .database import Database, SQLResult, open  # noqa: E402
+from .database import Database, MissingPacksWarning, SQLResult, open  # noqa: E402
 from .errors import (  # noqa: E402
     ClosedError,
     CorruptionError,
@@ -61,5 +61,6 @@ __all__ = [
     "StorageError",
     "PathNotFoundError",
     "TreeExistsError",
+    "MissingPacksWarning",
     "__version__",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -42,7 +43,11 @@ from .storage.store import Store
 from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Tree, TreeOps
 
-__all__ = ["Database", "open", "SQLResult"]
+__all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
+
+
+class MissingPacksWarning(UserWarning):
+    """A database opened whose packs folder, or some of its pack files, is missing."""
 
 _MISSING = object()
 
@@ -89,6 +94,17 @@ class Database(MutableMapping[str, Tree]):
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)
         self._ops = TreeOps(self)
+        self._warn_missing_packs()
+
+    def _warn_missing_packs(self) -> None:
+        """A database copied without its packs folder opens, but say so now rather than at the first read."""
+        names = [name for (name,) in self._store.conn.execute("SELECT name FROM pack ORDER BY pack_id").fetchall()]
+        missing = [n for n in names if isinstance(n, str) and not os.path.isfile(os.path.join(self.pack_dir, n))]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"{self.filename}: {len(missing)} pack file(s) missing from {self.pack_dir}: {shown}; "
+                          "reading the arrays stored there will fail (was the database copied without its "
+                          "packs folder?); tensordb check lists them", MissingPacksWarning, stacklevel=4)
 
     # -- plumbing used by handles ------------------------------------------------------
 

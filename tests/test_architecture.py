@@ -77,7 +77,7 @@ def test_public_surface() -> None:
             "open", "Database", "Tree", "Node", "DictNode", "ListNode", "Array", "Codec", "SQLResult",
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
             "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "TreeExistsError",
-            "__version__",
+            "MissingPacksWarning", "__version__",
         ]
     )
     for name in tensordb.__all__:

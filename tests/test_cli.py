@@ -940,6 +940,21 @@ def test_stats_of_the_trees_matching_a_pattern(steps: Path) -> None:
     assert ["trees", "3"] in rows
 
 
+def test_a_missing_packs_folder_is_one_warning_line_and_check_reports_it(tmp_path: Path) -> None:
+    path = tmp_path / "orig.tdb"
+    with tensordb.open(path) as db:
+        db["a"] = {"x": np.random.default_rng(0).random(300_000)}
+    copy = tmp_path / "copy.tdb"
+    copy.write_bytes(path.read_bytes())
+    listed = run("ls", copy)
+    assert listed.exit_code == 0 and "a " in listed.stdout
+    assert listed.stderr.strip() == (f"warning: {copy}: 1 pack file(s) missing from {copy}-packs: 00000001.pack; "
+                                     "reading the arrays stored there will fail (was the database copied without "
+                                     "its packs folder?); tensordb check lists them")
+    checked = run("check", copy)
+    assert checked.exit_code == 1 and "pack-missing: pack file 00000001.pack is missing" in checked.stdout
+
+
 # -- rm, mv, cp, diff ---------------------------------------------------------------------------
 
 
