@@ -955,6 +955,20 @@ def test_a_missing_packs_folder_is_one_warning_line_and_check_reports_it(tmp_pat
     assert checked.exit_code == 1 and "pack-missing: pack file 00000001.pack is missing" in checked.stdout
 
 
+def test_read_only_commands_leave_only_what_sqlite_needs(sample: Path) -> None:
+    """As docs/format.md says: reads leave an empty -wal and the -shm index; a read-write close removes both."""
+    def beside() -> list[str]:
+        return sorted(p.name for p in sample.parent.iterdir() if p.name.startswith(sample.name))
+
+    assert beside() == ["s.tdb"]
+    for args in (("ls",), ("tree", "s1"), ("sql", "SELECT 1")):
+        ok(args[0], sample, *args[1:])
+        assert beside() == ["s.tdb", "s.tdb-shm", "s.tdb-wal"]
+        assert (sample.parent / "s.tdb-wal").stat().st_size == 0
+    tensordb.open(sample).close()
+    assert beside() == ["s.tdb"]
+
+
 # -- rm, mv, cp, diff ---------------------------------------------------------------------------
 
 
