@@ -12,15 +12,11 @@ JSON Pointer inside it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import csv
 import fnmatch
 import functools
 import json
-import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,26 +29,35 @@ import click
 import numpy as np
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
     Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
 )
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree as RichTree
 
 import tensordb
 
-from .arrays.html import human_size as _size
+from .arrays.html import human_size
+from .cli_output import (
+    MAX_TEXT,
+    cut,
+    emit,
+    emit_mapping,
+    figure,
+    kind_of,
+    one_line,
+    plain,
+    progress_display,
+    scalar_text,
+    shape_text,
+    tail,
+    working,
+)
+from .cli_output import console as rich_console
+from .cli_slices import array_stats, parse_slice
 from .demo import run_demo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Longest text shown in a table cell or a tree label before it is cut with "…".
-MAX_TEXT = 80
 #: Children shown per container by ``tensordb tree`` before "… N more".
 MAX_CHILDREN = 200
 #: Largest array ``tensordb show`` prints whole; larger ones need --slice (--stats streams any size).
@@ -75,7 +80,7 @@ def _errors_as_messages(fn: F) -> F:
             if ctx.find_root().params.get("debug"):
                 raise
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise click.ClickException(_one_line(message)) from None
+            raise click.ClickException(one_line(message)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -123,7 +128,7 @@ class _Commands(click.Group):
 
 def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
     """Warnings (a missing packs folder) as one line on stderr, without Python's file and line."""
-    click.echo(f"warning: {_one_line(str(message))}", err=True)
+    click.echo(f"warning: {one_line(str(message))}", err=True)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -229,7 +234,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
         keep = refuse_existing(database, [(str(p), n) for p, n in plan], replace=replace, skip_existing=skip_existing)
         todo = [(p, n) for p, n in plan if n not in keep]
         if single and not keep:  # one file or Zarr folder: its error is the command's
-            with _progress(quiet) as progress, _interrupted(database, db, todo, replace, lambda: 0):
+            with progress_display(quiet) as progress, _interrupted(database, db, todo, replace, lambda: 0):
                 _import_one(database, *todo[0], replace, progress)
             click.echo(f"imported {todo[0][1]!r} into {db}")
             return
@@ -272,7 +277,7 @@ def _import_one(database: tensordb.Database, path: Path, name: str, replace: boo
     if not _is_zarr(path):
         from .jsonbin import import_file
 
-        task = progress.add_task(_tail(str(path)), total=None)
+        task = progress.add_task(tail(str(path)), total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
@@ -289,7 +294,7 @@ def _import_many(database: tensordb.Database, db: str, todo: Sequence[tuple[Path
                  quiet: bool) -> tuple[int, int]:
     """Import files one transaction each; report each bad file on stderr. Returns (imported, failed) counts."""
     imported = failed = 0
-    with _progress(quiet) as progress, _interrupted(database, db, todo, replace, lambda: imported):
+    with progress_display(quiet) as progress, _interrupted(database, db, todo, replace, lambda: imported):
         files = progress.add_task("files", total=len(todo))
         for path, name in todo:
             try:
@@ -319,7 +324,7 @@ def _interrupted(database: tensordb.Database, db: str, todo: Sequence[tuple[Path
 
 def _report_failure(file: str, message: str) -> None:
     """One line on stderr naming the file (jsonbin's messages start with it already)."""
-    message = _one_line(message)
+    message = one_line(message)
     click.echo(f"failed: {message if message.startswith(file) else f'{file}: {message}'}", err=True)
 
 
@@ -385,12 +390,12 @@ def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt:
         if fmt == "zarr":
             if force:
                 raise click.UsageError("--force does not apply to Zarr export: OUT must not exist")
-            with _working(quiet, f"exporting {_address(name, pointer)}"):
+            with working(quiet, f"exporting {_address(name, pointer)}"):
                 _export_zarr(value, Path(out))
         else:
             from .jsonbin import export_tree
 
-            with _working(quiet, f"exporting {_address(name, pointer)}"):
+            with working(quiet, f"exporting {_address(name, pointer)}"):
                 export_tree(value, out, inline_below=inline_below, force=force)
     click.echo(f"exported {_address(name, pointer)} to {out}")
 
@@ -430,13 +435,13 @@ def _export_into_folder(database: tensordb.Database, addresses: list[str], out: 
         raise NotADirectoryError(f"{out}: not a folder (several addresses are exported into a folder)")
     done = 0
     try:
-        with _progress(quiet) as progress:
-            task = progress.add_task(f"exporting into {_tail(out, 40)}", total=len(addresses))
+        with progress_display(quiet) as progress:
+            task = progress.add_task(f"exporting into {tail(out, 40)}", total=len(addresses))
 
             def advance(count: int, total: int, path: str) -> None:
                 nonlocal done
                 done = count
-                progress.update(task, completed=count, description=_tail(path))
+                progress.update(task, completed=count, description=tail(path))
 
             written = export_trees(database, addresses, folder, inline_below, force=force, progress=advance)
     except BaseException as exc:
@@ -519,7 +524,7 @@ def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
         if pattern is not None:
             entries = [(key, child) for key, child in entries if fnmatch.fnmatchcase(str(key), pattern)]
         rows = [_describe(key, child) for key, child in entries]
-        _emit(("key", "kind", "items", "shape", "dtype", "value"), rows, fmt)
+        emit(("key", "kind", "items", "shape", "dtype", "value"), rows, fmt)
 
 
 def _tree_prefix(database: tensordb.Database, address: str | None) -> str | None:
@@ -545,7 +550,7 @@ def _list_trees(database: tensordb.Database, prefix: str, pattern: str | None, f
     rows = list(result)
     if prefix and not rows and pattern is None:
         raise tensordb.PathNotFoundError(f"{database.filename}: no tree named {prefix!r} or under it")
-    _emit(result.columns, rows, fmt, sizes={"logical_bytes"})
+    emit(result.columns, rows, fmt, sizes={"logical_bytes"})
 
 
 def _describe(key: Any, value: Any) -> tuple[Any, ...]:
@@ -554,7 +559,7 @@ def _describe(key: Any, value: Any) -> tuple[Any, ...]:
         return key, value.kind, len(value), None, None, None
     if isinstance(value, tensordb.Array):
         return key, "array", None, list(value.shape), str(value.dtype), None
-    return key, _kind(value), None, None, str(value.dtype) if isinstance(value, np.generic) else None, _plain(value)
+    return key, kind_of(value), None, None, str(value.dtype) if isinstance(value, np.generic) else None, plain(value)
 
 
 @main.command()
@@ -586,7 +591,7 @@ def tree(db: str, address: str, depth: int | None) -> None:
         sharing = _sharing(database, [a.array_id for a in _arrays_in(value, depth)])
         root = RichTree(Text.assemble((_address(name, pointer), "bold"), "  ", _label(value, sharing)))
         _grow(root, value, sharing, depth)
-        _console().print(root)
+        rich_console().print(root)
 
 
 def _sharing(database: tensordb.Database, array_ids: Collection[int]) -> dict[int, tuple[int, int]]:
@@ -611,7 +616,7 @@ def _sharing_note(array_id: int, sharing: dict[int, tuple[int, int]]) -> str:
     refcount, shared_bytes = sharing.get(array_id, (1, 0))
     notes = []
     if shared_bytes:
-        notes.append(f"{_size(shared_bytes)} in chunks shared with other arrays")
+        notes.append(f"{human_size(shared_bytes)} in chunks shared with other arrays")
     if refcount > 1:
         notes.append("shared")
     return "  ".join(notes)
@@ -631,7 +636,7 @@ def _grow(branch: RichTree, value: Any, sharing: dict[int, tuple[int, int]], dep
         return
     items = list(value.items() if isinstance(value, dict) else enumerate(value))
     for key, child in items[:MAX_CHILDREN]:
-        shown = Text(_cut(str(key), MAX_TEXT), "bold") if isinstance(key, str) else Text(f"[{key}]", "bold cyan")
+        shown = Text(cut(str(key), MAX_TEXT), "bold") if isinstance(key, str) else Text(f"[{key}]", "bold cyan")
         twig = branch.add(Text.assemble(shown, "  ", _label(child, sharing)))
         _grow(twig, child, sharing, None if depth is None else depth - 1)
     if len(items) > MAX_CHILDREN:
@@ -640,19 +645,19 @@ def _grow(branch: RichTree, value: Any, sharing: dict[int, tuple[int, int]], dep
 
 def _label(value: Any, sharing: dict[int, tuple[int, int]]) -> Text:
     if isinstance(value, (dict, list)):
-        return Text(f"{_kind(value)} ({len(value)} item{'' if len(value) == 1 else 's'})", "dim")
+        return Text(f"{kind_of(value)} ({len(value)} item{'' if len(value) == 1 else 's'})", "dim")
     if isinstance(value, tensordb.Array):
         text = Text.assemble(
-            ("array ", "dim"), (f"{_shape(value.shape)} {value.dtype}", "green"),
-            (f"  {_size(value.nbytes)}, stored {_size(value.stored_nbytes)}", "dim"),
+            ("array ", "dim"), (f"{shape_text(value.shape)} {value.dtype}", "green"),
+            (f"  {human_size(value.nbytes)}, stored {human_size(value.stored_nbytes)}", "dim"),
         )
         note = _sharing_note(value.array_id, sharing)
         if note:
             text.append("  " + note, "magenta")
         return text
     if isinstance(value, np.generic):
-        return Text.assemble((_cut(str(value), MAX_TEXT), "yellow"), (f"  {value.dtype}", "dim"))
-    return Text(_cut(_scalar_text(value), MAX_TEXT), "yellow")
+        return Text.assemble((cut(str(value), MAX_TEXT), "yellow"), (f"  {value.dtype}", "dim"))
+    return Text(cut(scalar_text(value), MAX_TEXT), "yellow")
 
 
 @main.command()
@@ -688,170 +693,24 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
         if not isinstance(value, tensordb.Array):
             if slice_text is not None or stats:
                 option = "--slice" if slice_text is not None else "--stats"
-                raise ValueError(f"{_address(name, pointer)}: {option} applies to arrays, this is a {_kind(value)}")
+                raise ValueError(f"{_address(name, pointer)}: {option} applies to arrays, this is a {kind_of(value)}")
             shown = value.load(lazy=True) if isinstance(value, tensordb.Node) else value
-            click.echo(json.dumps(_plain(shown), indent=2, ensure_ascii=False))
+            click.echo(json.dumps(plain(shown), indent=2, ensure_ascii=False))
             return
         key = parse_slice(slice_text or "")
         if stats:
-            with _progress(quiet) as progress:
-                figures = _array_stats(value, key, progress)
-            _emit(("statistic", "value"), [(k, _figure(v)) for k, v in figures.items()], "table")
+            with progress_display(quiet) as progress:
+                figures = array_stats(value, key, progress)
+            emit(("statistic", "value"), [(k, figure(v)) for k, v in figures.items()], "table")
             return
         if slice_text is None and value.nbytes > MAX_PRINT_BYTES:
-            raise ValueError(f"{_address(name, pointer)}: the array holds {_size(value.nbytes)}; "
+            raise ValueError(f"{_address(name, pointer)}: the array holds {human_size(value.nbytes)}; "
                              "pass --slice to print part of it")
         data = np.asarray(value[key])
         note = _sharing_note(value.array_id, _sharing(database, [value.array_id]))
         click.echo(f"{_address(name, pointer)}{'[' + slice_text + ']' if slice_text else ''}: "
-                   f"{_shape(data.shape)} {data.dtype}{'  (' + note + ')' if note else ''}")
+                   f"{shape_text(data.shape)} {data.dtype}{'  (' + note + ')' if note else ''}")
         click.echo(np.array2string(data, threshold=1000, max_line_width=120) if data.ndim else str(data))
-
-
-_INT = re.compile(r"[+-]?\d+")
-
-
-def parse_slice(text: str) -> tuple[Any, ...]:
-    """``"0:10, :, ..."`` -> ``(slice(0, 10), slice(None), Ellipsis)``; no eval.
-
-    Each comma-separated part is an int, an a:b:c slice, ``...`` or a list
-    of ints in brackets (orthogonal indexing on that axis, as Array does).
-    A whole key in brackets ("[0:10, :]") reads as without them, unless it is
-    a list of ints alone: "[0,5,7]" picks rows 0, 5 and 7.
-
-    Example
-    -------
-    >>> parse_slice("1:-1:2, 3")
-    (slice(1, -1, 2), 3)
-    >>> parse_slice("[0, 5, 7], :2")
-    ([0, 5, 7], slice(None, 2, None))
-    """
-    body = text.strip()
-    parts = _top_level_parts(body, text)
-    if len(parts) == 1 and body.startswith("[") and body.endswith("]") and not _INT_LIST.fullmatch(body):
-        parts = _top_level_parts(body[1:-1].strip(), text)  # the whole key in brackets, numpy style
-    if parts == [""]:
-        return ()
-    key: list[Any] = []
-    for token in parts:
-        if token == "...":
-            if Ellipsis in key:
-                raise ValueError(f"bad slice {text!r}: '...' may appear only once")
-            key.append(Ellipsis)
-        elif _INT.fullmatch(token):
-            key.append(int(token))
-        elif _INT_LIST.fullmatch(token):
-            key.append([int(t) for t in token[1:-1].split(",") if t.strip()])
-        elif ":" in token and token.count(":") <= 2:
-            parts = [p.strip() for p in token.split(":")]
-            if not all(p == "" or _INT.fullmatch(p) for p in parts):
-                raise ValueError(f"bad slice {text!r}: {token!r} is not an a:b:c slice of ints")
-            start, stop, step = ([int(p) if p else None for p in parts] + [None])[:3]
-            if step == 0:
-                raise ValueError(f"bad slice {text!r}: slice step cannot be zero")
-            key.append(slice(start, stop, step))
-        else:
-            raise ValueError(f"bad slice {text!r}: {token!r} is not an int, an a:b:c slice, '...' or a list "
-                             "of ints such as [0, 5, 7]")
-    return tuple(key)
-
-
-_INT_LIST = re.compile(r"\[\s*[+-]?\d+(?:\s*,\s*[+-]?\d+)*\s*,?\s*\]")
-
-
-def _top_level_parts(body: str, text: str) -> list[str]:
-    """``body`` split at the commas outside brackets, each part stripped."""
-    parts = [""]
-    depth = 0
-    for char in body:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if depth < 0 or depth > 1:
-            raise ValueError(f"bad slice {text!r}: unbalanced or nested brackets")
-        if char == "," and depth == 0:
-            parts.append("")
-        else:
-            parts[-1] += char
-    if depth:
-        raise ValueError(f"bad slice {text!r}: unbalanced brackets")
-    return [p.strip() for p in parts]
-
-
-def _full_key(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
-    """The key with '...' expanded and trailing axes filled, one entry per axis."""
-    explicit = [k for k in key if k is not Ellipsis]
-    if len(explicit) > ndim:
-        raise IndexError(f"too many indices: {len(explicit)} for a {ndim}-d array")
-    fill = [slice(None)] * (ndim - len(explicit))
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
-        return (*key[:at], *fill, *key[at + 1:])
-    return (*key, *fill)
-
-
-def _row_blocks(key: tuple[Any, ...], shape: tuple[int, ...], rows_per_chunk: int) -> Iterator[tuple[Any, ...]]:
-    """Split a full key along axis 0 into keys that each touch one row of chunks."""
-    first = key[0] if key else None
-    if not isinstance(first, slice):
-        yield key
-        return
-    rows = range(*first.indices(shape[0]))
-    if not rows:
-        yield key
-        return
-    if rows.step > 0:
-        start = rows.start
-        while start < rows.stop:
-            end = min(rows.stop, (start // rows_per_chunk + 1) * rows_per_chunk)
-            yield (slice(start, end, rows.step), *key[1:])
-            start += -(-(end - start) // rows.step) * rows.step
-    else:
-        per = max(1, rows_per_chunk // -rows.step)
-        for i in range(0, len(rows), per):
-            part = rows[i:i + per]
-            yield (slice(part.start, part.stop if part.stop >= 0 else None, part.step), *key[1:])
-
-
-def _array_stats(array: tensordb.Array, key: tuple[Any, ...], progress: Progress | None = None) -> dict[str, Any]:
-    """count, NaN count, min, max, mean and std of a selection, read one row of chunks at a time."""
-    dtype = array.dtype
-    if dtype.kind not in "biuf":
-        raise ValueError(f"--stats needs a bool, int or float array, not {dtype}")
-    shape = array.shape
-    full = _full_key(key, len(shape))
-    count = nans = 0
-    mean = m2 = 0.0
-    low: Any = None
-    high: Any = None
-    blocks = list(_row_blocks(full, shape, array.chunks[0] if shape else 1))
-    task = progress.add_task("reading", total=len(blocks)) if progress is not None else None
-    for block_key in blocks:
-        if progress is not None and task is not None:
-            progress.advance(task)
-        values = np.asarray(array[block_key]).reshape(-1)
-        if values.dtype.kind == "f":
-            missing = np.isnan(values)
-            nans += int(missing.sum())
-            values = values[~missing]
-        if not values.size:
-            continue
-        block_low, block_high = values.min(), values.max()
-        low = block_low if low is None else min(low, block_low)
-        high = block_high if high is None else max(high, block_high)
-        floats = values.astype(np.float64)
-        block_mean = float(floats.mean())
-        block_m2 = float(((floats - block_mean) ** 2).sum())
-        n = floats.size  # Chan et al.: merge (count, mean, M2) of two parts
-        delta = block_mean - mean
-        total = count + n
-        mean += delta * n / total
-        m2 += block_m2 + delta * delta * count * n / total
-        count = total
-    result: dict[str, Any] = {"count": count}
-    if dtype.kind == "f":
-        result["nan"] = nans
-    result.update(min=_plain(low), max=_plain(high), mean=mean if count else None,
-                  std=math.sqrt(m2 / count) if count else None)
-    return result
 
 
 # -- changing: rm, mv, cp; comparing: diff ---------------------------------------------------
@@ -962,7 +821,7 @@ def diff(db: str, a: str, b: str, fmt: str) -> None:
         for difference in differences:
             click.echo(str(difference))
     else:
-        _emit(("path", "change", "a", "b"), [(d.path, d.change, d.a, d.b) for d in differences], fmt)
+        emit(("path", "change", "a", "b"), [(d.path, d.change, d.a, d.b) for d in differences], fmt)
     if differences:
         click.get_current_context().exit(1)
 
@@ -994,7 +853,7 @@ def sql(db: str, query: str, fmt: str) -> None:
     """
     with _open_read(db) as database:
         result = database.sql(query)
-        if not _emit(result.columns, result, fmt) and fmt == "table":
+        if not emit(result.columns, result, fmt) and fmt == "table":
             click.echo("0 rows")
 
 
@@ -1021,7 +880,7 @@ def stats(db: str, pattern: str | None, fmt: str) -> None:
         tensordb stats samples.tdb --format json
     """
     with _open_read(db) as database:
-        _emit_mapping(database.stats() if pattern is None else _pattern_stats(database, pattern), fmt)
+        emit_mapping(database.stats() if pattern is None else _pattern_stats(database, pattern), fmt)
 
 
 def _pattern_stats(database: tensordb.Database, pattern: str) -> dict[str, Any]:
@@ -1059,11 +918,11 @@ def gc(db: str, dry_run: bool, fmt: str, quiet: bool) -> None:
         tensordb gc samples.tdb
     """
     with tensordb.open(db, mode="r" if dry_run else "r+") as database:
-        with _working(quiet, f"gc {db}"):
+        with working(quiet, f"gc {db}"):
             result = database.gc(dry_run=dry_run)
     if fmt == "table" and dry_run:
         click.echo("dry run: nothing was changed; gc would remove:")
-    _emit_mapping(result, fmt)
+    emit_mapping(result, fmt)
 
 
 @main.command()
@@ -1081,7 +940,7 @@ def check(db: str, fmt: str, quiet: bool) -> None:
         tensordb check samples.tdb
         tensordb check samples.tdb --format json
     """
-    with _open_read(db) as database, _working(quiet, f"checking {db}"):
+    with _open_read(db) as database, working(quiet, f"checking {db}"):
         report = database.check()
     if fmt == "table":
         click.echo(str(report))
@@ -1089,7 +948,7 @@ def check(db: str, fmt: str, quiet: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         columns = ("severity", "code", "message", "tree", "path", "array_id", "chunk_id")
-        _emit(columns, [tuple(getattr(f, c) for c in columns) for f in report.findings], fmt)
+        emit(columns, [tuple(getattr(f, c) for c in columns) for f in report.findings], fmt)
     if not report.ok:
         raise click.ClickException(f"{db}: check found {len(report.errors)} error(s)")
 
@@ -1106,9 +965,9 @@ def bundle(db: str, out: str, quiet: bool) -> None:
     Example:
         tensordb bundle samples.tdb share.tdb
     """
-    with _open_read(db) as database, _working(quiet, f"bundling {db} into {out}"):
+    with _open_read(db) as database, working(quiet, f"bundling {db} into {out}"):
         database.bundle(out)
-    click.echo(f"bundled {db} into {out} ({_size(Path(out).stat().st_size)})")
+    click.echo(f"bundled {db} into {out} ({human_size(Path(out).stat().st_size)})")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -1135,148 +994,6 @@ def _address(name: str, pointer: str) -> str:
 
 def _last_key(pointer: str) -> str:
     return pointer.rpartition("/")[2].replace("~1", "/").replace("~0", "~")
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, tensordb.Node):
-        return value.kind
-    if isinstance(value, tensordb.Array):
-        return "array"
-    if isinstance(value, np.generic):  # a numpy scalar: its dtype says more
-        return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(value.dtype.kind, value.dtype.name)
-    for kind, types in (("null", type(None)), ("bool", bool), ("int", int), ("float", float), ("str", str),
-                        ("bytes", bytes), ("dict", dict), ("list", list)):
-        if isinstance(value, types):
-            return kind
-    return type(value).__name__
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: arrays as {"array": {shape, dtype}}, bytes as {"bytes": base64}."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, tensordb.Array):
-        return {"array": {"shape": list(value.shape), "dtype": str(value.dtype)}}
-    if isinstance(value, bytes):
-        return {"bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, np.generic):
-        item = value.item()
-        return _plain(item) if isinstance(item, (bool, int, float, str, bytes)) else str(value)
-    return value
-
-
-def _scalar_text(value: Any) -> str:
-    """How a scalar reads in a table cell or tree label: JSON, so that "51" and 51 differ."""
-    return json.dumps(_plain(value), ensure_ascii=False)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _progress(quiet: bool, bar: bool = True) -> Progress:
-    """A transient progress display on stderr; off with --quiet or when stderr is not a terminal.
-
-    ``bar=False`` gives a spinner with the elapsed time, for work whose size is not known up front.
-    """
-    console = _console(stderr=True)
-    columns: tuple[Any, ...] = (
-        (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()) if bar
-        else (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    )
-    return Progress(*columns, console=console, transient=True, disable=quiet or not console.is_terminal)
-
-
-@contextlib.contextmanager
-def _working(quiet: bool, what: str) -> Iterator[None]:
-    """A spinner saying what runs, for commands that report no progress of their own."""
-    with _progress(quiet, bar=False) as progress:
-        progress.add_task(what, total=None)
-        yield
-
-
-def _tail(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
-
-
-def _console(stderr: bool = False) -> Console:
-    """A rich console: colours on a terminal only; no wrapping when piped."""
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console.width = 10_000
-    return console
-
-
-def _cell(value: Any, size: bool = False) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if size and isinstance(value, int):
-        return _size(value)
-    if isinstance(value, (bytes, dict, list)):
-        return _cut(json.dumps(_plain(value), ensure_ascii=False), MAX_TEXT)
-    return _cut(str(value), MAX_TEXT)
-
-
-def _emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes: Collection[str] = ()) -> int:
-    """Print rows as a rich table, CSV or a JSON list of objects (CSV and JSON stream); return how many."""
-    count = 0
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(v) for v in row])
-            count += 1
-    elif fmt == "json":
-        sys.stdout.write("[")
-        separator = "\n  "
-        for row in rows:
-            count += 1
-            obj = dict(zip(columns, (_plain(v) for v in row)))
-            sys.stdout.write(separator + json.dumps(obj, ensure_ascii=False))
-            separator = ",\n  "
-        sys.stdout.write("]\n" if separator == "\n  " else "\n]\n")
-    else:
-        table = Table(*columns, show_edge=False, header_style="bold")
-        for row in rows:
-            table.add_row(*(_cell(v, c in sizes) for c, v in zip(columns, row)))
-            count += 1
-        _console().print(table)
-    return count
-
-
-def _figure(value: Any, size: bool = False) -> str:
-    """A computed number for people: six significant digits, sizes in KiB/MiB/GiB."""
-    return f"{value:.6g}" if isinstance(value, float) else _cell(value, size)
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, dict, list)):
-        return json.dumps(_plain(value), ensure_ascii=False)
-    return value
-
-
-def _emit_mapping(mapping: dict[str, Any], fmt: str) -> None:
-    """A flat dict (stats, gc): key/value rows, or one JSON object."""
-    if fmt == "json":
-        click.echo(json.dumps({k: _plain(v) for k, v in mapping.items()}, indent=2))
-        return
-    sizes = {k for k in mapping if k.endswith("bytes") or k == "bytes_reclaimed"}
-    rows = [(k, _figure(v, k in sizes) if fmt == "table" else v) for k, v in mapping.items()]
-    _emit(("key", "value"), rows, fmt)
 
 
 if __name__ == "__main__":  # pragma: no cover

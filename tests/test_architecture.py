@@ -22,7 +22,7 @@ LAYERS = [
     {"trees"},
     {"database", "maintenance", "diff", "relations"},
     {"__init__"},
-    {"cli", "demo", "jsonbin", "dask", "zarr", "__main__"},
+    {"cli", "cli_output", "cli_slices", "demo", "jsonbin", "dask", "zarr", "__main__"},
 ]
 
 

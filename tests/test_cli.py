@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tensordb
-from tensordb.cli import _size, main, parse_slice
+from tensordb.arrays.html import human_size
+from tensordb.cli import main, parse_slice
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIXTURE = Path(__file__).resolve().parent.parent / "examples" / "seed-example"
@@ -914,12 +915,12 @@ def test_tree_and_show_mark_chunks_shared_with_other_arrays(steps: Path) -> None
         stored = points.stored_nbytes
     out = ok("tree", steps, "sim01/step1").stdout
     points_line = next(line for line in out.splitlines() if "points" in line)
-    assert points_line.endswith(f"stored {_size(stored)}  {_size(stored)} in chunks shared with "
+    assert points_line.endswith(f"stored {human_size(stored)}  {human_size(stored)} in chunks shared with "
                                 "other arrays")
     p_line = next(line for line in out.splitlines() if "─ p  " in line)
     assert "shared" not in p_line
     assert ok("show", steps, "sim01/step1/points", "--slice", "0").stdout.splitlines()[0] == (
-        f"sim01/step1/points[0]: (3,) float64  ({_size(stored)} in chunks shared with other arrays)")
+        f"sim01/step1/points[0]: (3,) float64  ({human_size(stored)} in chunks shared with other arrays)")
     assert ok("show", steps, "sim01/step1/p", "--slice", "0").stdout.splitlines()[0] == (
         "sim01/step1/p[0]: () float64")
 
