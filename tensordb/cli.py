@@ -28,9 +28,7 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    Progress,
-)
+from rich.progress import Progress
 from rich.text import Text
 from rich.tree import Tree as RichTree
 
@@ -39,6 +37,7 @@ import tensordb
 from .arrays.html import human_size
 from .cli_output import (
     MAX_TEXT,
+    console,
     cut,
     emit,
     emit_mapping,
@@ -52,7 +51,6 @@ from .cli_output import (
     tail,
     working,
 )
-from .cli_output import console as rich_console
 from .cli_slices import array_stats, parse_slice
 from .demo import run_demo
 
@@ -168,8 +166,7 @@ def demo(path: str, sims: int, steps: int, force: bool) -> None:
         tensordb demo /tmp/demo.tdb
         tensordb demo /tmp/demo.tdb --sims 2 --steps 3 --force
     """
-    console = Console(highlight=False)
-    run_demo(path, sims, steps, say=console.print, force=force)
+    run_demo(path, sims, steps, say=Console(highlight=False).print, force=force)
 
 
 # -- import / export ------------------------------------------------------------------------
@@ -513,7 +510,7 @@ def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
             _list_trees(database, prefix, pattern, fmt)
             return
         assert address is not None
-        name, pointer = _resolve(database, address)
+        name, pointer = _resolve(database, address[:-1] if address.endswith("/") else address)  # as ls dir/ does
         value = _lookup(database, name, pointer)
         if isinstance(value, tensordb.DictNode):
             entries: Iterable[tuple[Any, Any]] = value.items()
@@ -528,17 +525,23 @@ def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
 
 
 def _tree_prefix(database: tensordb.Database, address: str | None) -> str | None:
-    """The tree-name prefix an ls address stands for, or None when it addresses a node."""
+    """The tree-name prefix an ls address stands for, or None when it addresses a node.
+
+    "sim01/" is a prefix when trees are named under it; "sim01" too when no
+    tree or node has that address.
+    """
     if address is None:
         return ""
-    if address.endswith("/") and address not in database:
-        return address
-    if address not in database and not address.endswith("/") and _trees_under(database, address + "/"):
-        try:
-            database.split_address(address)
-        except tensordb.PathNotFoundError:
-            return address + "/"
-    return None
+    if address in database:
+        return None
+    prefix = address if address.endswith("/") else address + "/"
+    if not _trees_under(database, prefix):
+        return None
+    try:
+        database.split_address(address)
+    except tensordb.PathNotFoundError:
+        return prefix
+    return prefix if address.endswith("/") else None
 
 
 def _list_trees(database: tensordb.Database, prefix: str, pattern: str | None, fmt: str) -> None:
@@ -547,10 +550,7 @@ def _list_trees(database: tensordb.Database, prefix: str, pattern: str | None, f
         "WHERE substr(name, 1, length(:prefix)) = :prefix AND (:pattern IS NULL OR name GLOB :pattern) ORDER BY name",
         {"prefix": prefix, "pattern": pattern},
     )
-    rows = list(result)
-    if prefix and not rows and pattern is None:
-        raise tensordb.PathNotFoundError(f"{database.filename}: no tree named {prefix!r} or under it")
-    emit(result.columns, rows, fmt, sizes={"logical_bytes"})
+    emit(result.columns, result, fmt, sizes={"logical_bytes"})
 
 
 def _describe(key: Any, value: Any) -> tuple[Any, ...]:
@@ -591,7 +591,7 @@ def tree(db: str, address: str, depth: int | None) -> None:
         sharing = _sharing(database, [a.array_id for a in _arrays_in(value, depth)])
         root = RichTree(Text.assemble((_address(name, pointer), "bold"), "  ", _label(value, sharing)))
         _grow(root, value, sharing, depth)
-        rich_console().print(root)
+        console().print(root)
 
 
 def _sharing(database: tensordb.Database, array_ids: Collection[int]) -> dict[int, tuple[int, int]]:

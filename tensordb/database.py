@@ -49,6 +49,7 @@ __all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
 class MissingPacksWarning(UserWarning):
     """A database opened whose packs folder, or some of its pack files, is missing."""
 
+
 _MISSING = object()
 
 
@@ -470,7 +471,7 @@ def _verb(query: str) -> str:
         elif token == ")":
             depth -= 1
         elif depth == 0 and (token[0].isalpha() or token[0] == "_"):
-            word = str(token).upper()
+            word = token.upper()
             if not first:
                 first = word
                 if word != "WITH":

@@ -705,7 +705,10 @@ def export_tree(
         os.replace(json_tmp, json_path)
         placed.clear()
         temps.clear()
-    except OSError as exc:  # the user's path, not a temporary file's
+    except OSError as exc:
+        if isinstance(exc, tensordb.TensorDBError):  # reading the database failed: its own message says where
+            raise
+        # the user's path, not a temporary file's
         raise _os_error(type(exc), exc.errno or 0, f"{shown}: cannot write ({exc.strerror or exc})") from None
     finally:
         for tmp in temps + placed:
@@ -774,7 +777,7 @@ def export_trees(
     targets = [os.path.join(root, *_safe_segments(name, root)) + ".json" for name in addresses]
     seen: dict[str, str] = {}
     for name, target in zip(addresses, targets):
-        key = os.path.normcase(Path(target).with_suffix("").as_posix().lower())
+        key = os.path.normcase(target)
         if key in seen:
             raise _os_error(FileExistsError, errno.EEXIST,
                             f"{target}: trees {seen[key]!r} and {name!r} would both be written there")

@@ -266,8 +266,11 @@ def test_ls_by_name_prefix_and_pattern(sample: Path) -> None:
     assert table(ok("ls", sample, "--pattern", "nothing*").stdout) == []
     keys = json.loads(ok("ls", sample, "s1", "--pattern", "[nt]*", "--format", "json").stdout)
     assert [c["key"] for c in keys] == ["name", "time"]
-    assert fails("ls", sample, "nope/") == f"Error: {sample}: no tree named 'nope/' or under it"
+    assert fails("ls", sample, "nope/") == f"Error: {sample}: no tree named 'nope'"
     assert fails("ls", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+    children = json.loads(ok("ls", sample, "s1/data/", "--format", "json").stdout)  # as ls dir/ lists dir
+    assert [c["key"] for c in children] == ["l", "a/b", "points", "noisy"]
+    assert [r[0] for r in table(ok("ls", sample, "s1/").stdout)] == ["name", "time", "data", "z"]
 
 
 # -- tree -----------------------------------------------------------------------------------------
