@@ -72,14 +72,14 @@ def diff(a: Any, b: Any) -> list[Difference]:
         path, x, y = entry
         todo: list[tuple[str, Any, Any] | Difference]
         if isinstance(x, dict) and isinstance(y, dict):
-            todo = [(_child(path, k), v, y[k]) if k in y else Difference(_child(path, k), "removed", describe(v), None)
+            todo = [(_child(path, k), v, y[k]) if k in y else Difference(_child(path, k), "removed", _describe(v), None)
                     for k, v in x.items()]
-            todo += [Difference(_child(path, k), "added", None, describe(v)) for k, v in y.items() if k not in x]
+            todo += [Difference(_child(path, k), "added", None, _describe(v)) for k, v in y.items() if k not in x]
         elif isinstance(x, list) and isinstance(y, list):
             common = min(len(x), len(y))
             todo = [(_child(path, i), x[i], y[i]) for i in range(common)]
-            todo += [Difference(_child(path, i), "removed", describe(x[i]), None) for i in range(common, len(x))]
-            todo += [Difference(_child(path, i), "added", None, describe(y[i])) for i in range(common, len(y))]
+            todo += [Difference(_child(path, i), "removed", _describe(x[i]), None) for i in range(common, len(x))]
+            todo += [Difference(_child(path, i), "added", None, _describe(y[i])) for i in range(common, len(y))]
         else:
             change = _leaf_change(x, y)
             todo = [] if change is None else [Difference(path, "changed", *change)]
@@ -96,7 +96,7 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}/{key}" if isinstance(key, int) else path + "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def describe(value: Any) -> str:
+def _describe(value: Any) -> str:
     """A short description of a value: its kind, and its shape and dtype or its text."""
     if isinstance(value, (Array, np.ndarray)):
         return f"array {tuple(value.shape)} {value.dtype}"
@@ -114,18 +114,18 @@ def _leaf_change(x: Any, y: Any) -> tuple[str, str] | None:
     """None when two leaves are equal, else how each side reads."""
     if isinstance(x, (Array, np.ndarray)) and isinstance(y, (Array, np.ndarray)):
         if x.shape != y.shape or x.dtype != y.dtype:
-            return describe(x), describe(y)
-        return None if arrays_equal(x, y) else (f"{describe(x)}", f"{describe(y)} (values differ)")
+            return _describe(x), _describe(y)
+        return None if arrays_equal(x, y) else (_describe(x), f"{_describe(y)} (values differ)")
     if type(x) is not type(y) or isinstance(x, (dict, list)) or not _same_scalar(x, y):
-        return describe(x), describe(y)
+        return _describe(x), _describe(y)
     return None
 
 
 def _same_scalar(x: Any, y: Any) -> bool:
     if isinstance(x, np.generic):
         return bool(x.dtype == y.dtype) and x.tobytes() == y.tobytes()
-    if isinstance(x, float):
-        return x == y or (math.isnan(x) and math.isnan(y))
+    if isinstance(x, float):  # as arrays compare: NaN equals NaN, 0.0 and -0.0 differ
+        return (x == y and math.copysign(1.0, x) == math.copysign(1.0, y)) or (math.isnan(x) and math.isnan(y))
     return bool(x == y)
 
 
