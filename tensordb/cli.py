@@ -284,7 +284,7 @@ def _import_one(database: tensordb.Database, path: Path, name: str, replace: boo
         return
     from .zarr import import_ as import_zarr
 
-    import_zarr(database, name, str(path))
+    import_zarr(database, name, str(path), replace=replace)
 
 
 def _import_many(database: tensordb.Database, db: str, todo: Sequence[tuple[Path, str]], replace: bool,

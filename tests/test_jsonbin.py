@@ -102,7 +102,6 @@ def array_object(array: np.ndarray[Any, Any], buffer: str | None = None, encodin
 # -- 1. the seed example ---------------------------------------------------------------
 
 
-@pytest.mark.skipif(not FIXTURE_JSON.exists(), reason=f"the seed example is not there ({FIXTURE})")
 def test_seed_example_round_trip(tmp_path: Path) -> None:
     original = decode_arrays(FIXTURE_JSON)
     with tensordb.open(tmp_path / "a.tdb") as db:
