@@ -17,13 +17,14 @@ array([[0., 0.],
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .storage.connection import check_sqlite_version
 
 check_sqlite_version()
 
-from .arrays.array import Array  # noqa: E402
 from .codec import Codec  # noqa: E402
-from .database import Database, MissingPacksWarning, SQLResult, open  # noqa: E402
 from .errors import (  # noqa: E402
     ClosedError,
     CorruptionError,
@@ -35,10 +36,45 @@ from .errors import (  # noqa: E402
     TensorDBError,
     TreeExistsError,
 )
-from .maintenance import CheckReport, Finding  # noqa: E402
-from .trees.tree import DictNode, ListNode, Node, Tree  # noqa: E402
+
+if TYPE_CHECKING:
+    from .arrays.array import Array
+    from .database import Database, MissingPacksWarning, SQLResult, open
+    from .maintenance import CheckReport, Finding
+    from .trees.tree import DictNode, ListNode, Node, Tree
 
 __version__ = "0.1.0"
+
+# The engine (and numpy with it) is imported on first use, not by ``import
+# tensordb``: a command or script that never opens a database, such as
+# ``tensordb --version``, does not pay for it.
+_LAZY = {
+    "open": "database",
+    "Database": "database",
+    "SQLResult": "database",
+    "MissingPacksWarning": "database",
+    "Array": "arrays.array",
+    "Tree": "trees.tree",
+    "Node": "trees.tree",
+    "DictNode": "trees.tree",
+    "ListNode": "trees.tree",
+    "CheckReport": "maintenance",
+    "Finding": "maintenance",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tensordb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "open",

@@ -770,7 +770,7 @@ def mv(db: str, src: str, dst: str, force: bool) -> None:
         tensordb mv samples.tdb sample037/data/inlet sample038/data/inlet
     """
     with tensordb.open(db, mode="r+") as database:
-        database.move(src, dst, replace=force)
+        database.mv(src, dst, replace=force)
     click.echo(f"moved {src} to {dst}")
 
 
@@ -792,7 +792,7 @@ def cp(db: str, src: str, dst: str, force: bool) -> None:
         tensordb cp samples.tdb sample037/data/wall sample038/data/wall --force
     """
     with tensordb.open(db, mode="r+") as database:
-        database.copy(src, dst, replace=force)
+        database.cp(src, dst, replace=force)
     click.echo(f"copied {src} to {dst}")
 
 

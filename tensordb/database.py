@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import apsw
-import apsw.ext
 
 from . import maintenance, relations
 from .arrays import array as array_module
@@ -40,6 +39,7 @@ from .errors import (
 )
 from .storage.chunks import Counters
 from .storage.store import Store
+from .trees import bulk, paths
 from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Tree, TreeOps
 
@@ -239,31 +239,32 @@ class Database(MutableMapping[str, Tree]):
         tree = self[name]
         return tree if not pointer else tree[pointer]
 
-    def move(self, src: str, dst: str, *, replace: bool = False) -> None:
-        """Move what address ``src`` designates to address ``dst``, within a tree or across trees.
+    def mv(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Move what address ``src`` designates to address ``dst``: ``tensordb mv`` in Python.
 
-        Addresses read as in :meth:`resolve`; a ``dst`` no prefix of which
-        names a tree is a new tree. A whole tree to a new name is a rename.
-        Across trees the value moves by reference: no array bytes are
-        written. An existing ``dst`` raises :class:`TreeExistsError` unless
-        ``replace``. One transaction.
+        Addresses read as in :meth:`resolve` (for one JSON Pointer move in
+        many trees, see :meth:`move`); a ``dst`` no prefix of which names a
+        tree is a new tree. A whole tree to a new name is a rename; a node
+        moves within its tree, or across trees by reference: no array bytes
+        are written. An existing ``dst`` raises :class:`TreeExistsError`
+        unless ``replace``. One transaction.
 
         Example
         -------
-        >>> db.move("sim01/step003/data/inlet", "inlets/step003")     # a node becomes a new tree
-        >>> db.move("sample037/data/points", "sample038/data/points", replace=True)
+        >>> db.mv("sim01/step003/data/inlet", "inlets/step003")     # a node becomes a new tree
+        >>> db.mv("sample037/data/points", "sample038/data/points", replace=True)
         """
         self._transfer(src, dst, replace, remove=True)
 
-    def copy(self, src: str, dst: str, *, replace: bool = False) -> None:
-        """Copy what address ``src`` designates to address ``dst`` by reference (no array bytes written).
+    def cp(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Copy what address ``src`` designates to address ``dst`` by reference: ``tensordb cp`` in Python.
 
-        As :meth:`move`, keeping the source. Later writes to either side
-        never show in the other (copy-on-write).
+        As :meth:`mv`, keeping the source; no array bytes are written. Later
+        writes to either side never show in the other (copy-on-write).
 
         Example
         -------
-        >>> db.copy("sample037", "sample037-backup")
+        >>> db.cp("sample037", "sample037-backup")
         """
         self._transfer(src, dst, replace, remove=False)
 
@@ -329,6 +330,44 @@ class Database(MutableMapping[str, Tree]):
                 raise ValueError(f"{self.filename}: a tree named {new!r} already exists")
             self._store.conn.execute("UPDATE tree SET name = ? WHERE tree_id = ?", (new, tree_id))
             self._ops.touch(tree_id)
+
+    # -- restructuring many trees at once -------------------------------------------------
+
+    def move(self, src: str, dst: str, *, trees: str | None = None) -> int:
+        """Move the subtree at JSON Pointer ``src`` to ``dst`` in every tree whose name matches ``trees``.
+
+        ``trees`` is a glob over tree names (``None``: every tree). The move
+        follows :meth:`Tree.move` in each tree and is atomic across all of
+        them: if a tree lacks ``src`` or ``dst``'s parent, nothing changes and
+        the error names those trees. Metadata only: no array bytes are read
+        or written, and a few statements do it whatever the number of trees.
+        Returns the number of trees matched.
+
+        Example
+        -------
+        >>> db.move("/data/inlet", "/data/inflow", trees="bm01-*")
+        1000
+        """
+        src_path, dst_path = paths.join(paths.split(src)), paths.join(paths.split(dst))
+        with context(self.filename):
+            return bulk.move_in_trees(self._ops, trees, src_path, dst_path)
+
+    def set(self, path: str, value: object, *, trees: str | None = None) -> int:
+        """Set ``value`` at JSON Pointer ``path`` in every tree whose name matches ``trees`` (``None``: all).
+
+        As ``tree[path] = value`` in each tree, in one transaction; the
+        parent of ``path`` must exist in every tree. Arrays and subtrees in
+        ``value`` are stored once and shared by reference. Returns the number
+        of trees matched.
+
+        Example
+        -------
+        >>> db.set("/reviewed", True, trees="bm01-*")
+        1000
+        """
+        canonical = paths.join(paths.split(path))
+        with context(self.filename):
+            return bulk.set_in_trees(self._ops, trees, canonical, value)
 
     # -- SQL -----------------------------------------------------------------------------
 
@@ -483,6 +522,8 @@ def _verb(query: str) -> str:
 
 def _has_statement(conn: apsw.Connection, sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, semicolons and comments."""
+    import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
     while sql:
         details = apsw.ext.query_info(conn, sql)
         if details.has_vdbe:
@@ -501,6 +542,8 @@ class SQLResult:
         self._conn = conn.conn
         self._cursor: apsw.Cursor | None = None
         with self._guard(query):
+            import apsw.ext  # 30-60 ms to import: only db.sql() needs it
+
             details = apsw.ext.query_info(self._conn, query, params or None)
             if details.query_remaining and _has_statement(self._conn, details.query_remaining):
                 raise TensorDBError(f"{db.filename}: SQL runs one statement at a time")

@@ -1022,8 +1022,8 @@ def test_mv_across_trees_writes_no_array_bytes(tmp_path: Path) -> None:
         db["a"] = {"big": np.random.default_rng(1).random((300, 1000))}
         db["b"] = {"other": 1}
         before = db.counters.snapshot()
-        db.move("a/big", "b/big")
-        db.copy("b/big", "c")
+        db.mv("a/big", "b/big")
+        db.cp("b/big", "c")
         after = db.counters.snapshot()
         assert after["chunk_bytes_written"] == before["chunk_bytes_written"]
         assert after["chunks_written"] == before["chunks_written"]

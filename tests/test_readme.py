@@ -42,6 +42,8 @@ def test_quickstart_runs(tmp_path: Path) -> None:
         assert db["copy"]["/data/points"][0:10].sum() == 0  # copy-on-write kept the copy intact
         assert db["sample037"]["/data/xyz"][0:10].sum() == 30.0
         assert db["sample037"]["/data/cells"].load() == [1, 2, 3, 4]
+        assert db["sample037"]["label"] == "s037" and db["sample037"]["reviewed"] is True
+        assert db["copy"]["name"] == "s037" and "reviewed" not in db["copy"]
         assert db.check().ok
 
 

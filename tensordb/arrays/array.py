@@ -18,6 +18,7 @@ import collections
 import contextlib
 import functools
 import html
+import importlib
 import itertools
 import json
 import math
@@ -581,6 +582,15 @@ class ArrayHost(Protocol):
 reopen_host: Callable[[Any], ArrayHost] | None = None
 
 
+def reopen(db_state: Any) -> ArrayHost:
+    """The read-only host a pickled handle reopens (in a worker, the database layer may not be imported yet)."""
+    if reopen_host is None:
+        importlib.import_module("tensordb.database")  # its import sets reopen_host
+    if reopen_host is None:
+        raise RuntimeError("tensordb is not fully imported")
+    return reopen_host(db_state)
+
+
 @guard_corruption(lambda handle: handle._db.filename)
 class Array:
     """A lazy handle on a stored array: metadata on demand, chunks read only when sliced.
@@ -812,9 +822,7 @@ class Array:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         db_state, array_id, tree, path = state
-        if reopen_host is None:
-            raise RuntimeError("tensordb is not fully imported")
-        self._db = reopen_host(db_state)
+        self._db = reopen(db_state)
         self._array_id = array_id
         self._owner = _DetachedOwner(tree, path, array_id)
 

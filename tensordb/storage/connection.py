@@ -92,6 +92,13 @@ def _wait_when_busy(conn: apsw.Connection) -> None:
     conn.set_busy_handler(retry)
 
 
+def _temporary_work_in_memory(conn: apsw.Connection) -> None:
+    # Statement journals, two-pass UPDATEs of indexed columns (a move rewrites
+    # paths) and sorts would otherwise go through files in the system's
+    # temporary folder: writes that no commit needs. Metadata work stays small.
+    conn.execute("PRAGMA temp_store = MEMORY")
+
+
 def _distrust_the_file(conn: apsw.Connection) -> None:
     # Every file is untrusted input: SQL stored in its schema may not call
     # functions with side effects, the schema cannot be edited through SQL,
@@ -101,7 +108,7 @@ def _distrust_the_file(conn: apsw.Connection) -> None:
     conn.execute("PRAGMA cell_size_check = ON")
 
 
-_POLICY_ALL = (_wait_when_busy, _strict_sql, _distrust_the_file)
+_POLICY_ALL = (_wait_when_busy, _strict_sql, _distrust_the_file, _temporary_work_in_memory)
 _POLICY_WRITER = (_use_wal, _durable_commits, _enforce_foreign_keys)
 
 #: apsw errors that mean the disk failed rather than the SQL.

@@ -307,9 +307,7 @@ def _array_id(row: NodeRow) -> int:
 
 def _reopen_ops(db_state: Any) -> TreeOps:
     """The tree operations of the read-only database a pickled handle reopens."""
-    if array_module.reopen_host is None:
-        raise RuntimeError("tensordb is not fully imported")
-    return array_module.reopen_host(db_state)._ops  # type: ignore[attr-defined,no-any-return]
+    return array_module.reopen(db_state)._ops  # type: ignore[attr-defined,no-any-return]
 
 
 def _list_index(token: str | int, n: int, allow_end: bool, where: str) -> int:

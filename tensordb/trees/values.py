@@ -33,7 +33,7 @@ import numpy as np
 from ..arrays.dtypes import check_storable_dtype, dtype_from_text
 from ..codec import compress_payload, decompress_payload
 from ..errors import CorruptionError
-from .paths import child
+from .paths import escape
 
 __all__ = ["NodeSpec", "flatten", "decode_scalar", "CONTAINER_KINDS", "SCALAR_KINDS", "KINDS"]
 
@@ -46,7 +46,7 @@ LARGE_PAYLOAD = 64 * 1024
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeSpec:
     """One node to insert. ``parent`` indexes the spec list (-1 for the root of the value)."""
 
@@ -81,17 +81,19 @@ def flatten(value: object, handle_types: tuple[type, ...] = (), base: str = "") 
             inner = ancestors | {id(item)}
             children = []
             for i, (k, v) in enumerate(item.items()):
-                if not isinstance(k, str):
+                if type(k) is not str and not isinstance(k, str):
                     raise TypeError(f"{base + path or '(root)'}: dict keys must be str, got {type(k).__name__} {k!r}")
-                _check_text(k, base + path, "key")
-                children.append((v, index, k, i, child(path, k), inner))
+                if not k.isascii():  # only non-ASCII text can hold a lone surrogate
+                    _check_text(k, base + path, "key")
+                token = k if "~" not in k and "/" not in k else escape(k)
+                children.append((v, index, k, i, f"{path}/{token}", inner))
             stack.extend(reversed(children))
         elif isinstance(item, (list, tuple)):
             if id(item) in ancestors:
                 raise TypeError(f"{base + path or '(root)'}: the value contains itself (a cycle)")
             specs.append(NodeSpec(parent, key, pos, path, "list"))
             inner = ancestors | {id(item)}
-            stack.extend(reversed([(v, index, None, i, child(path, i), inner) for i, v in enumerate(item)]))
+            stack.extend(reversed([(v, index, None, i, f"{path}/{i}", inner) for i, v in enumerate(item)]))
         else:
             spec = NodeSpec(parent, key, pos, path, "null")
             try:
@@ -120,7 +122,8 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
     elif kind is float:
         _encode_float(item, spec)
     elif kind is str:
-        _check_text(item, "", "string")
+        if not item.isascii():
+            _check_text(item, "", "string")
         _encode_payload(item.encode("utf-8"), item, "str", spec)
     elif kind is bytes:
         _encode_payload(item, item, "bytes", spec)
