@@ -689,6 +689,8 @@ def export_tree(
         writer = _BinWriter(folder, bin_name, temps)
         try:
             out = _export_value(value, writer, inline_below)
+        except TypeError as exc:  # what the format cannot say: name the file it was going to
+            raise TypeError(f"{shown}: {exc}") from None
         finally:
             writer.close()
         fd = _temp_file(folder, os.path.basename(json_path), temps)
@@ -758,7 +760,8 @@ def export_trees(
     would leave the folder (``..``, absolute, empty segments) raises
     :class:`ValueError`, an existing file (without ``force``) or two
     addresses writing one file :class:`FileExistsError`. Each file appears
-    only once complete.
+    only once complete, and an error removes the files and folders this call
+    created (an interrupt leaves the complete ones).
 
     Returns
     -------
@@ -785,12 +788,35 @@ def export_trees(
     for target in targets:
         if os.path.isdir(os.path.dirname(target)):  # a folder still to be created holds nothing to overwrite
             _check_output(target, os.path.abspath(target), os.path.abspath(target[:-5] + ".bin"), force)
-    for done, (value, target) in enumerate(zip(values, targets), start=1):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        export_tree(value, target, inline_below, force=force)
-        if progress is not None:
-            progress(done, len(targets), target)
+    created: list[str] = []  # files and folders this call made, removed again if it fails
+    try:
+        for done, (value, target) in enumerate(zip(values, targets), start=1):
+            created += _make_folders(os.path.dirname(target))
+            fresh = [p for p in (target, target[:-5] + ".bin") if not os.path.lexists(p)]
+            export_tree(value, target, inline_below, force=force)
+            created += [p for p in fresh if os.path.lexists(p)]
+            if progress is not None:
+                progress(done, len(targets), target)
+    except Exception:  # an error leaves nothing behind; an interrupt (Ctrl-C) leaves the whole files written
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    os.rmdir(path)
+                else:
+                    os.remove(path)
+        raise
     return targets
+
+
+def _make_folders(folder: str) -> list[str]:
+    """Create ``folder`` and its missing parents; return those created, outermost first."""
+    missing: list[str] = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        os.mkdir(path)
+    return list(reversed(missing))
 
 
 def _safe_segments(name: str, root: str) -> list[str]:

@@ -880,6 +880,17 @@ def test_export_of_trees_with_unsafe_names_writes_nothing(tmp_path: Path) -> Non
     assert not out.exists() and not (tmp_path / "escape.json").exists()
 
 
+def test_a_failed_folder_export_leaves_nothing_behind(tmp_path: Path, sample: Path) -> None:
+    with tensordb.open(sample) as db:
+        db["z/blob"] = {"raw": b"bytes have no JSON form"}  # exported last: fails after the others were written
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    message = fails("export", sample, "--all", out)
+    assert message == f"Error: {out / 'z' / 'blob.json'}: /raw: a bytes cannot be expressed in JSON"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["mine.txt"]
+
+
 def test_export_of_a_prefix_and_of_everything(tmp_path: Path, sample: Path) -> None:
     out = tmp_path / "everything"
     assert ok("export", sample, "--all", out).stdout.strip() == f"exported 4 tree(s) into {out}"
