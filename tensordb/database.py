@@ -103,9 +103,10 @@ class Database(MutableMapping[str, Tree]):
         missing = [n for n in names if isinstance(n, str) and not os.path.isfile(os.path.join(self.pack_dir, n))]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            warnings.warn(f"{self.filename}: {len(missing)} pack file(s) missing from {self.pack_dir}: {shown}; "
-                          "reading the arrays stored there will fail (was the database copied without its "
-                          "packs folder?); tensordb check lists them", MissingPacksWarning, stacklevel=4)
+            warnings.warn(f"{self.filename}: {len(missing)} pack file(s) missing (or not regular files) in "
+                          f"{self.pack_dir}: {shown}; reading the arrays stored there will fail (was the database "
+                          "copied without its packs folder?); tensordb check lists them", MissingPacksWarning,
+                          stacklevel=4)
 
     # -- plumbing used by handles ------------------------------------------------------
 

@@ -963,9 +963,9 @@ def test_a_missing_packs_folder_is_one_warning_line_and_check_reports_it(tmp_pat
     copy.write_bytes(path.read_bytes())
     listed = run("ls", copy)
     assert listed.exit_code == 0 and "a " in listed.stdout
-    assert listed.stderr.strip() == (f"warning: {copy}: 1 pack file(s) missing from {copy}-packs: 00000001.pack; "
-                                     "reading the arrays stored there will fail (was the database copied without "
-                                     "its packs folder?); tensordb check lists them")
+    assert listed.stderr.strip() == (f"warning: {copy}: 1 pack file(s) missing (or not regular files) in "
+                                     f"{copy}-packs: 00000001.pack; reading the arrays stored there will fail (was "
+                                     "the database copied without its packs folder?); tensordb check lists them")
     checked = run("check", copy)
     assert checked.exit_code == 1 and "pack-missing: pack file 00000001.pack is missing" in checked.stdout
 
