@@ -215,7 +215,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
         tensordb import samples.tdb runs/ --pattern "sim0*/*.json" --skip-existing
         tensordb import samples.tdb sample037.zarr       # a Zarr v3 hierarchy
     """
-    from .jsonbin import refuse_existing
+    from .jsonbin import refuse_clashes, refuse_existing
 
     paths = [Path(src) for src in sources]
     for path in paths:
@@ -227,6 +227,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
         raise click.UsageError("--replace and --skip-existing exclude each other")
     single = len(paths) == 1 and (not paths[0].is_dir() or _is_zarr(paths[0]))
     plan = _import_plan(paths, pattern, name, prefix)
+    refuse_clashes(db, [(str(p), n) for p, n in plan])  # before the database is opened (or created)
     with tensordb.open(db) as database:
         keep = refuse_existing(database, [(str(p), n) for p, n in plan], replace=replace, skip_existing=skip_existing)
         todo = [(p, n) for p, n in plan if n not in keep]

@@ -57,7 +57,8 @@ import numpy as np
 import tensordb
 
 __all__ = [
-    "import_file", "import_folder", "folder_files", "refuse_existing", "export_tree", "export_trees", "ImportReport",
+    "import_file", "import_folder", "folder_files", "refuse_existing", "refuse_clashes", "export_tree", "export_trees",
+    "ImportReport",
     "MAX_ARRAY_BYTES",
 ]
 
@@ -282,16 +283,8 @@ def refuse_existing(
     """
     if replace and skip_existing:
         raise ValueError("replace and skip_existing exclude each other")
-    sources: dict[str, list[str]] = {}
-    for source, name in planned:
-        sources.setdefault(name, []).append(source)
-    clashes = [f"{name!r} (from {' and '.join(srcs)})" for name, srcs in sources.items() if len(srcs) > 1]
-    if clashes:
-        raise tensordb.TreeExistsError(
-            f"{db.filename}: several sources would write the same tree, nothing was imported: "
-            f"{_listing(clashes)}; import them one at a time with another --name or --prefix"
-        )
-    existing = [name for name in sources if name in db]
+    refuse_clashes(db.filename, planned)
+    existing = [name for name in dict.fromkeys(name for _, name in planned) if name in db]
     if replace or not existing:
         return set()
     if skip_existing:
@@ -301,6 +294,20 @@ def refuse_existing(
         f"{_listing([repr(n) for n in existing])}; pass --replace or --skip-existing (replace=True or "
         "skip_existing=True in Python)"
     )
+
+
+def refuse_clashes(filename: str, planned: list[tuple[str, str]]) -> None:
+    """Raise :class:`tensordb.TreeExistsError` naming every tree two of the ``(source, tree name)`` pairs share."""
+    sources: dict[str, list[str]] = {}
+    for source, name in planned:
+        sources.setdefault(name, []).append(source)
+    clashes = [f"{name!r} (from {' and '.join(srcs)})" for name, srcs in sources.items() if len(srcs) > 1]
+    if clashes:
+        raise tensordb.TreeExistsError(
+            f"{filename}: several sources would write the same tree, nothing was imported: "
+            f"{_listing(clashes)}; import a folder that holds them all (tree names then keep their sub-folders), "
+            "or one source at a time with --prefix or --name"
+        )
 
 
 def _listing(items: list[str], limit: int = 10) -> str:

@@ -725,6 +725,9 @@ def test_sources_whose_tree_names_collide_are_refused(tmp_path: Path) -> None:  
     assert fails("import", db, root / "sim00", root / "sim01").startswith(f"Error: {db}: several sources")
     assert fails("import", db, root / "sim00", root / "sim01", "--replace").startswith(f"Error: {db}: several")
     assert _state(db) == before
+    fresh = tmp_path / "fresh.tdb"
+    assert fails("import", fresh, root / "sim00", root / "sim01").startswith(f"Error: {fresh}: several")
+    assert not fresh.exists()  # a refused import does not even create the database
     assert ok("import", db, root).stdout.strip() == f"imported 6 of 6 file(s) into {db}"  # the parent keeps paths
     ok("import", db, root / "sim01", "--prefix", "again/")
     with tensordb.open(db, mode="r") as database:
