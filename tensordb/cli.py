@@ -885,7 +885,7 @@ def stats(db: str, pattern: str | None, fmt: str) -> None:
 
 
 def _pattern_stats(database: tensordb.Database, pattern: str) -> dict[str, Any]:
-    """What the trees matching ``pattern`` hold and physically take (public and session relations only)."""
+    """What the trees matching ``pattern`` hold and physically take (public and per-connection relations only)."""
     trees, nodes, array_nodes, logical = database.sql(
         "SELECT count(*), coalesce(sum(n_nodes), 0), coalesce(sum(n_arrays), 0), coalesce(sum(logical_bytes), 0) "
         "FROM trees WHERE name GLOB ?", (pattern,)).fetchall()[0]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SESSION_VIEWS", "SESSION_VIEW_NAMES", "define"]
+__all__ = ["CONNECTION_VIEWS", "CONNECTION_VIEW_NAMES", "define"]
 
-SESSION_VIEWS = """
+CONNECTION_VIEWS = """
 CREATE TEMP VIEW IF NOT EXISTS tree_chunks AS
 SELECT DISTINCT t.name AS tree, r.chunk_id AS chunk_id, c.size AS stored_bytes, c.raw_size AS raw_bytes
 FROM tree t
@@ -38,13 +38,13 @@ LEFT JOIN sharing s ON s.chunk_id = u.chunk_id
 GROUP BY t.tree_id;
 """
 
-#: The relations :data:`SESSION_VIEWS` defines, with their columns (docs/format.md documents each).
-SESSION_VIEW_NAMES = {
+#: The relations :data:`CONNECTION_VIEWS` defines, with their columns (docs/format.md documents each).
+CONNECTION_VIEW_NAMES = {
     "tree_chunks": ("tree", "chunk_id", "stored_bytes", "raw_bytes"),
     "tree_storage": ("tree", "chunks", "stored_bytes", "own_bytes", "shared_bytes"),
 }
 
 
 def define(conn: Any) -> None:
-    """Create the session views on an open apsw connection (read-only ones too: TEMP is in memory)."""
-    conn.execute(SESSION_VIEWS)
+    """Create the per-connection views on an open apsw connection (read-only ones too: TEMP is in memory)."""
+    conn.execute(CONNECTION_VIEWS)

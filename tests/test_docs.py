@@ -117,10 +117,10 @@ def test_public_views_have_exactly_the_spec_columns_and_are_documented(fresh: Pa
         con.close()
 
 
-def test_session_relations_are_documented(fresh: Path) -> None:
+def test_connection_relations_are_documented(fresh: Path) -> None:
     doc = _doc()
     with tensordb.open(fresh, mode="r") as db:
-        for view, expected in relations.SESSION_VIEW_NAMES.items():
+        for view, expected in relations.CONNECTION_VIEW_NAMES.items():
             assert db.sql(f"SELECT * FROM {view}").columns == expected
             section = _section(doc, view)
             for column in expected:
@@ -129,7 +129,7 @@ def test_session_relations_are_documented(fresh: Path) -> None:
                 )
     definition = re.search(r"CREATE TEMP VIEW tree_chunks AS\n.*?;", doc, re.S)
     assert definition is not None
-    code = relations.SESSION_VIEWS.replace("IF NOT EXISTS ", "")
+    code = relations.CONNECTION_VIEWS.replace("IF NOT EXISTS ", "")
     assert " ".join(definition.group(0).split()) in " ".join(code.split())  # the documented one is the real one
 
 

@@ -284,15 +284,15 @@ def test_cookbook_query_result(built: Built, marker: str) -> None:
     CHECKS[marker](built, rows, result.columns)
 
 
-def _session_cookbook() -> dict[str, str]:
-    """marker -> query, for the ``<!-- session-query: NAME -->`` blocks (queries over the session relations)."""
+def _connection_cookbook() -> dict[str, str]:
+    """marker -> query, for the ``<!-- connection-query: NAME -->`` blocks (over the per-connection relations)."""
     doc = FORMAT_MD.read_text(encoding="utf-8")
-    found = re.findall(r"<!-- session-query: ([a-z0-9-]+) -->\n```sql\n(.*?)^```", doc, re.S | re.M)
-    assert len(found) == len(re.findall(r"<!-- session-query: ", doc))
+    found = re.findall(r"<!-- connection-query: ([a-z0-9-]+) -->\n```sql\n(.*?)^```", doc, re.S | re.M)
+    assert len(found) == len(re.findall(r"<!-- connection-query: ", doc))
     return {marker: sql.strip() for marker, sql in found}
 
 
-SESSION_COOKBOOK = _session_cookbook()
+CONNECTION_COOKBOOK = _connection_cookbook()
 
 
 def _physical(built: Built, trees_sql: str, params: tuple[Any, ...] = ()) -> tuple[int, int]:
@@ -304,8 +304,8 @@ def _physical(built: Built, trees_sql: str, params: tuple[Any, ...] = ()) -> tup
     return int(row[0]), int(row[1])
 
 
-def test_session_cookbook_stored_bytes_per_simulation(built: Built) -> None:
-    result = built.db.sql(SESSION_COOKBOOK["stored-per-simulation"])
+def test_connection_cookbook_stored_bytes_per_simulation(built: Built) -> None:
+    result = built.db.sql(CONNECTION_COOKBOOK["stored-per-simulation"])
     rows = result.fetchall()
     assert result.columns == ("simulation", "chunks", "stored_bytes")
     assert [r[0] for r in rows] == [f"bm01-sim{s:03d}" for s in range(SIMS)]
@@ -317,8 +317,8 @@ def test_session_cookbook_stored_bytes_per_simulation(built: Built) -> None:
         assert stored < per_array  # the geometry shared by the time steps counts once, not once per array
 
 
-def test_session_cookbook_own_bytes(built: Built) -> None:
-    result = built.db.sql(SESSION_COOKBOOK["own-bytes"])
+def test_connection_cookbook_own_bytes(built: Built) -> None:
+    result = built.db.sql(CONNECTION_COOKBOOK["own-bytes"])
     rows = result.fetchall()
     assert result.columns == ("tree", "stored_bytes", "own_bytes") and len(rows) == 5
     assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
@@ -340,7 +340,7 @@ def test_tree_storage_adds_up(built: Built) -> None:
         assert by_tree[name][3] < by_tree[name][2]  # a copy shares its arrays with its source
 
 
-def test_session_relations_leave_the_file_alone(built: Built) -> None:
+def test_connection_relations_leave_the_file_alone(built: Built) -> None:
     con = sqlite3.connect(f"file:{built.path}?mode=ro", uri=True)
     try:
         names = {n for (n,) in con.execute("SELECT name FROM sqlite_schema")}
