@@ -34,13 +34,14 @@ from .errors import (  # noqa: E402
     StaleHandleError,
     StorageError,
     TensorDBError,
+    TreeExistsError,
 )
 
 if TYPE_CHECKING:
     from .arrays.array import Array
     from .arrays.dtypes import dtype_from_text, dtype_to_text
     from .arrays.grid import auto_chunks, iter_blocks
-    from .database import Database, SQLResult, open, validate
+    from .database import Database, MissingPacksWarning, SQLResult, open, validate
     from .maintenance import CheckReport, Finding
     from .trees.tree import DictNode, ListNode, Node, Tree
 
@@ -53,6 +54,7 @@ _LAZY = {
     "open": "database",
     "Database": "database",
     "SQLResult": "database",
+    "MissingPacksWarning": "database",
     "Array": "arrays.array",
     "Tree": "trees.tree",
     "Node": "trees.tree",
@@ -106,5 +108,7 @@ __all__ = [
     "StaleHandleError",
     "StorageError",
     "PathNotFoundError",
+    "TreeExistsError",
+    "MissingPacksWarning",
     "__version__",
 ]

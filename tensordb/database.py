@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from . import maintenance
+from . import maintenance, relations
 from .arrays import array as array_module
 from .arrays.array import Array, ArrayStore
+from .diff import Difference
+from .diff import diff as diff_values
 from .errors import (
     CorruptionError,
     PathNotFoundError,
     ReadOnlyError,
     StaleHandleError,
     TensorDBError,
+    TreeExistsError,
     context,
 )
 from .storage.chunks import Counters
@@ -36,7 +40,14 @@ from .trees.nodes import NODE_COLUMNS, NodeRow
 from .trees.tree import Node, Tree, TreeOps
 from .trees.values import flatten
 
-__all__ = ["Database", "open", "SQLResult"]
+__all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
+
+
+class MissingPacksWarning(UserWarning):
+    """A database opened whose packs folder, or some of its pack files, is missing."""
+
+
+_MISSING = object()
 
 
 def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> Database:
@@ -74,10 +85,23 @@ class Database(MutableMapping[str, Tree]):
     def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
         self.filename = os.fspath(path)
         self._store = Store(self.filename, mode, inline_threshold)
+        relations.define(self._store.conn)
         self.mode = mode
         self.readonly = self._store.readonly
         self._arrays = ArrayStore(self._store)
         self._ops = TreeOps(self)
+        self._warn_missing_packs()
+
+    def _warn_missing_packs(self) -> None:
+        """A database copied without its packs folder opens, but say so now rather than at the first read."""
+        names = [name for (name,) in self._store.conn.execute("SELECT name FROM pack ORDER BY pack_id").fetchall()]
+        missing = [n for n in names if isinstance(n, str) and not os.path.isfile(os.path.join(self.pack_dir, n))]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"{self.filename}: {len(missing)} pack file(s) missing (or not regular files) in "
+                          f"{self.pack_dir}: {shown}; reading the arrays stored there will fail (was the database "
+                          "copied without its packs folder?); tensordb check lists them", MissingPacksWarning,
+                          stacklevel=4)
 
     # -- plumbing used by handles ------------------------------------------------------
 
@@ -170,6 +194,123 @@ class Database(MutableMapping[str, Tree]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._tree_id(name) is not None
+
+    def split_address(self, address: str) -> tuple[str, str]:
+        """``(tree name, JSON Pointer)`` of an address ``TREE[/POINTER]``, as the command line reads it.
+
+        Tree names may contain ``/`` (a folder import names trees
+        ``sim01/step003``), so the longest prefix of ``address`` that names
+        an existing tree is the tree and the rest is the pointer.
+
+        Example
+        -------
+        >>> db.split_address("sim01/step003/data/p")
+        ('sim01/step003', '/data/p')
+        """
+        if not isinstance(address, str):
+            raise TypeError(f"addresses are str, got {type(address).__name__}")
+        cuts = [len(address)] + [i for i in range(len(address) - 1, 0, -1) if address[i] == "/"]
+        marks = ",".join("?" * len(cuts))
+        names = {name for (name,) in self._store.conn.execute(
+            f"SELECT name FROM tree WHERE name IN ({marks})", tuple(address[:cut] for cut in cuts)).fetchall()}
+        for cut in cuts:
+            if address[:cut] in names:
+                return address[:cut], address[cut:]
+        raise PathNotFoundError(f"{self.filename}: no tree named {address!r}"
+                                + (" or by a prefix of it" if "/" in address else ""))
+
+    def resolve(self, address: str) -> Any:
+        """What an address ``TREE[/POINTER]`` designates, as the command line resolves it.
+
+        Returns what indexing returns: the :class:`Tree` for a tree name,
+        else ``db[tree][pointer]`` (a Node, an Array or a scalar). ``db[name]``
+        itself takes exact tree names only.
+
+        Example
+        -------
+        >>> db.resolve("sim01/step003/data/p")     # tree "sim01/step003", pointer "/data/p"
+        <tensordb.Array ...>
+        """
+        name, pointer = self.split_address(address)
+        tree = self[name]
+        return tree if not pointer else tree[pointer]
+
+    def mv(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Move what address ``src`` designates to address ``dst``: ``tensordb mv`` in Python.
+
+        Addresses read as in :meth:`resolve` (for one JSON Pointer move in
+        many trees, see :meth:`move`); a ``dst`` no prefix of which names a
+        tree is a new tree. A whole tree to a new name is a rename; a node
+        moves within its tree, or across trees by reference: no array bytes
+        are written. An existing ``dst`` raises :class:`TreeExistsError`
+        unless ``replace``. One transaction.
+
+        Example
+        -------
+        >>> db.mv("sim01/step003/data/inlet", "inlets/step003")     # a node becomes a new tree
+        >>> db.mv("sample037/data/points", "sample038/data/points", replace=True)
+        """
+        self._transfer(src, dst, replace, remove=True)
+
+    def cp(self, src: str, dst: str, *, replace: bool = False) -> None:
+        """Copy what address ``src`` designates to address ``dst`` by reference: ``tensordb cp`` in Python.
+
+        As :meth:`mv`, keeping the source; no array bytes are written. Later
+        writes to either side never show in the other (copy-on-write).
+
+        Example
+        -------
+        >>> db.cp("sample037", "sample037-backup")
+        """
+        self._transfer(src, dst, replace, remove=False)
+
+    def _transfer(self, src: str, dst: str, replace: bool, remove: bool) -> None:
+        with self.transaction():
+            s_name, s_ptr = self.split_address(src)
+            try:
+                d_name, d_ptr = self.split_address(dst)
+            except PathNotFoundError:
+                d_name, d_ptr = dst, ""  # a new tree
+            if (s_name, s_ptr) == (d_name, d_ptr):
+                return
+            if s_name == d_name and (d_ptr + "/").startswith(s_ptr + "/"):
+                raise ValueError(f"{self.filename}: cannot {'move' if remove else 'copy'} {src!r} into itself "
+                                 f"({dst!r})")
+            if s_name == d_name and remove and not d_ptr:
+                raise ValueError(f"{self.filename}: cannot replace tree {s_name!r} by a part of itself")
+            if d_name in self and (not d_ptr or self[d_name].get(d_ptr, _MISSING) is not _MISSING):
+                if not replace:
+                    raise TreeExistsError(f"{self.filename}: {dst!r} exists already; pass replace=True "
+                                          "(--force) to replace it")
+            if remove and s_name == d_name:
+                self[s_name].move(s_ptr, d_ptr)
+            elif remove and not s_ptr and not d_ptr and d_name not in self:
+                self.rename(s_name, d_name)
+            else:
+                value = self.resolve(src)
+                if d_ptr:
+                    self[d_name][d_ptr] = value
+                else:
+                    self[d_name] = value
+                if remove:
+                    if s_ptr:
+                        del self[s_name][s_ptr]
+                    else:
+                        del self[s_name]
+
+    def diff(self, a: str, b: str) -> list[Difference]:
+        """Paths added, removed and changed from address ``a`` to address ``b`` (empty: equal).
+
+        Arrays are compared by their stored content keys and read only where
+        the keys differ (see :mod:`tensordb.diff`).
+
+        Example
+        -------
+        >>> [str(d) for d in db.diff("sim01/step000", "sim01/step001")]
+        ['~ /time: int 1 -> int 6', '~ /data/p: array (4778,) float32 -> array (4778,) float32 (values differ)']
+        """
+        with self._store.snapshot():
+            return diff_values(self.resolve(a), self.resolve(b))
 
     def rename(self, old: str, new: str) -> None:
         """Rename a tree (metadata only). The new name must not exist yet."""

@@ -84,8 +84,18 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def run_demo(path: str, n_sims: int = 20, n_steps: int = 10, say: Any = print) -> dict[str, Any]:
-    """Build a demo database at ``path`` and narrate what tensordb does. Returns the figures."""
+def run_demo(
+    path: str, n_sims: int = 20, n_steps: int = 10, say: Any = print, *, force: bool = False
+) -> dict[str, Any]:
+    """Build a demo database at ``path`` and narrate what tensordb does. Returns the figures.
+
+    An existing ``path`` (or its ``-packs`` folder) is refused with
+    :class:`FileExistsError` unless ``force`` is given, in which case the
+    database there is replaced.
+    """
+    existing = [p for p in (path, path + "-packs") if os.path.lexists(p)]
+    if existing and not force:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --force (force=True in Python) to replace it")
     figures: dict[str, Any] = {}
     start = time.perf_counter()
     with tensordb.open(path, mode="w") as db:

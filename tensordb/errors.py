@@ -9,7 +9,8 @@ The hierarchy::
     ├── ClosedError                       the database (or handle) is closed
     ├── StaleHandleError                  a handle whose node/array no longer exists
     ├── StorageError (also OSError)       writing or syncing the database's files failed (I/O error, disk full)
-    └── PathNotFoundError (also KeyError) a missing tree or path
+    ├── PathNotFoundError (also KeyError) a missing tree or path
+    └── TreeExistsError (also FileExistsError) a tree that would be replaced without being asked to
 
 Builtin errors are used where they fit: ``KeyError`` (through
 ``PathNotFoundError``) for a missing tree or path, ``TypeError`` for values
@@ -38,6 +39,7 @@ __all__ = [
     "StaleHandleError",
     "StorageError",
     "PathNotFoundError",
+    "TreeExistsError",
     "context",
 ]
 
@@ -81,6 +83,10 @@ class PathNotFoundError(TensorDBError, KeyError):
     def __str__(self) -> str:
         # KeyError.__str__ quotes its argument; show the message as written.
         return str(self.args[0]) if self.args else ""
+
+
+class TreeExistsError(TensorDBError, FileExistsError):
+    """An import, move or copy would replace an existing tree (or two sources would write one tree)."""
 
 
 def _prefix(file: str | None, tree: str | None, path: str | None) -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import io
 import itertools
 import json
@@ -44,7 +45,7 @@ import math
 import ntpath
 import os
 import re
-import tempfile
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,7 +56,11 @@ import numpy as np
 
 import tensordb
 
-__all__ = ["import_file", "import_folder", "export_tree", "ImportReport", "MAX_ARRAY_BYTES"]
+__all__ = [
+    "import_file", "import_folder", "folder_files", "refuse_existing", "refuse_clashes", "export_tree", "export_trees",
+    "ImportReport",
+    "MAX_ARRAY_BYTES",
+]
 
 #: Arrays claiming more bytes than this are refused (checked before anything is allocated).
 MAX_ARRAY_BYTES = 2**40
@@ -89,10 +94,13 @@ class ImportReport:
         Names of the trees imported, in import order.
     failed : list of (str, str)
         ``(file path, error message)`` for every file that was not imported.
+    skipped : list of str
+        Names of the trees that existed and were kept (``skip_existing``).
     """
 
     imported: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,13 +126,21 @@ class _ArraySpec:
 # -- import ----------------------------------------------------------------------------
 
 
-def import_file(db: tensordb.Database, path: str | os.PathLike[str], name: str | None = None) -> str:
+def import_file(
+    db: tensordb.Database,
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    *,
+    replace: bool = False,
+    skip_existing: bool = False,
+    progress: Callable[[int, int], object] | None = None,
+) -> str:
     """Import one JSON+binref file as one tree, in one transaction.
 
     Every array object of the file is validated before anything is written;
     a bad file raises :class:`tensordb.FormatError` (naming the file, the
     JSON Pointer of the offending object and the problem) and leaves the
-    database unchanged. An existing tree of the same name is replaced.
+    database unchanged.
 
     Parameters
     ----------
@@ -135,11 +151,20 @@ def import_file(db: tensordb.Database, path: str | os.PathLike[str], name: str |
         and must stay inside it.
     name : str, optional
         The tree name; defaults to the file name without ``.json``.
+    replace : bool
+        Replace an existing tree of that name. Without ``replace`` or
+        ``skip_existing``, an existing tree raises
+        :class:`tensordb.TreeExistsError` and nothing is written.
+    skip_existing : bool
+        Keep an existing tree of that name and import nothing (the file is
+        not read).
+    progress : callable, optional
+        Called as ``progress(bytes_done, bytes_total)`` as array bytes are written.
 
     Returns
     -------
     str
-        The name of the tree written.
+        The name of the tree (written, or kept with ``skip_existing``).
 
     Example
     -------
@@ -151,9 +176,11 @@ def import_file(db: tensordb.Database, path: str | os.PathLike[str], name: str |
     filename = os.fspath(path)
     if name is None:
         name = _strip_json(os.path.basename(filename))
+    if refuse_existing(db, [(filename, name)], replace=replace, skip_existing=skip_existing):
+        return name
     doc = _read_json(filename)
     specs = _validate(doc, filename)
-    _write(db, name, doc, specs, filename)
+    _write(db, name, doc, specs, filename, replace, progress)
     return name
 
 
@@ -162,6 +189,10 @@ def import_folder(
     folder: str | os.PathLike[str],
     pattern: str = "**/*.json",
     progress: Callable[[int, int, str], object] | None = None,
+    *,
+    prefix: str = "",
+    replace: bool = False,
+    skip_existing: bool = False,
 ) -> ImportReport:
     """Import every JSON+binref file of a folder, one tree (and one transaction) per file.
 
@@ -169,6 +200,10 @@ def import_folder(
     ``.json`` and with ``/`` separators (``sim01/step003.json`` ->
     ``"sim01/step003"``). A bad file is recorded in the report with its
     error message and imports nothing; the other files are still imported.
+
+    Names that exist already are checked first: unless ``replace`` or
+    ``skip_existing`` is given, :class:`tensordb.TreeExistsError` names them
+    and nothing is imported.
 
     Parameters
     ----------
@@ -181,11 +216,18 @@ def import_folder(
         (default ``"**/*.json"``: every JSON file, recursively).
     progress : callable, optional
         Called as ``progress(done, total, path)`` after each file.
+    prefix : str
+        Put before every tree name (``"run2/"`` -> ``"run2/sim01/step003"``).
+    replace : bool
+        Replace existing trees of the same names.
+    skip_existing : bool
+        Keep existing trees and import only the files whose trees are missing:
+        this is how an interrupted import resumes.
 
     Returns
     -------
     ImportReport
-        ``imported`` tree names, ``failed`` (file, message) pairs, ``ok``.
+        ``imported`` and ``skipped`` tree names, ``failed`` (file, message) pairs, ``ok``.
 
     Example
     -------
@@ -195,22 +237,82 @@ def import_folder(
     """
     if db.readonly:
         raise tensordb.ReadOnlyError(f"{db.filename}: database is open read-only")
+    files = folder_files(folder, pattern, prefix)
+    keep = refuse_existing(db, [(os.fspath(f), n) for f, n in files], replace=replace, skip_existing=skip_existing)
+    report = ImportReport()
+    for done, (file, tree_name) in enumerate(files, start=1):
+        if tree_name in keep:
+            report.skipped.append(tree_name)
+        else:
+            try:
+                report.imported.append(import_file(db, file, tree_name, replace=replace))
+            except (tensordb.ClosedError, tensordb.ReadOnlyError):
+                raise
+            except Exception as exc:  # one bad file must not stop the others
+                report.failed.append((os.fspath(file), str(exc) or type(exc).__name__))
+        if progress is not None:
+            progress(done, len(files), os.fspath(file))
+    return report
+
+
+def folder_files(
+    folder: str | os.PathLike[str], pattern: str = "**/*.json", prefix: str = ""
+) -> list[tuple[Path, str]]:
+    """``(file, tree name)`` of every file a folder import would import, sorted by path.
+
+    Example
+    -------
+    >>> folder_files("samples/")[:1]
+    [(PosixPath('samples/sim01/step000.json'), 'sim01/step000')]
+    """
     root = Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{os.fspath(folder)}: not a folder")
     files = sorted(p for p in root.glob(pattern) if p.is_file())
-    report = ImportReport()
-    for done, file in enumerate(files, start=1):
-        tree_name = _strip_json(file.relative_to(root).as_posix())
-        try:
-            report.imported.append(import_file(db, file, tree_name))
-        except (tensordb.ClosedError, tensordb.ReadOnlyError):
-            raise
-        except Exception as exc:  # one bad file must not stop the others
-            report.failed.append((os.fspath(file), str(exc) or type(exc).__name__))
-        if progress is not None:
-            progress(done, len(files), os.fspath(file))
-    return report
+    return [(file, prefix + _strip_json(file.relative_to(root).as_posix())) for file in files]
+
+
+def refuse_existing(
+    db: tensordb.Database, planned: list[tuple[str, str]], *, replace: bool = False, skip_existing: bool = False
+) -> set[str]:
+    """Check an import's ``(source, tree name)`` pairs before anything is written.
+
+    Raises :class:`tensordb.TreeExistsError` naming every tree that two
+    sources would both write, and (without ``replace`` or ``skip_existing``)
+    every tree that exists already. Returns the names to keep (skip).
+    """
+    if replace and skip_existing:
+        raise ValueError("replace and skip_existing exclude each other")
+    refuse_clashes(db.filename, planned)
+    existing = [name for name in dict.fromkeys(name for _, name in planned) if name in db]
+    if replace or not existing:
+        return set()
+    if skip_existing:
+        return set(existing)
+    raise tensordb.TreeExistsError(
+        f"{db.filename}: {len(existing)} tree(s) exist already, nothing was imported: "
+        f"{_listing([repr(n) for n in existing])}; pass --replace or --skip-existing (replace=True or "
+        "skip_existing=True in Python)"
+    )
+
+
+def refuse_clashes(filename: str, planned: list[tuple[str, str]]) -> None:
+    """Raise :class:`tensordb.TreeExistsError` naming every tree two of the ``(source, tree name)`` pairs share."""
+    sources: dict[str, list[str]] = {}
+    for source, name in planned:
+        sources.setdefault(name, []).append(source)
+    clashes = [f"{name!r} (from {' and '.join(srcs)})" for name, srcs in sources.items() if len(srcs) > 1]
+    if clashes:
+        raise tensordb.TreeExistsError(
+            f"{filename}: several sources would write the same tree, nothing was imported: "
+            f"{_listing(clashes)}; import a folder that holds them all (tree names then keep their sub-folders), "
+            "or one source at a time with --prefix or --name"
+        )
+
+
+def _listing(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _strip_json(name: str) -> str:
@@ -392,8 +494,18 @@ def _check_binref(buffer: str, nbytes: int, folder: str, sizes: dict[str, int]) 
     return target, offset
 
 
-def _write(db: tensordb.Database, name: str, doc: Any, specs: list[_ArraySpec], filename: str) -> None:
+def _write(db: tensordb.Database, name: str, doc: Any, specs: list[_ArraySpec], filename: str, replace: bool,
+           progress: Callable[[int, int], object] | None) -> None:
     """Put the arrays into ``doc`` (small ones) or stream them after (large ones), in one transaction."""
+    total = sum(spec.nbytes for spec in specs)
+    done = 0
+
+    def advance(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        if progress is not None:
+            progress(done, total)
+
     with contextlib.ExitStack() as files:
         opened: dict[str, io.BufferedReader] = {}
 
@@ -414,11 +526,15 @@ def _write(db: tensordb.Database, name: str, doc: Any, specs: list[_ArraySpec], 
             else:
                 deferred.append(spec)
                 value = None
+            if value is not None:
+                advance(spec.nbytes)
             if spec.parent is None:
                 doc = value
             else:
                 spec.parent[spec.key] = value  # type: ignore[index]
         with db.transaction():
+            if not replace and name in db:  # written meanwhile by another process
+                raise tensordb.TreeExistsError(f"{db.filename}: a tree named {name!r} exists already")
             root_spec = deferred[0] if deferred and deferred[0].parent is None else None
             db[name] = [None] if root_spec is not None else doc
             tree = db[name]
@@ -426,8 +542,10 @@ def _write(db: tensordb.Database, name: str, doc: Any, specs: list[_ArraySpec], 
                 pointer = "/0" if spec is root_spec else spec.pointer
                 if spec.nbytes <= _STREAM_ABOVE:
                     tree.set(pointer, _read_box(source(spec), spec, _full_box(spec.shape), filename))
+                    advance(spec.nbytes)
                 else:
-                    _stream_in(tree.create_array(pointer, spec.shape, spec.dtype), source(spec), spec, filename)
+                    array = tree.create_array(pointer, spec.shape, spec.dtype)
+                    _stream_in(array, source(spec), spec, filename, advance)
             if root_spec is not None:
                 db[name] = tree["/0"]  # the root is the array itself: reference it, no copy
 
@@ -436,9 +554,12 @@ def _full_box(shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(0, n) for n in shape)
 
 
-def _stream_in(array: tensordb.Array, f: io.BufferedReader, spec: _ArraySpec, filename: str) -> None:
+def _stream_in(array: tensordb.Array, f: io.BufferedReader, spec: _ArraySpec, filename: str,
+               advance: Callable[[int], None]) -> None:
     for box in _blocks(spec.shape, array.chunks, spec.dtype.itemsize):
-        array[box] = _read_box(f, spec, box, filename)
+        block = _read_box(f, spec, box, filename)
+        array[box] = block
+        advance(block.nbytes)
 
 
 def _read_box(f: io.BufferedReader, spec: _ArraySpec, box: tuple[slice, ...], filename: str) -> np.ndarray[Any, Any]:
@@ -515,6 +636,8 @@ def export_tree(
     tree_or_node: tensordb.Tree | tensordb.Node | Any,
     path: str | os.PathLike[str],
     inline_below: int = 1024,
+    *,
+    force: bool = False,
 ) -> None:
     """Write a tree (or subtree, or plain value) as a JSON+binref file.
 
@@ -523,7 +646,7 @@ def export_tree(
     bytes, to one ``<json stem>.bin`` file next to the JSON file and
     referenced as ``"<stem>.bin:OFFSET"``. Arrays are written slab by slab,
     never whole. Both files are written under temporary names and moved into
-    place with :func:`os.replace`.
+    place with :func:`os.replace`; on failure neither is left behind.
 
     Parameters
     ----------
@@ -531,64 +654,203 @@ def export_tree(
         What to export: a tree, a dict/list node, an Array, or a plain value
         (dicts, lists, scalars, numpy arrays, :class:`tensordb.Array` handles).
     path : str or path-like
-        The JSON file to write.
+        The JSON file to write. Its folder must exist.
     inline_below : int
         Arrays with ``nbytes < inline_below`` go inline (0: every array to the
         ``.bin`` file; a huge value: every array inline, no ``.bin`` file).
+    force : bool
+        Overwrite an existing JSON or ``.bin`` file. Without it an existing
+        one raises :class:`FileExistsError` and nothing is written.
 
     Raises
     ------
     TypeError
         For values the format cannot express (bytes, structured or void
         dtypes, dicts that would read back as arrays), naming their path.
+    FileExistsError, FileNotFoundError, IsADirectoryError
+        For an output that exists (without ``force``), a missing folder, or a
+        folder where the file should go; checked before anything is written.
 
     Example
     -------
     >>> export_tree(db["sample037"], "out/sample037.json")
-    >>> export_tree(db["sample037"]["/data"], "out/data.json", inline_below=0)
+    >>> export_tree(db["sample037"]["/data"], "out/data.json", inline_below=0, force=True)
     """
     if not isinstance(inline_below, int) or isinstance(inline_below, bool) or inline_below < 0:
         raise ValueError(f"inline_below must be an int >= 0, got {inline_below!r}")
-    if isinstance(tree_or_node, (tensordb.Tree, tensordb.Node)):
-        value = tree_or_node.load(lazy=True)
-    else:
-        value = tree_or_node
-    json_path = os.path.abspath(os.fspath(path))
+    shown = os.fspath(path)
+    json_path = os.path.abspath(shown)
     folder = os.path.dirname(json_path)
     bin_name = Path(json_path).stem + ".bin"
     bin_path = os.path.join(folder, bin_name)
     if bin_path == json_path:
-        raise ValueError(f"{os.fspath(path)}: the JSON file cannot be named like its .bin file")
+        raise ValueError(f"{shown}: the JSON file cannot be named like its .bin file")
+    _check_output(shown, json_path, bin_path, force)
+    if isinstance(tree_or_node, (tensordb.Tree, tensordb.Node)):
+        value = tree_or_node.load(lazy=True)
+    else:
+        value = tree_or_node
     temps: list[str] = []
+    placed: list[str] = []
     try:
         writer = _BinWriter(folder, bin_name, temps)
         try:
             out = _export_value(value, writer, inline_below)
+        except TypeError as exc:  # what the format cannot say: name the file it was going to
+            raise TypeError(f"{shown}: {exc}") from None
         finally:
             writer.close()
-        fd, json_tmp = _temp_file(folder, os.path.basename(json_path))
-        temps.append(json_tmp)
+        fd = _temp_file(folder, os.path.basename(json_path), temps)
+        json_tmp = temps[-1]
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=4)
             f.flush()
             os.fsync(f.fileno())
         if writer.tmp_path is not None:
+            existed = os.path.exists(bin_path)
             os.replace(writer.tmp_path, bin_path)
+            if not existed:
+                placed.append(bin_path)
         os.replace(json_tmp, json_path)
+        placed.clear()
         temps.clear()
+    except OSError as exc:
+        if isinstance(exc, tensordb.TensorDBError):  # reading the database failed: its own message says where
+            raise
+        # the user's path, not a temporary file's
+        raise _os_error(type(exc), exc.errno or 0, f"{shown}: cannot write ({exc.strerror or exc})") from None
     finally:
-        for tmp in temps:
+        for tmp in temps + placed:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
 
 
-def _temp_file(folder: str, name: str) -> tuple[int, str]:
-    """A new hidden temporary file next to ``name``, with the permissions a plain open() would give."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + name + ".", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; exports are ordinary files
-    return fd, tmp
+def _check_output(shown: str, json_path: str, bin_path: str, force: bool) -> None:
+    """Refuse an export that would fail half way or overwrite files without ``force``, before writing."""
+    folder = os.path.dirname(json_path)
+    if not os.path.isdir(folder):
+        raise _os_error(FileNotFoundError, errno.ENOENT,
+                        f"{shown}: folder {os.path.dirname(shown) or folder} does not exist")
+    for target in (json_path, bin_path):
+        if os.path.isdir(target):
+            where = "is a folder" if target == json_path else f"{os.path.basename(target)} beside it is a folder"
+            raise _os_error(IsADirectoryError, errno.EISDIR, f"{shown}: {where}")
+    existing = [os.path.basename(p) for p in (json_path, bin_path) if os.path.lexists(p)]
+    if existing and not force:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise _os_error(FileExistsError, errno.EEXIST, f"{shown}: {' and '.join(existing)} already {verb}; "
+                                                       "pass --force (force=True in Python) to overwrite")
+
+
+def _os_error(cls: type[OSError], code: int, message: str) -> OSError:
+    """An OSError whose text is ``message`` alone (no "[Errno N]"), with ``errno`` still set."""
+    error = cls(message)
+    error.errno = code
+    return error
+
+
+def export_trees(
+    db: tensordb.Database,
+    addresses: list[str],
+    folder: str | os.PathLike[str],
+    inline_below: int = 1024,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int, str], object] | None = None,
+) -> list[str]:
+    """Export trees into a folder, the inverse of :func:`import_folder`: tree names become paths.
+
+    Tree ``"sim01/step003"`` becomes ``FOLDER/sim01/step003.json`` (and
+    ``.bin``); sub-folders are created. An address may also name a subtree
+    (``"sim01/step003/data"``, see :meth:`tensordb.Database.resolve`).
+    Every output file is checked before the first is written: a name that
+    would leave the folder (``..``, absolute, empty segments) raises
+    :class:`ValueError`, an existing file (without ``force``) or two
+    addresses writing one file :class:`FileExistsError`. Each file appears
+    only once complete, and an error removes the files and folders this call
+    created (an interrupt leaves the complete ones).
+
+    Returns
+    -------
+    list of str
+        The JSON files written, in ``addresses`` order.
+
+    Example
+    -------
+    >>> export_trees(db, [n for n in db if n.startswith("sim01/")], "out/")
+    ['out/sim01/step000.json', ...]
+    """
+    root = os.fspath(folder)
+    if not os.path.isdir(root):
+        raise _os_error(FileNotFoundError, errno.ENOENT, f"{root}: folder does not exist")
+    values = [db.resolve(address) for address in addresses]  # every address is checked first
+    targets = [os.path.join(root, *_safe_segments(name, root)) + ".json" for name in addresses]
+    seen: dict[str, str] = {}
+    for name, target in zip(addresses, targets):
+        key = os.path.normcase(target)
+        if key in seen:
+            raise _os_error(FileExistsError, errno.EEXIST,
+                            f"{target}: trees {seen[key]!r} and {name!r} would both be written there")
+        seen[key] = name
+    for target in targets:
+        if os.path.isdir(os.path.dirname(target)):  # a folder still to be created holds nothing to overwrite
+            _check_output(target, os.path.abspath(target), os.path.abspath(target[:-5] + ".bin"), force)
+    created: list[str] = []  # files and folders this call made, removed again if it fails
+    try:
+        for done, (value, target) in enumerate(zip(values, targets), start=1):
+            created += _make_folders(os.path.dirname(target))
+            fresh = [p for p in (target, target[:-5] + ".bin") if not os.path.lexists(p)]
+            export_tree(value, target, inline_below, force=force)
+            created += [p for p in fresh if os.path.lexists(p)]
+            if progress is not None:
+                progress(done, len(targets), target)
+    except Exception:  # an error leaves nothing behind; an interrupt (Ctrl-C) leaves the whole files written
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    os.rmdir(path)
+                else:
+                    os.remove(path)
+        raise
+    return targets
+
+
+def _make_folders(folder: str) -> list[str]:
+    """Create ``folder`` and its missing parents; return those created, outermost first."""
+    missing: list[str] = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        os.mkdir(path)
+    return list(reversed(missing))
+
+
+def _safe_segments(name: str, root: str) -> list[str]:
+    """The path segments of a tree name, refused if the name would leave the export folder."""
+    segments = name.split("/")
+    for seg in segments:
+        if seg in ("", ".", "..") or "\\" in seg or "\0" in seg or ntpath.splitdrive(seg)[0]:
+            raise ValueError(f"{root}: tree {name!r} cannot become a file path (empty, '.' or '..' segments, "
+                             "backslashes and drive letters are refused)")
+    return segments
+
+
+def _temp_file(folder: str, name: str, temps: list[str]) -> int:
+    """A new hidden temporary file next to ``name``, listed in ``temps`` before it exists.
+
+    Listed first, so that an interrupt (Ctrl-C) at any point leaves no file
+    the caller's cleanup does not know about. Its permissions are those a
+    plain open() would give.
+    """
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        temps.append(tmp)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            temps.pop()
+    raise FileExistsError(f"{os.path.join(folder, name)}: no free temporary name beside it")
 
 
 class _BinWriter:
@@ -604,8 +866,8 @@ class _BinWriter:
 
     def _open(self) -> IO[bytes]:
         if self.file is None:
-            fd, self.tmp_path = _temp_file(self.folder, self.bin_name)
-            self.temps.append(self.tmp_path)
+            fd = _temp_file(self.folder, self.bin_name, self.temps)
+            self.tmp_path = self.temps[-1]
             self.file = os.fdopen(fd, "wb")
         return self.file
 

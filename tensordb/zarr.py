@@ -368,13 +368,15 @@ class _ArrayJob:
     variable_length: bool = False  # str or bytes items of any length: stored fixed-width
 
 
-def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
+def import_(db: tensordb.Database, name: str, store_or_group: Any, *, replace: bool = False) -> str:
     """Read a Zarr v3 hierarchy (any, not only tensordb's) into the tree ``name``, in one transaction.
 
     Groups become dicts, arrays become tensordb arrays (chunk shape kept up
     to 64 MiB per chunk), attributes become values; docs/zarr.md has the
     details. Arrays are streamed block by block, reading only the chunks the
-    store holds. An existing tree of the same name is replaced.
+    store holds. An existing tree of the same name is replaced only with
+    ``replace=True``; otherwise :class:`tensordb.TreeExistsError` is raised
+    and nothing is written.
 
     Parameters
     ----------
@@ -385,6 +387,8 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
     store_or_group : zarr store, path, zarr.Group or zarr.Array
         The hierarchy to read: a store or folder path (its root), or a node
         inside one (that node becomes the tree's root).
+    replace : bool
+        Replace an existing tree of that name.
 
     Returns
     -------
@@ -407,6 +411,7 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
     zarr = _zarr()
     if db.readonly:
         raise tensordb.ReadOnlyError(f"{db.filename}: database is open read-only")
+    _refuse_existing(db, name, replace)
     where = _describe(store_or_group)
     with _reading(f"{where}: /"):
         if isinstance(store_or_group, (zarr.Group, zarr.Array)):
@@ -415,6 +420,7 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
             root = zarr.open(store=store_or_group, mode="r")
     skeleton, jobs = _read_hierarchy(root, where)
     with db.transaction():
+        _refuse_existing(db, name, replace)  # written meanwhile by another process
         root_job = next((job for job in jobs if job.pointer == ""), None)
         db[name] = [None] if root_job is not None else skeleton
         tree = db[name]
@@ -425,6 +431,12 @@ def import_(db: tensordb.Database, name: str, store_or_group: Any) -> str:
         if root_job is not None:
             db[name] = tree["/0"]  # the root is the array itself: reference it, no copy
     return name
+
+
+def _refuse_existing(db: tensordb.Database, name: str, replace: bool) -> None:
+    if not replace and name in db:
+        raise tensordb.TreeExistsError(f"{db.filename}: a tree named {name!r} exists already; pass replace=True "
+                                       "(--replace) to replace it")
 
 
 def _describe(store: Any) -> str:

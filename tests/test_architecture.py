@@ -21,9 +21,9 @@ LAYERS = [
     {"storage"},
     {"arrays"},
     {"trees"},
-    {"database", "maintenance"},
+    {"database", "maintenance", "diff", "relations"},
     {"__init__", "pointer"},
-    {"cli", "demo", "jsonbin", "dask", "zarr", "__main__"},
+    {"cli", "cli_output", "cli_slices", "demo", "jsonbin", "dask", "zarr", "__main__"},
 ]
 
 # Edge modules built on the public API alone (the command line and JSON+binref still reach inside).
@@ -136,7 +136,8 @@ def test_public_surface() -> None:
         [
             "open", "Database", "Tree", "Node", "DictNode", "ListNode", "Array", "Codec", "SQLResult",
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
-            "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "__version__",
+            "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "TreeExistsError",
+            "MissingPacksWarning", "__version__",
             "validate", "dtype_to_text", "dtype_from_text", "auto_chunks", "iter_blocks",
         ]
     )
@@ -152,6 +153,8 @@ def test_errors_subclass_the_base_and_builtins() -> None:
         assert issubclass(getattr(tensordb, name), tensordb.TensorDBError)
     assert issubclass(tensordb.PathNotFoundError, KeyError)
     assert issubclass(tensordb.StorageError, OSError)
+    assert issubclass(tensordb.TreeExistsError, tensordb.TensorDBError)
+    assert issubclass(tensordb.TreeExistsError, FileExistsError)
     assert str(tensordb.PathNotFoundError("a: b")) == "a: b"  # not quoted like KeyError
 
 

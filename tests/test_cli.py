@@ -6,11 +6,13 @@ import base64
 import csv
 import io
 import json
+import os
 import re
-import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tensordb
+from tensordb.arrays.html import human_size
 from tensordb.cli import main, parse_slice
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "seed-example"
+FIXTURE = Path(__file__).resolve().parent.parent / "examples" / "seed-example"
 FIXTURE_TREE = "bm01-flow-over-cylinder-sample037_510"
-COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle"}
+COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle", "rm", "mv", "cp",
+            "diff"}
 
 POINTS = np.arange(300, dtype="f4").reshape(100, 3)
 FIELD = np.linspace(-1.0, 1.0, 50)
@@ -132,7 +136,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db.tdb"
     content = b"hello, this is not SQLite" * 10
     bad.write_bytes(content)
-    result = CliRunner().invoke(main, ["demo", str(bad)])
+    result = CliRunner().invoke(main, ["demo", str(bad), "--force"])  # even --force replaces only a tensordb file
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines() == [f"Error: {bad} is not a tensordb file; refusing to overwrite it"]
@@ -247,6 +251,28 @@ def test_ls_lists_the_children_of_a_node(sample: Path) -> None:
                      "value": None}]
 
 
+def test_ls_by_name_prefix_and_pattern(sample: Path) -> None:
+    assert [r[0] for r in table(ok("ls", sample, "sim01/").stdout)] == ["sim01/step003"]
+    with tensordb.open(sample) as db:
+        db["runs/a/step000"] = {"t": 0}
+        db["runs/a/step001"] = {"t": 1}
+        db["runs/b/step000"] = {"t": 2}
+    assert [r[0] for r in table(ok("ls", sample, "runs").stdout)] == [  # no tree "runs": the trees under it
+        "runs/a/step000", "runs/a/step001", "runs/b/step000"]
+    assert [r[0] for r in table(ok("ls", sample, "runs/a/").stdout)] == ["runs/a/step000", "runs/a/step001"]
+    assert [r[0] for r in table(ok("ls", sample, "--pattern", "runs/*/step000").stdout)] == [
+        "runs/a/step000", "runs/b/step000"]
+    assert [r[0] for r in table(ok("ls", sample, "runs/", "--pattern", "*b*").stdout)] == ["runs/b/step000"]
+    assert table(ok("ls", sample, "--pattern", "nothing*").stdout) == []
+    keys = json.loads(ok("ls", sample, "s1", "--pattern", "[nt]*", "--format", "json").stdout)
+    assert [c["key"] for c in keys] == ["name", "time"]
+    assert fails("ls", sample, "nope/") == f"Error: {sample}: no tree named 'nope'"
+    assert fails("ls", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+    children = json.loads(ok("ls", sample, "s1/data/", "--format", "json").stdout)  # as ls dir/ lists dir
+    assert [c["key"] for c in children] == ["l", "a/b", "points", "noisy"]
+    assert [r[0] for r in table(ok("ls", sample, "s1/").stdout)] == ["name", "time", "data", "z"]
+
+
 # -- tree -----------------------------------------------------------------------------------------
 
 
@@ -283,21 +309,31 @@ def test_parse_slice() -> None:
     assert parse_slice(" 5 , ::-2, ... ") == (5, slice(None, None, -2), Ellipsis)
     assert parse_slice("[1:-1:3]") == (slice(1, -1, 3),)
     assert parse_slice("") == ()
-    for bad in ("1+1", "0:10:2:1", "__import__('os')", "a:b", "1,,2", "...,...", "::0", "1.5", "None"):
+    assert parse_slice("[0,5,7]") == ([0, 5, 7],)  # a list of indices on axis 0, not three axes
+    assert parse_slice("[0, -1], 1:") == ([0, -1], slice(1, None))
+    assert parse_slice(":, [2]") == (slice(None), [2])
+    for bad in ("1+1", "0:10:2:1", "__import__('os')", "a:b", "1,,2", "...,...", "::0", "1.5", "None", "[[1]]",
+                "[1, 2", "[1:2], 3", "[a]"):
         with pytest.raises(ValueError, match="bad slice"):
             parse_slice(bad)
 
 
 def test_show_prints_a_slice(sample: Path) -> None:
     lines = ok("show", sample, "s1/data/points", "--slice", "0:10,:").stdout.splitlines()
-    assert lines[0] == "s1/data/points[0:10,:]: (10, 3) float32"
+    assert lines[0] == "s1/data/points[0:10,:]: (10, 3) float32  (shared)"  # "geom" references it too
     assert "\n".join(lines[1:]) == np.array2string(POINTS[0:10, :], threshold=1000, max_line_width=120)
     stepped = ok("show", sample, "s1/data/points", "--slice", "-3:, ::-1").stdout.splitlines()
     assert "\n".join(stepped[1:]) == np.array2string(POINTS[-3:, ::-1], max_line_width=120)
     element = ok("show", sample, "s1/data/points", "--slice", "2, 1").stdout.splitlines()
-    assert element == ["s1/data/points[2, 1]: () float32", "7.0"]
+    assert element == ["s1/data/points[2, 1]: () float32  (shared)", "7.0"]
     whole = ok("show", sample, "sim01/step003/data/p").stdout.splitlines()
     assert whole[0] == "sim01/step003/data/p: (50,) float64"
+    rows = ok("show", sample, "s1/data/points", "--slice", "[0,5,7]").stdout.splitlines()
+    assert rows[0] == "s1/data/points[[0,5,7]]: (3, 3) float32  (shared)"
+    assert "\n".join(rows[1:]) == np.array2string(POINTS[[0, 5, 7]], threshold=1000, max_line_width=120)
+    picked = ok("show", sample, "s1/data/points", "--slice", "1:4, [2, 0]").stdout.splitlines()
+    assert "\n".join(picked[1:]) == np.array2string(POINTS[1:4][:, [2, 0]], max_line_width=120)
+    assert fails("show", sample, "s1/data/points", "--slice", "[0, 500]").startswith("Error: ")
 
 
 def test_show_scalars_and_subtrees_as_json(sample: Path) -> None:
@@ -365,6 +401,9 @@ def test_sql_table_csv_json(sample: Path) -> None:
                          "--format", "json").stdout)
     assert rows == [{"tree": "sim01/step003", "value": 3}, {"tree": "s1", "value": 51}]
     assert json.loads(ok("sql", sample, "SELECT 1 WHERE 0", "--format", "json").stdout) == []
+    empty = ok("sql", sample, "SELECT tree, path FROM nodes WHERE key = 'nothing'").stdout.splitlines()
+    assert re.fullmatch(r"\s*tree\s+┃\s+path\s*", empty[0]) and empty[-1] == "0 rows"
+    assert ok("sql", sample, "SELECT tree, path FROM nodes WHERE 0", "--format", "csv").stdout == "tree,path\n"
     nulls = list(csv.reader(io.StringIO(ok("sql", sample, "SELECT NULL AS n, x'00ff' AS b, 'a,b' AS s",
                                            "--format", "csv").stdout)))
     assert nulls[1] == ["", '{"bytes": "AP8="}', "a,b"]
@@ -372,10 +411,12 @@ def test_sql_table_csv_json(sample: Path) -> None:
 
 @pytest.mark.parametrize("statement", [
     "DELETE FROM node", "DROP TABLE tree", "INSERT INTO tree(name) VALUES ('x')", "PRAGMA user_version = 9",
-    "UPDATE array SET refcount = 0", "CREATE TABLE t(x)",
+    "UPDATE array SET refcount = 0", "CREATE TABLE t(x)", "DELETE FROM trees", "UPDATE nodes SET value = 1",
+    "VACUUM INTO 'copy.tdb'", "ATTACH 'other.tdb' AS o",
 ])
 def test_sql_refuses_writes(sample: Path, statement: str) -> None:
-    assert "read-only" in fails("sql", sample, statement)
+    message = fails("sql", sample, statement)
+    assert "read-only" in message and "db.sql" not in message
     with tensordb.open(sample, mode="r") as db:
         assert sorted(db) == ["geom", "s1", "sim01", "sim01/step003"] and db.check().ok
         assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
@@ -534,8 +575,10 @@ def test_import_pattern_and_argument_errors(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"imported 1 of 1 file(s) into {db}"
     with tensordb.open(db, mode="r") as database:
         assert list(database) == ["sim02/step000"]
-    assert fails("import", db, folder, "--name", "x") == (
+    assert fails("import", db, folder, "--name", "x", code=2) == (
         "Error: --name applies to a single file or Zarr folder, not to folders or several files")
+    assert fails("import", db, folder, "--replace", "--skip-existing", code=2) == (
+        "Error: --replace and --skip-existing exclude each other")
     missing = tmp_path / "nothing.json"
     assert fails("import", db, missing) == f"Error: {missing}: no such file or folder"
     assert "Missing argument 'SRC...'" in fails("import", db, code=2)
@@ -589,7 +632,7 @@ def test_export_to_zarr_and_import_the_folder_back(tmp_path: Path, sample: Path)
     assert ok("import", db, tmp_path / "sub.zarr", "--name", "p").stdout.strip() == f"imported 'p' into {db}"
     folder = tmp_path / "runs"
     _write_sample(folder, "step000", 4)
-    result = ok("import", db, folder, out)  # a JSON folder and a Zarr folder together
+    result = ok("import", db, folder, out, "--replace")  # a JSON folder and a Zarr folder together
     assert result.stdout.strip() == f"imported 2 of 2 file(s) into {db}"
     with tensordb.open(db, mode="r") as database, tensordb.open(sample, mode="r") as original:
         assert sorted(database) == ["p", "s1", "step000"]
@@ -620,7 +663,6 @@ def test_zarr_export_and_import_errors(tmp_path: Path, sample: Path) -> None:
         assert len(database) == 0
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
 def test_fixture_import_export_keeps_structure_and_values(tmp_path: Path) -> None:
     db = tmp_path / "f.tdb"
     ok("import", db, FIXTURE)
@@ -644,57 +686,454 @@ def test_fixture_import_export_keeps_structure_and_values(tmp_path: Path) -> Non
                 np.testing.assert_array_equal(database["back"][path][...], array[...])
 
 
+# -- nothing stored or written is replaced without a flag (issue 13, bugs 1-6) -------------------------
+
+
+def _state(db: Path) -> tuple[dict[str, Any], bool]:
+    """Every tree, loaded, and whether check() passes: what a refused command must leave unchanged."""
+    with tensordb.open(db, mode="r") as database:
+        return {name: _plain_tree(database[name].load()) for name in database}, database.check().ok
+
+
+def _plain_tree(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_tree(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def _two_simulations(root: Path) -> Path:
+    for sim in ("sim00", "sim01"):
+        for step in range(3):
+            _write_sample(root / sim, f"step00{step}", 10 * int(sim[-1]) + step)
+    return root
+
+
+def test_sources_whose_tree_names_collide_are_refused(tmp_path: Path) -> None:  # bug 1
+    root = _two_simulations(tmp_path / "samples")
+    db = tmp_path / "g.tdb"
+    ok("import", db, root / "sim00" / "step000.json", "--name", "kept")
+    before = _state(db)
+    files = sorted(str(p) for p in root.glob("sim0*/step00*.json"))
+    message = fails("import", db, *files)
+    assert "several sources would write the same tree, nothing was imported" in message
+    for step in ("step000", "step001", "step002"):
+        assert f"'{step}' (from {root / 'sim00' / step}.json and {root / 'sim01' / step}.json)" in message
+    assert fails("import", db, root / "sim00", root / "sim01").startswith(f"Error: {db}: several sources")
+    assert fails("import", db, root / "sim00", root / "sim01", "--replace").startswith(f"Error: {db}: several")
+    assert _state(db) == before
+    fresh = tmp_path / "fresh.tdb"
+    assert fails("import", fresh, root / "sim00", root / "sim01").startswith(f"Error: {fresh}: several")
+    assert not fresh.exists()  # a refused import does not even create the database
+    assert ok("import", db, root).stdout.strip() == f"imported 6 of 6 file(s) into {db}"  # the parent keeps paths
+    ok("import", db, root / "sim01", "--prefix", "again/")
+    with tensordb.open(db, mode="r") as database:
+        assert sorted(database) == [*(f"again/step00{i}" for i in range(3)), "kept",
+                                    *(f"{sim}/step00{i}" for sim in ("sim00", "sim01") for i in range(3))]
+        assert database["again/step002"]["time"] == 12
+
+
+def test_import_refuses_an_existing_tree_unless_told(tmp_path: Path) -> None:  # bug 2
+    root = _two_simulations(tmp_path / "samples")
+    db = tmp_path / "g.tdb"
+    ok("import", db, root / "sim00")
+    with tensordb.open(db) as database:
+        database["step001"]["time"] = -1  # a change the user made after the import
+    before = _state(db)
+    message = fails("import", db, root / "sim00" / "step001.json")
+    assert message == (f"Error: {db}: 1 tree(s) exist already, nothing was imported: 'step001'; pass --replace or "
+                       "--skip-existing (replace=True or skip_existing=True in Python)")
+    assert "'step000', 'step001', 'step002'" in fails("import", db, root / "sim00")
+    assert _state(db) == before
+
+    result = ok("import", db, root / "sim00", "--skip-existing")
+    assert result.stdout.strip() == f"imported 0 of 0 file(s) into {db}, kept 3 existing tree(s)"
+    assert _state(db) == before
+    (root / "sim00" / "step003.json").write_text((root / "sim00" / "step000.json").read_text())
+    (root / "sim00" / "step003.bin").write_bytes((root / "sim00" / "step000.bin").read_bytes())
+    result = ok("import", db, root / "sim00", "--skip-existing")  # resumes: only what is missing
+    assert result.stdout.strip() == f"imported 1 of 1 file(s) into {db}, kept 3 existing tree(s)"
+
+    assert ok("import", db, root / "sim00" / "step001.json", "--replace").stdout.strip() == (
+        f"imported 'step001' into {db}")
+    with tensordb.open(db, mode="r") as database:
+        assert database["step001"]["time"] == 1 and database.check().ok
+
+
+def test_python_import_refuses_an_existing_tree_unless_told(tmp_path: Path) -> None:  # bug 2, in Python
+    from tensordb.jsonbin import import_file, import_folder
+
+    root = _two_simulations(tmp_path / "samples")
+    with tensordb.open(tmp_path / "g.tdb") as database:
+        import_file(database, root / "sim00" / "step000.json")
+        database["step000"]["time"] = -1
+        with pytest.raises(tensordb.TreeExistsError, match="'step000'"):
+            import_file(database, root / "sim00" / "step000.json")
+        with pytest.raises(tensordb.TreeExistsError, match="'step000'"):
+            import_folder(database, root / "sim00")
+        assert list(database) == ["step000"] and database["step000"]["time"] == -1
+        assert import_file(database, root / "sim00" / "step000.json", skip_existing=True) == "step000"
+        assert database["step000"]["time"] == -1
+        report = import_folder(database, root / "sim00", skip_existing=True)
+        assert report.ok and report.skipped == ["step000"] and report.imported == ["step001", "step002"]
+        import_file(database, root / "sim00" / "step000.json", replace=True)
+        assert database["step000"]["time"] == 0
+        with pytest.raises(ValueError, match="exclude each other"):
+            import_folder(database, root / "sim00", replace=True, skip_existing=True)
+        assert database.check().ok
+
+
+def test_demo_refuses_an_existing_database(tmp_path: Path) -> None:  # bug 3
+    victim = tmp_path / "victim.tdb"
+    with tensordb.open(victim) as database:
+        database["real"] = {"big": np.random.default_rng(0).random(200_000)}  # lives in the packs folder
+    packs = sorted(p.name for p in Path(f"{victim}-packs").iterdir())
+    assert packs
+    before = _state(victim)
+    assert fails("demo", victim, "--sims", "2", "--steps", "2") == (
+        f"Error: {victim}: already exists; pass --force (force=True in Python) to replace it")
+    assert _state(victim) == before and sorted(p.name for p in Path(f"{victim}-packs").iterdir()) == packs
+    victim.unlink()  # a packs folder alone is somebody's data too
+    assert fails("demo", victim, "--sims", "1", "--steps", "1").startswith(f"Error: {victim}-packs: already exists")
+    assert not victim.exists()
+    ok("demo", victim, "--sims", "1", "--steps", "2", "--force")
+    with tensordb.open(victim, mode="r") as database:
+        assert len(database) == 2 and database.check().ok
+
+
+def test_export_into_an_existing_folder(tmp_path: Path, sample: Path) -> None:  # bug 4
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _state(sample)
+    assert ok("export", sample, "s1", out).stdout.strip() == f"exported 1 tree(s) into {out}"
+    assert sorted(p.name for p in out.iterdir()) == ["s1.bin", "s1.json"]
+    assert ok("export", sample, "sim01/step003", f"{out}/").stdout.strip() == f"exported 1 tree(s) into {out}/"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "s1.bin", "s1.json", "sim01", "sim01/step003.json"]  # FIELD is small: inline, no .bin
+    assert _state(sample) == before
+    back = tmp_path / "back.tdb"
+    ok("import", back, out)
+    with tensordb.open(back, mode="r") as database:
+        assert sorted(database) == ["s1", "sim01/step003"]
+        np.testing.assert_array_equal(database["sim01/step003"]["/data/p"][...], FIELD)
+
+
+def test_export_into_a_missing_folder_names_the_users_path(tmp_path: Path, sample: Path) -> None:  # bug 5
+    target = tmp_path / "newdir" / "x.json"
+    assert fails("export", sample, "s1", target) == f"Error: {target}: folder {target.parent} does not exist"
+    assert not (tmp_path / "newdir").exists()
+    deeper = tmp_path / "no" / "such" / "dir" / ""
+    assert fails("export", sample, "s1", "sim01", deeper).startswith(f"Error: {deeper}")
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("s.tdb")] == []  # nothing left behind
+
+
+def test_export_refuses_to_overwrite_files_unless_forced(tmp_path: Path, sample: Path) -> None:  # bug 6
+    source = _write_sample(tmp_path / "in", "s1", 5)  # the very files a user imported from
+    originals = {p.name: p.read_bytes() for p in source.parent.iterdir()}
+    before = _state(sample)
+    assert fails("export", sample, "s1", source, "--inline-below", "0") == (
+        f"Error: {source}: s1.json and s1.bin already exist; pass --force (force=True in Python) to overwrite")
+    (source.parent / "s1.bin").unlink()
+    assert fails("export", sample, "s1", source).endswith("s1.json already exists; pass --force (force=True in "
+                                                          "Python) to overwrite")
+    (source.parent / "s1.bin").write_bytes(originals["s1.bin"])
+    assert fails("export", sample, "s1", "sim01", source.parent).startswith(f"Error: {source}: s1.json and s1.bin")
+    assert {p.name: p.read_bytes() for p in source.parent.iterdir()} == originals
+    assert _state(sample) == before
+    ok("export", sample, "s1", source, "--force", "--inline-below", "0")
+    assert json.loads(source.read_text())["time"] == 51
+    assert (source.parent / "s1.bin").read_bytes() != originals["s1.bin"]
+
+
+def test_python_export_refuses_to_overwrite_unless_forced(tmp_path: Path, sample: Path) -> None:  # bug 6
+    from tensordb.jsonbin import export_tree, export_trees
+
+    out = tmp_path / "x.json"
+    out.write_text("mine")
+    with tensordb.open(sample, mode="r") as database:
+        with pytest.raises(FileExistsError, match="x.json already exists"):
+            export_tree(database["s1"], out)
+        with pytest.raises(IsADirectoryError, match="is a folder"):
+            export_tree(database["s1"], tmp_path)
+        assert out.read_text() == "mine"
+        export_tree(database["s1"], out, force=True)
+        assert json.loads(out.read_text())["time"] == 51
+        folder = tmp_path / "all"
+        folder.mkdir()
+        written = export_trees(database, list(database), folder, inline_below=0)
+        assert sorted(Path(w).relative_to(folder).as_posix() for w in written) == [
+            "geom.json", "s1.json", "sim01.json", "sim01/step003.json"]
+        with pytest.raises(FileExistsError, match="already exist"):
+            export_trees(database, ["geom"], folder)
+        with pytest.raises(tensordb.PathNotFoundError, match="nope"):
+            export_trees(database, ["s1", "nope"], tmp_path / "all")
+
+
+def test_export_of_trees_with_unsafe_names_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "u.tdb"
+    with tensordb.open(db) as database:
+        database["ok"] = {"x": 1}
+        database["../escape"] = {"x": 2}
+    out = tmp_path / "out"
+    message = fails("export", db, "--all", out)
+    assert "'../escape' cannot become a file path" in message
+    assert not out.exists() and not (tmp_path / "escape.json").exists()
+
+
+def test_a_failed_folder_export_leaves_nothing_behind(tmp_path: Path, sample: Path) -> None:
+    with tensordb.open(sample) as db:
+        db["z/blob"] = {"raw": b"bytes have no JSON form"}  # exported last: fails after the others were written
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    message = fails("export", sample, "--all", out)
+    assert message == f"Error: {out / 'z' / 'blob.json'}: /raw: a bytes cannot be expressed in JSON"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["mine.txt"]
+
+
+def test_export_of_a_prefix_and_of_everything(tmp_path: Path, sample: Path) -> None:
+    out = tmp_path / "everything"
+    assert ok("export", sample, "--all", out).stdout.strip() == f"exported 4 tree(s) into {out}"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == [
+        "geom.json", "s1.json", "sim01.json", "sim01/step003.json"]
+    part = tmp_path / "part"
+    assert ok("export", sample, "sim01/", part).stdout.strip() == f"exported 1 tree(s) into {part}"
+    assert [p.relative_to(part).as_posix() for p in part.rglob("*.json")] == ["sim01/step003.json"]
+    assert fails("export", sample, "nothing/", tmp_path / "x") == f"Error: {sample}: no tree under 'nothing/'"
+    assert "give ADDRESS... or --all, not both" in fails("export", sample, "s1", "--all", out, code=2)
+    assert "--format zarr exports one ADDRESS" in fails("export", sample, "s1", "geom", out, "--format", "zarr",
+                                                        code=2)
+    assert not (tmp_path / "x").exists()
+
+
+# -- dedup you can see ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def steps(tmp_path: Path) -> Path:
+    """Two simulations of three steps: the geometry is written anew at every step (same bytes), fields differ."""
+    path = tmp_path / "steps.tdb"
+    rng = np.random.default_rng(5)
+    with tensordb.open(path) as db:
+        for sim in ("sim01", "sim02"):
+            geometry = rng.random((5000, 3))
+            for step in range(3):
+                db[f"{sim}/step{step}"] = {"points": geometry.copy(), "p": rng.random(5000)}
+    return path
+
+
+def test_tree_and_show_mark_chunks_shared_with_other_arrays(steps: Path) -> None:
+    with tensordb.open(steps, mode="r") as db:
+        points = db["sim01/step1"]["/points"]
+        assert points.array_id != db["sim01/step0"]["/points"].array_id  # separate arrays, deduplicated chunks
+        stored = points.stored_nbytes
+    out = ok("tree", steps, "sim01/step1").stdout
+    points_line = next(line for line in out.splitlines() if "points" in line)
+    assert points_line.endswith(f"stored {human_size(stored)}  {human_size(stored)} in chunks shared with "
+                                "other arrays")
+    p_line = next(line for line in out.splitlines() if "─ p  " in line)
+    assert "shared" not in p_line
+    assert ok("show", steps, "sim01/step1/points", "--slice", "0").stdout.splitlines()[0] == (
+        f"sim01/step1/points[0]: (3,) float64  ({human_size(stored)} in chunks shared with other arrays)")
+    assert ok("show", steps, "sim01/step1/p", "--slice", "0").stdout.splitlines()[0] == (
+        "sim01/step1/p[0]: () float64")
+
+
+def test_stats_of_the_trees_matching_a_pattern(steps: Path) -> None:
+    figures = json.loads(ok("stats", steps, "sim01/*", "--format", "json").stdout)
+    with tensordb.open(steps, mode="r") as db:
+        geometry = db["sim01/step0"]["/points"].stored_nbytes
+        fields = sum(db[f"sim01/step{i}"]["/p"].stored_nbytes for i in range(3))
+    assert figures["pattern"] == "sim01/*" and figures["trees"] == 3 and figures["array_nodes"] == 6
+    assert figures["logical_bytes"] == 3 * (5000 * 3 * 8 + 5000 * 8)
+    assert figures["stored_bytes"] == geometry + fields  # the geometry once, not three times
+    assert figures["shared_with_other_trees_bytes"] == 0 and figures["own_bytes"] == figures["stored_bytes"]
+    both = json.loads(ok("stats", steps, "sim0[12]/step0", "--format", "json").stdout)
+    assert both["trees"] == 2
+    assert fails("stats", steps, "nothing*") == f"Error: {steps}: no tree matches 'nothing*'"
+    rows = table(ok("stats", steps, "sim02/*").stdout)
+    assert ["trees", "3"] in rows
+
+
+def test_a_missing_packs_folder_is_one_warning_line_and_check_reports_it(tmp_path: Path) -> None:
+    path = tmp_path / "orig.tdb"
+    with tensordb.open(path) as db:
+        db["a"] = {"x": np.random.default_rng(0).random(300_000)}
+    copy = tmp_path / "copy.tdb"
+    copy.write_bytes(path.read_bytes())
+    listed = run("ls", copy)
+    assert listed.exit_code == 0 and "a " in listed.stdout
+    assert listed.stderr.strip() == (f"warning: {copy}: 1 pack file(s) missing (or not regular files) in "
+                                     f"{copy}-packs: 00000001.pack; reading the arrays stored there will fail (was "
+                                     "the database copied without its packs folder?); tensordb check lists them")
+    checked = run("check", copy)
+    assert checked.exit_code == 1 and "pack-missing: pack file 00000001.pack is missing" in checked.stdout
+
+
+def test_read_only_commands_leave_only_what_sqlite_needs(sample: Path) -> None:
+    """As docs/format.md says: reads leave an empty -wal and the -shm index; a read-write close removes both."""
+    def beside() -> list[str]:
+        return sorted(p.name for p in sample.parent.iterdir() if p.name.startswith(sample.name))
+
+    assert beside() == ["s.tdb"]
+    for args in (("ls",), ("tree", "s1"), ("sql", "SELECT 1")):
+        ok(args[0], sample, *args[1:])
+        assert beside() == ["s.tdb", "s.tdb-shm", "s.tdb-wal"]
+        assert (sample.parent / "s.tdb-wal").stat().st_size == 0
+    tensordb.open(sample).close()
+    assert beside() == ["s.tdb"]
+
+
+# -- rm, mv, cp, diff ---------------------------------------------------------------------------
+
+
+def test_rm_trees_and_nodes(sample: Path) -> None:
+    assert ok("rm", sample, "geom", "s1/data/l/1", "s1/data/l/3", "s1/name").stdout.strip() == (
+        f"removed 4 item(s) from {sample}")
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["s1", "sim01", "sim01/step003"]
+        assert db["s1"]["/data/l"].load() == [1, None] and "name" not in db["s1"]
+        assert db.check().ok
+    ok("rm", sample, "sim01", "sim01/data/p")  # a node of a tree removed as well: removed once
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["s1", "sim01/step003"]
+
+
+def test_rm_checks_every_address_first(sample: Path) -> None:
+    before = _state(sample)
+    assert fails("rm", sample, "geom", "s1/nothing") == f"Error: {sample}: s1: /nothing: no such path"
+    assert fails("rm", sample, "nope") == f"Error: {sample}: no tree named 'nope'"
+    assert "cannot delete the root" not in fails("rm", sample, "s1/data/l/9")
+    assert _state(sample) == before
+    assert "Missing argument" in fails("rm", sample, code=2)
+    assert "does not exist" in fails("rm", sample.parent / "missing.tdb", "x", code=2)
+
+
+def test_mv_renames_and_moves_within_and_across_trees(sample: Path) -> None:
+    with tensordb.open(sample, mode="r") as db:
+        written = db.counters.snapshot()["chunk_bytes_written"]
+    assert ok("mv", sample, "s1", "archive/s1").stdout.strip() == "moved s1 to archive/s1"
+    ok("mv", sample, "archive/s1/data/points", "archive/s1/data/xyz")
+    ok("mv", sample, "archive/s1/data/noisy", "sim01/step003/data/noisy")  # across trees, by reference
+    ok("mv", sample, "sim01/step003/data/p", "field")  # a node becomes a new tree
+    with tensordb.open(sample, mode="r") as db:
+        assert sorted(db) == ["archive/s1", "field", "geom", "sim01", "sim01/step003"]
+        np.testing.assert_array_equal(db["archive/s1"]["/data/xyz"][...], POINTS)
+        np.testing.assert_array_equal(db["sim01/step003"]["/data/noisy"][...], NOISY)
+        np.testing.assert_array_equal(db["field"].root[...], FIELD)
+        assert "noisy" not in db["archive/s1"]["data"] and "p" not in db["sim01/step003"]["data"]
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(3,)]  # no array was copied
+        assert db.check().ok
+        assert db.counters.snapshot()["chunk_bytes_written"] == written
+
+
+def test_mv_across_trees_writes_no_array_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "m.tdb"
+    with tensordb.open(path) as db:
+        db["a"] = {"big": np.random.default_rng(1).random((300, 1000))}
+        db["b"] = {"other": 1}
+        before = db.counters.snapshot()
+        db.mv("a/big", "b/big")
+        db.cp("b/big", "c")
+        after = db.counters.snapshot()
+        assert after["chunk_bytes_written"] == before["chunk_bytes_written"]
+        assert after["chunks_written"] == before["chunks_written"]
+        assert list(db["a"]) == [] and db["b"]["big"].shape == (300, 1000)
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(1,)]
+
+
+def test_mv_and_cp_refuse_an_existing_destination(sample: Path) -> None:
+    before = _state(sample)
+    assert fails("mv", sample, "s1", "geom") == (
+        f"Error: {sample}: 'geom' exists already; pass replace=True (--force) to replace it")
+    assert fails("cp", sample, "s1/time", "sim01/step003/time").endswith("exists already; pass replace=True "
+                                                                        "(--force) to replace it")
+    assert fails("mv", sample, "s1/data", "s1/data/inner") == (
+        f"Error: {sample}: cannot move 's1/data' into itself ('s1/data/inner')")
+    assert fails("mv", sample, "nope", "x") == f"Error: {sample}: no tree named 'nope'"
+    assert fails("mv", sample, "s1/nothing", "x") == f"Error: {sample}: s1: /nothing: no such path"
+    assert _state(sample) == before
+    assert "Missing argument 'DST'" in fails("mv", sample, "s1", code=2)
+    ok("cp", sample, "s1/time", "sim01/step003/time", "--force")
+    ok("mv", sample, "sim01/step003", "geom", "--force")
+    with tensordb.open(sample, mode="r") as db:
+        assert db["geom"]["time"] == 51 and "sim01/step003" not in db and db.check().ok
+
+
+def test_cp_is_by_reference_and_copy_on_write(sample: Path) -> None:
+    assert ok("cp", sample, "s1", "s1-copy").stdout.strip() == "copied s1 to s1-copy"
+    ok("cp", sample, "s1/data", "sim01/data2")
+    with tensordb.open(sample) as db:
+        assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(3,)]
+        db["s1-copy"]["/data/points"][0] = -1.0
+        np.testing.assert_array_equal(db["s1"]["/data/points"][...], POINTS)
+        assert db["sim01"]["/data2/l"].load() == [1, 2.5, None, True]
+        assert db.check().ok
+
+
+def test_diff_exit_codes_and_output(sample: Path) -> None:
+    assert run("diff", sample, "s1", "s1").exit_code == 0
+    ok("cp", sample, "s1", "s2")
+    equal = run("diff", sample, "s1", "s2")
+    assert equal.exit_code == 0 and equal.stdout == ""
+    with tensordb.open(sample) as db:
+        db["s2"]["time"] = 52
+        db["s2"]["/data/points"][3, 1] = 0.5
+        del db["s2"]["name"]
+        db["s2"]["/data/l"].append("x")
+        db["s2"]["extra"] = {"k": np.int32(1)}
+    result = run("diff", sample, "s1", "s2")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [  # in document order
+        "- /name: str '" + "n" * 56 + "...",
+        "~ /time: int 51 -> int 52",
+        "+ /data/l/4: str 'x'",
+        "~ /data/points: array (100, 3) float32 -> array (100, 3) float32 (values differ)",
+        "+ /extra: dict (1 items)",
+    ]
+    rows = json.loads(run("diff", sample, "s1/data", "s2/data", "--format", "json").stdout)
+    assert [(r["path"], r["change"]) for r in rows] == [("/l/4", "added"), ("/points", "changed")]
+    assert run("diff", sample, "s1/data/points", "s2/data/points").exit_code == 1
+    assert run("diff", sample, "s1/data/noisy", "s2/data/noisy").exit_code == 0
+
+
+def test_diff_errors_exit_2(sample: Path) -> None:
+    result = run("diff", sample, "s1", "nope")
+    assert result.exit_code == 2 and result.stderr.strip() == f"Error: {sample}: no tree named 'nope'"
+    assert "Missing argument 'ADDRESS_B'" in fails("diff", sample, "s1", code=2)
+
+
+def test_diff_reads_only_chunks_whose_keys_differ(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).random((64, 100))
+    with tensordb.open(tmp_path / "d.tdb") as db:
+        db["a"] = {"x": data, "t": 1}
+        db["a"].set("/x", data, chunks=(8, 100))  # 8 chunks
+        db["b"] = {"x": data.copy(), "t": 1.0}
+        db["b"].set("/x", data.copy(), chunks=(8, 100))
+        db["b"]["/x"][40, 3] = -1.0  # changes chunk 5 only
+        db["c"] = {"x": data, "t": 1}
+        db["c"].set("/x", data, chunks=(8, 100), codec=tensordb.Codec("zstd", level=1, shuffle="bit"))
+        before = db.counters.chunks_decoded
+        changes = db.diff("a", "b")
+        assert [(d.path, d.change) for d in changes] == [("/x", "changed"), ("/t", "changed")]
+        assert db.counters.chunks_decoded - before == 2  # the one differing chunk, on each side
+        before = db.counters.chunks_decoded
+        assert db.diff("a/x", "a/x") == [] and db.counters.chunks_decoded == before  # same array: no read
+        nan = np.array([np.nan, 0.0])
+        db["n1"], db["n2"] = {"v": nan}, {"v": nan.copy()}
+        assert db.diff("n1", "n2") == []  # NaN equals NaN bit for bit
+        assert db.diff("a", "c") == []  # another codec: keys differ, bytes are read and found equal
+
+
 # -- README ---------------------------------------------------------------------------------------
-
-
-def _section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
 
 
 def test_readme_json_binref_section_follows_the_quickstart() -> None:
     text = README.read_text()
     assert text.index("## Quickstart") < text.index("## Coming from JSON+binref")
-
-
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the seed-example fixture is not beside the repository")
-def test_readme_json_binref_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every block of the section runs as written, from a repository root whose ../shared holds the fixture."""
-    blocks = re.findall(r"```(bash|python)\n(.*?)```", _section("Coming from JSON+binref"), re.S)
-    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "bash"]
-    (tmp_path / "shared" / "fixtures").mkdir(parents=True)
-    (tmp_path / "shared" / "fixtures" / "seed-example").symlink_to(FIXTURE, target_is_directory=True)
-    (tmp_path / "repo").mkdir()
-    monkeypatch.chdir(tmp_path / "repo")
-    outputs: list[tuple[list[str], str]] = []
-    for lang, code in blocks:
-        if lang == "python":
-            exec(compile(code, "README JSON+binref", "exec"), {})
-            continue
-        for line in code.splitlines():
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            args = shlex.split(line)
-            assert args[0] == "tensordb", line
-            result = CliRunner().invoke(main, args[1:])
-            assert result.exit_code == 0, (line, result.output)
-            outputs.append((args[1:], result.stdout))
-
-    def output(command: str, option: str | None = None) -> str:
-        return next(out for args, out in outputs if args[0] == command and (option is None or option in args))
-
-    assert output("import").strip() == "imported 1 of 1 file(s) into samples.tdb"
-    assert FIXTURE_TREE in output("ls")
-    assert "points  array (4778, 3) float32" in output("tree")
-    assert table(output("sql")) == [[FIXTURE_TREE, "/0/time", "51"]]
-    assert "inlet/points[0:5,:]: (5, 3) float32" in output("show", "--slice")
-    assert _stats(output("show", "--stats"))["count"] == 4778
-    assert output("check").startswith("check: ok")
-    exported = json.loads(Path("sample037.json").read_text())
-    assert list(exported[0]["data"]) == ["outlet", "wall", "obstacle", "internal", "inflow"]  # the move
-    assert Path("sample037.bin").exists() and Path("share.tdb").exists()
 
 
 # -- real subprocesses ----------------------------------------------------------------------------
@@ -717,3 +1156,111 @@ def test_installed_console_script_runs_the_demo(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "0 array bytes written" in out.stdout
+
+
+# -- progress and interruption ----------------------------------------------------------------------
+
+
+def _cli(*args: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tensordb", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", [
+    ("import", "{db2}", "{folder}"), ("export", "{db}", "s1", "{out}"), ("bundle", "{db}", "{out}"),
+    ("check", "{db}"), ("gc", "{db}"), ("show", "{db}", "s1/data/points", "--stats"),
+], ids=lambda c: c[0])
+def test_progress_on_a_terminal_only_and_not_with_quiet(tmp_path: Path, sample: Path, command: tuple[str, ...]) -> None:
+    folder = tmp_path / "runs"
+    _write_sample(folder, "step000", 1)
+    names = {"db": sample, "db2": tmp_path / "new.tdb", "folder": folder, "out": tmp_path / "out.json"}
+    args = [part.format(**names) for part in command]
+    shown = _cli(*args, env={"TTY_COMPATIBLE": "1"})  # rich treats stderr as a terminal
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b[?25l" in shown.stderr  # the progress display hid the cursor while it ran
+    for path in (names["db2"], names["out"], tmp_path / "out.bin"):
+        path.unlink(missing_ok=True)
+    quiet = _cli(*args, "--quiet", env={"TTY_COMPATIBLE": "1"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    for path in (names["db2"], names["out"], tmp_path / "out.bin"):
+        path.unlink(missing_ok=True)
+    piped = _cli(*args)
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_ctrl_c_during_an_import_exits_130_and_the_import_resumes(tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    n_files = 30
+    for i in range(n_files):
+        (folder / f"sim{i % 3}").mkdir(parents=True, exist_ok=True)
+        data = rng.random(250_000)  # 2 MB each: the import takes a while
+        (folder / f"sim{i % 3}" / f"step{i:03d}.bin").write_bytes(data.tobytes())
+        doc = {"time": i, "p": _array_object(data, f"step{i:03d}.bin:0")}
+        (folder / f"sim{i % 3}" / f"step{i:03d}.json").write_text(json.dumps(doc))
+    db = tmp_path / "i.tdb"
+    process = subprocess.Popen([sys.executable, "-m", "tensordb", "import", str(db), str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some files are committed
+        try:
+            with tensordb.open(db, mode="r") as database:
+                if len(database) >= 2:
+                    break
+        except (tensordb.TensorDBError, OSError):  # not created yet
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the import finished before the interrupt arrived")
+    assert process.returncode == 130, (out, err)
+    message = err.strip().splitlines()[-1]
+    match = re.fullmatch(rf"interrupted: (\d+) of {n_files} file\(s\) were imported into {re.escape(str(db))} and "
+                         r"stay; the file being imported was rolled back\. Run the same command with "
+                         r"--skip-existing to import the rest\.", message)
+    assert match, err
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == int(match.group(1)) and database.check().ok
+    resumed = _cli("import", db, folder, "--skip-existing")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == (f"imported {n_files - int(match.group(1))} of {n_files - int(match.group(1))} "
+                                      f"file(s) into {db}, kept {match.group(1)} existing tree(s)")
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == n_files and database.check().ok
+        assert database.gc(dry_run=True)["arrays_removed"] == 0  # resuming imported nothing twice
+        np.testing.assert_array_equal(database["sim1/step004"]["/p"][...], np.frombuffer(
+            (folder / "sim1" / "step004.bin").read_bytes(), dtype="f8"))
+
+
+def test_ctrl_c_during_an_export_exits_130_and_leaves_only_whole_files(tmp_path: Path) -> None:
+    db = tmp_path / "e.tdb"
+    rng = np.random.default_rng(4)
+    n_trees = 40
+    with tensordb.open(db) as database, database.transaction():
+        for i in range(n_trees):
+            database[f"sim{i % 4}/step{i:03d}"] = {"time": i, "p": rng.random(200_000)}
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "tensordb", "export", str(db), "--all", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.is_dir() and any(out.rglob("*.json"))):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out_text, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the export finished before the interrupt arrived")
+    assert process.returncode == 130, (out_text, err)
+    match = re.fullmatch(rf"interrupted: (\d+) of {n_trees} tree\(s\) were exported into {re.escape(str(out))} and "
+                         r"stay; the file being written was removed\. Run the same command with --force to export "
+                         r"them all\.", err.strip().splitlines()[-1])
+    assert match, err
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not any(name.endswith(".tmp") or "/." in name or name.startswith(".") for name in files), files
+    done = int(match.group(1))
+    assert len([f for f in files if f.endswith(".json")]) == done
+    for json_file in out.rglob("*.json"):  # every file left is whole
+        name = json_file.relative_to(out).with_suffix("").as_posix()
+        assert json.loads(json_file.read_text())["time"] == int(name[-3:])
+    with tensordb.open(db, mode="r") as database:
+        assert len(database) == n_trees and database.check().ok

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -604,3 +606,26 @@ def test_sql_runs_one_statement_and_allows_describing_pragmas(tmp_path: Path) ->
         assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
         assert not (tmp_path / "copy.tdb").exists()
         assert db.check().ok
+
+
+# --------------------------------------------------------------------------- missing packs are said at open
+
+
+def test_a_database_copied_without_its_packs_warns_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "orig.tdb"
+    with tensordb.open(path) as db:
+        db["a"] = {"x": np.random.default_rng(0).random(300_000), "small": 1}
+    copy = tmp_path / "copy.tdb"
+    shutil.copy(path, copy)  # the packs folder stays behind
+    with pytest.warns(tensordb.MissingPacksWarning, match=r"copy.tdb: 1 pack file\(s\) missing \(or not regular "
+                                                          r"files\) in .*copy.tdb-packs: 00000001.pack; reading the "
+                                                          r"arrays stored there will fail"):
+        db = tensordb.open(copy, mode="r")
+    with db:
+        assert db["a"]["small"] == 1  # what is inline still reads
+        with pytest.raises(tensordb.CorruptionError, match="00000001.pack is missing"):
+            db["a"]["x"][:10]
+        assert any(f.code == "pack-missing" for f in db.check().findings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensordb.open(path, mode="r").close()  # a complete database opens silently

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tensordb
+from tensordb import relations
 from tensordb.storage import schema
 
 FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "format.md"
@@ -114,6 +115,22 @@ def test_public_views_have_exactly_the_spec_columns_and_are_documented(fresh: Pa
                 )
     finally:
         con.close()
+
+
+def test_connection_relations_are_documented(fresh: Path) -> None:
+    doc = _doc()
+    with tensordb.open(fresh, mode="r") as db:
+        for view, expected in relations.CONNECTION_VIEW_NAMES.items():
+            assert db.sql(f"SELECT * FROM {view}").columns == expected
+            section = _section(doc, view)
+            for column in expected:
+                assert re.search(rf"^\| `{re.escape(column)}` \|", section, re.M), (
+                    f"column {view}.{column} is not in the column table of docs/format.md"
+                )
+    definition = re.search(r"CREATE TEMP VIEW tree_chunks AS\n.*?;", doc, re.S)
+    assert definition is not None
+    code = relations.CONNECTION_VIEWS.replace("IF NOT EXISTS ", "")
+    assert " ".join(definition.group(0).split()) in " ".join(code.split())  # the documented one is the real one
 
 
 def test_indexes_triggers_and_identity_are_documented(fresh: Path) -> None:

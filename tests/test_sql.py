@@ -284,6 +284,71 @@ def test_cookbook_query_result(built: Built, marker: str) -> None:
     CHECKS[marker](built, rows, result.columns)
 
 
+def _connection_cookbook() -> dict[str, str]:
+    """marker -> query, for the ``<!-- connection-query: NAME -->`` blocks (over the per-connection relations)."""
+    doc = FORMAT_MD.read_text(encoding="utf-8")
+    found = re.findall(r"<!-- connection-query: ([a-z0-9-]+) -->\n```sql\n(.*?)^```", doc, re.S | re.M)
+    assert len(found) == len(re.findall(r"<!-- connection-query: ", doc))
+    return {marker: sql.strip() for marker, sql in found}
+
+
+CONNECTION_COOKBOOK = _connection_cookbook()
+
+
+def _physical(built: Built, trees_sql: str, params: tuple[Any, ...] = ()) -> tuple[int, int]:
+    """(chunks, bytes) of the distinct chunks the selected trees use, from the internal tables."""
+    row = built.db.sql(
+        "SELECT count(*), coalesce(sum(size), 0) FROM chunk WHERE chunk_id IN (SELECT r.chunk_id FROM chunk_ref r "
+        f"JOIN node n ON n.array_id = r.array_id JOIN tree t ON t.tree_id = n.tree_id WHERE {trees_sql})", params
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
+
+
+def test_connection_cookbook_stored_bytes_per_simulation(built: Built) -> None:
+    result = built.db.sql(CONNECTION_COOKBOOK["stored-per-simulation"])
+    rows = result.fetchall()
+    assert result.columns == ("simulation", "chunks", "stored_bytes")
+    assert [r[0] for r in rows] == [f"bm01-sim{s:03d}" for s in range(SIMS)]
+    for simulation, chunks, stored in rows:
+        assert (chunks, stored) == _physical(built, "t.name GLOB ?", (f"{simulation}-step*",))
+        per_array = built.db.sql(
+            "SELECT sum(a.stored_bytes) FROM (SELECT DISTINCT array_id FROM nodes WHERE tree GLOB ?) n "
+            "JOIN arrays a ON a.array_id = n.array_id", (f"{simulation}-step*",)).fetchall()[0][0]
+        assert stored < per_array  # the geometry shared by the time steps counts once, not once per array
+
+
+def test_connection_cookbook_own_bytes(built: Built) -> None:
+    result = built.db.sql(CONNECTION_COOKBOOK["own-bytes"])
+    rows = result.fetchall()
+    assert result.columns == ("tree", "stored_bytes", "own_bytes") and len(rows) == 5
+    assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
+    for tree, stored, own in rows:
+        assert stored == _physical(built, "t.name = ?", (tree,))[1]
+        others = _physical(built, "t.name != ?", (tree,))[1]
+        everything = _physical(built, "1")[1]
+        assert own == everything - others  # the bytes only this tree uses
+
+
+def test_tree_storage_adds_up(built: Built) -> None:
+    rows = built.db.sql("SELECT tree, chunks, stored_bytes, own_bytes, shared_bytes FROM tree_storage").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(built.model)
+    for tree, chunks, stored, own, shared in rows:
+        assert (chunks, stored) == _physical(built, "t.name = ?", (tree,))
+        assert own + shared == stored
+    by_tree = {r[0]: r for r in rows}
+    for _, name, _ in COPIES:
+        assert by_tree[name][3] < by_tree[name][2]  # a copy shares its arrays with its source
+
+
+def test_connection_relations_leave_the_file_alone(built: Built) -> None:
+    con = sqlite3.connect(f"file:{built.path}?mode=ro", uri=True)
+    try:
+        names = {n for (n,) in con.execute("SELECT name FROM sqlite_schema")}
+    finally:
+        con.close()
+    assert not names & {"tree_chunks", "tree_storage"}  # TEMP views: not in the file
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -686,6 +751,11 @@ def _state(db: tensordb.Database) -> list[Any]:
 WRITES = {
     "insert": "INSERT INTO meta(key, value) VALUES ('x', 1)",
     "insert into a view": "INSERT INTO nodes(tree, path) VALUES ('x', '')",
+    "delete from a view": "DELETE FROM trees",
+    "update a view": "UPDATE arrays SET refcount = 0",
+    "delete from a view with a CTE": "/* c */ WITH v(n) AS (SELECT 1) DELETE FROM nodes",
+    "delete from the schema": "DELETE FROM sqlite_master",
+    "insert into a missing table": "INSERT INTO no_such_table VALUES (1)",
     "insert with a CTE": "WITH v(k) AS (SELECT 'x') INSERT INTO meta(key, value) SELECT k, 1 FROM v",
     "replace": "REPLACE INTO meta(key, value) VALUES ('inline_threshold', 1)",
     "update": "UPDATE node SET value = 99 WHERE key = 'time'",
@@ -711,9 +781,14 @@ WRITES = {
 }
 
 
+@pytest.mark.parametrize("mode", ["a", "r"])
 @pytest.mark.parametrize("statement", sorted(WRITES))
-def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Database], statement: str) -> None:
+def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Database], statement: str,
+                                                   mode: str) -> None:
     path, db = small
+    if mode == "r":
+        db.close()
+        db = tensordb.open(path, mode="r")
     query = WRITES[statement].format(dir=path.parent)
     files, state = _files(path.parent), _state(db)
     with pytest.raises(tensordb.ReadOnlyError):
@@ -722,6 +797,9 @@ def test_writes_through_sql_raise_read_only_error(small: tuple[Path, tensordb.Da
     assert not (path.parent / "attached.tdb").exists() and not (path.parent / "vacuumed.tdb").exists()
     assert _state(db) == state
     assert db.check().ok
+    if db.readonly:
+        db.close()
+        return
     db["after"] = {"ok": True}  # the connection still writes normally afterwards
     assert db.sql("SELECT value FROM nodes WHERE tree = 'after' AND key = 'ok'").fetchall() == [(1,)]
 

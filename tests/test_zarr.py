@@ -26,7 +26,7 @@ from tensordb.jsonbin import import_file
 zarr = pytest.importorskip("zarr")
 tzarr = pytest.importorskip("tensordb.zarr")
 
-FIXTURE_JSON = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed-example"
+FIXTURE_JSON = (Path(__file__).resolve().parents[1] / "examples" / "seed-example"
                 / "bm01-flow-over-cylinder-sample037_510.json")
 MiB = 2**20
 
@@ -96,7 +96,6 @@ def zarr_arrays(group: Any) -> dict[str, Any]:
 # -- export, then read with plain zarr, then import back ---------------------------------------
 
 
-@pytest.mark.skipif(not FIXTURE_JSON.exists(), reason=f"the seed example is not there ({FIXTURE_JSON.parent})")
 def test_the_fixture_tree_reads_back_with_plain_zarr_and_imports_back(db: tensordb.Database, tmp_path: Path) -> None:
     name = import_file(db, FIXTURE_JSON)
     expected = db[name].load()
@@ -185,7 +184,7 @@ def test_a_subtree_an_array_handle_and_plain_values_export(db: tensordb.Database
                            ({"node": db["t"]["/data"], "in": [db["t"]]}, {"node": data, "in": [{"data": data}]})):
         store = zarr.storage.MemoryStore()
         tzarr.export(what, store)
-        assert_tree_equal(tzarr.import_(db, "x", store) and db["x"].load(), expected)
+        assert_tree_equal(tzarr.import_(db, "x", store, replace=True) and db["x"].load(), expected)
 
 
 # -- any Zarr v3 hierarchy imports ---------------------------------------------------------
@@ -325,9 +324,20 @@ def test_bad_hierarchies_fail_clearly_and_write_nothing(db: tensordb.Database, t
         _write_json(folder / path, doc)
     db["keep"] = {"x": 1}
     with pytest.raises(tensordb.FormatError, match=message):
-        tzarr.import_(db, "keep", folder)
+        tzarr.import_(db, "keep", folder, replace=True)
     assert db["keep"].load() == {"x": 1}
     assert db.check().ok
+
+
+def test_an_existing_tree_is_replaced_only_when_asked(db: tensordb.Database, tmp_path: Path) -> None:
+    db["src"] = {"x": np.arange(3)}
+    tzarr.export(db["src"], tmp_path / "s.zarr")
+    db["keep"] = {"mine": 1}
+    with pytest.raises(tensordb.TreeExistsError, match="'keep' exists already"):
+        tzarr.import_(db, "keep", tmp_path / "s.zarr")
+    assert db["keep"].load() == {"mine": 1}
+    tzarr.import_(db, "keep", tmp_path / "s.zarr", replace=True)
+    np.testing.assert_array_equal(db["keep"]["/x"][...], np.arange(3))
 
 
 def test_a_huge_sparse_array_imports_without_allocating_its_size(db: tensordb.Database, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ chunk is rewritten).
 
 from __future__ import annotations
 
+import html
 import importlib
 import secrets
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from ..codec import Codec
 from ..errors import ReadOnlyError, StaleHandleError, context
 from .chunk_index import CachedArray
 from .grid import BLOCK_BYTES, iter_blocks
+from .html import html_table, human_size
 from .meta import ArrayMeta
 from .store import ArrayRef, ArrayStore
 
@@ -184,11 +186,31 @@ class Array:
 
     def __repr__(self) -> str:
         try:
-            meta = self._db.arrays.meta(self._current_id())
+            facts = self._facts()
         except Exception:
             return f"<tensordb.Array {self._array_id} (unavailable)>"
         where = f'"{self.path}" ' if self.path is not None else ""
-        return f"<tensordb.Array {where}{meta.shape} {meta.dtype}>"
+        return (f"<tensordb.Array {where}{facts['shape']} {facts['dtype']}, chunks {facts['chunks']}, "
+                f"{facts['codec']}, stored {facts['stored']}>")
+
+    def _repr_html_(self) -> str:
+        try:
+            facts = self._facts()
+        except Exception:
+            return f"<p>tensordb.Array {self._array_id} (unavailable)</p>"
+        where = html.escape(self.path) if self.path is not None else ""
+        return f"<p><b>tensordb.Array</b> {where}</p>" + html_table(list(facts.items()))
+
+    def _facts(self) -> dict[str, str]:
+        """What the reprs show: shape, dtype, chunks, codec, logical and stored size."""
+        array_id = self._current_id()
+        meta = self._db.arrays.meta(array_id)
+        codec = meta.codec
+        return {
+            "shape": str(meta.shape), "dtype": str(meta.dtype), "chunks": str(meta.chunks),
+            "codec": f"{codec.name} level {codec.level}, {codec.shuffle} shuffle",
+            "size": human_size(meta.nbytes), "stored": human_size(self._db.arrays.stored_nbytes(array_id)),
+        }
 
     # -- reading -------------------------------------------------------------------
 

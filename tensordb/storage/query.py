@@ -9,6 +9,7 @@ stepped, an authoriser allows reads only, so that nothing the query runs
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,39 @@ _READ_PRAGMAS = {
 }
 # Rows are fetched in batches, each under the authoriser.
 _BATCH = 1024
+# Statements that write, by their first keyword (after a WITH clause, the main one).
+_WRITE_VERBS = {
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "VACUUM",
+    "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
+}
+_VERBS_AFTER_WITH = {"SELECT", "VALUES", "INSERT", "UPDATE", "DELETE", "REPLACE"}
+_SQL_TOKEN = re.compile(r"""--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`[^`]*`?|\[[^\]]*\]?|"""
+                        r"""[A-Za-z_][A-Za-z_0-9$]*|[()]|.""", re.S)
+
+
+def _verb(query: str) -> str:
+    """The statement's kind in upper case (its first keyword; after a WITH clause, the main one).
+
+    Used only where SQLite cannot prepare the statement, to tell a refused
+    write from a mistaken read.
+    """
+    depth = 0
+    first = ""
+    token: str
+    for token in _SQL_TOKEN.findall(query):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0 and (token[0].isalpha() or token[0] == "_"):
+            word = token.upper()
+            if not first:
+                first = word
+                if word != "WITH":
+                    return word
+            elif word in _VERBS_AFTER_WITH:
+                return word
+    return first
 
 
 def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
@@ -62,23 +96,23 @@ class ReadOnlyQuery:
         conn.ensure_usable()
         self._conn = conn.conn
         self._filename = conn.filename
-        with self._read_only():
+        with self._read_only(query):
             import apsw.ext  # 30-60 ms to import: only db.sql() needs it
 
             details = apsw.ext.query_info(self._conn, query, params or None)
             if details.query_remaining and _has_statement(self._conn, details.query_remaining):
-                raise TensorDBError(f"{self._filename}: db.sql() runs one statement at a time")
+                raise TensorDBError(f"{self._filename}: SQL runs one statement at a time")
             if not details.is_readonly:
-                raise ReadOnlyError(f"{self._filename}: db.sql() runs read-only queries only")
+                raise ReadOnlyError(f"{self._filename}: SQL runs read-only queries only ({_verb(query)} writes)")
             self._cursor = self._conn.cursor()
             self._rows = self._cursor.execute(query, params)
-            self.columns = self._columns()
+            self.columns = self._columns(details)
 
-    def _columns(self) -> tuple[str, ...]:
+    def _columns(self, details: Any) -> tuple[str, ...]:
         try:
             return tuple(d[0] for d in self._cursor.get_description())
-        except apsw.ExecutionCompleteError:
-            return ()
+        except apsw.ExecutionCompleteError:  # no rows: the prepared statement still names its columns
+            return tuple(d[0] for d in details.description or ())
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         # The authoriser is consulted when a statement is prepared, which can
@@ -90,16 +124,17 @@ class ReadOnlyQuery:
             if len(batch) < _BATCH:
                 return
 
-    def _read_only(self) -> _ReadOnly:
-        return _ReadOnly(self._conn, self._filename)
+    def _read_only(self, query: str | None = None) -> _ReadOnly:
+        return _ReadOnly(self._conn, self._filename, query)
 
 
 class _ReadOnly:
     """Authorise only reads inside the block; map SQLite's errors to tensordb's."""
 
-    def __init__(self, conn: apsw.Connection, filename: str) -> None:
+    def __init__(self, conn: apsw.Connection, filename: str, query: str | None = None) -> None:
         self.conn = conn
         self.filename = filename
+        self.query = query  # given while the statement is prepared
 
     def __enter__(self) -> None:
         self.saved = self.conn.authorizer
@@ -108,7 +143,14 @@ class _ReadOnly:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.conn.authorizer = self.saved
         if isinstance(exc, apsw.AuthError):
-            raise ReadOnlyError(f"{self.filename}: db.sql() runs read-only queries only ({exc})") from None
+            raise ReadOnlyError(f"{self.filename}: SQL runs read-only queries only ({exc})") from None
+        if isinstance(exc, apsw.ReadOnlyError):
+            raise ReadOnlyError(f"{self.filename}: {exc}") from None
+        if isinstance(exc, apsw.SQLError) and self.query is not None and _verb(self.query) in _WRITE_VERBS:
+            # SQLite rejects some writes before the authoriser sees them ("cannot modify trees because
+            # it is a view", "no such table"): a write is refused as a write whatever it targets.
+            raise ReadOnlyError(f"{self.filename}: SQL runs read-only queries only "
+                                f"({_verb(self.query)} writes; {exc})") from None
         if isinstance(exc, apsw.SQLError):
             raise TensorDBError(f"{self.filename}: SQL error: {exc}") from None
         if isinstance(exc, SQLITE_ERRORS):

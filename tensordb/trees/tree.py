@@ -10,6 +10,7 @@ node itself).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator, MutableMapping, MutableSequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..arrays import array as array_module
 from ..arrays.array import Array
+from ..arrays.html import html_table, human_size
 from ..codec import Codec
 from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
@@ -424,6 +426,32 @@ class Node(SubtreeHandle):
         n = self._ops.nodes.count_children(row.node_id)
         return f'<tensordb.Node "{row.path}" {row.kind} of {n} items in tree "{self._ops.tree_name(row.tree_id)}">'
 
+    def _repr_html_(self) -> str:
+        try:
+            row = self._row()
+            title = f'tensordb.Node "{row.path}" in tree "{self._ops.tree_name(row.tree_id)}"'
+            return _html_node(title, self)
+        except TensorDBError:
+            return "<p>tensordb.Node (deleted or closed)</p>"
+
+    def __eq__(self, other: object) -> bool:
+        """Handles are equal when they designate the same node: same database, tree and path."""
+        if not isinstance(other, Node) or other._ops is not self._ops:
+            return False
+        if other._node_id == self._node_id:
+            return True
+        try:
+            mine, theirs = self._row(), other._row()
+        except TensorDBError:
+            return False
+        return (mine.tree_id, mine.path) == (theirs.tree_id, theirs.path)
+
+    def __hash__(self) -> int:
+        try:
+            return hash((id(self._ops), self._row().tree_id))  # the path may change with a move
+        except TensorDBError:
+            return hash(id(self._ops))
+
     # -- access ----------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
@@ -615,6 +643,14 @@ class Tree(SubtreeHandle):
         except TensorDBError:
             return "<tensordb.Tree (deleted or closed)>"
 
+    def _repr_html_(self) -> str:
+        try:
+            root = self.root
+            title = f'tensordb.Tree "{self.name}"'
+            return _html_node(title, root) if isinstance(root, Node) else _html_leaf(title, root)
+        except TensorDBError:
+            return "<p>tensordb.Tree (deleted or closed)</p>"
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Tree) and other._ops is self._ops and other._tree_id == self._tree_id
 
@@ -709,3 +745,34 @@ class Tree(SubtreeHandle):
         src_path, dst_path = paths.join(paths.split(src)), paths.join(paths.split(dst))
         with self._context(src_path):
             self._ops.move(self._tree_id, src_path, dst_path)
+
+
+#: Children listed by a handle's notebook repr before "… N more".
+_HTML_CHILDREN = 50
+
+
+def _html_node(title: str, node: Node) -> str:
+    """A collapsed tree: the title, and inside it a table of the node's children."""
+    entries: list[tuple[Any, Any]] = []
+    if isinstance(node, DictNode):
+        entries = list(node.items())
+    elif isinstance(node, ListNode):
+        entries = list(enumerate(node._items()))
+    rows = [(key, *_html_cells(value)) for key, value in entries[:_HTML_CHILDREN]]
+    more = f"<p>… {len(entries) - _HTML_CHILDREN} more</p>" if len(entries) > _HTML_CHILDREN else ""
+    summary = f"{html.escape(title)}: {node.kind} of {len(entries)} items"
+    return f"<details><summary>{summary}</summary>{html_table(rows, ('key', 'kind', 'content'))}{more}</details>"
+
+
+def _html_leaf(title: str, value: Any) -> str:
+    return f"<p>{html.escape(title)}</p>" + html_table([_html_cells(value)], ("kind", "content"))
+
+
+def _html_cells(value: Any) -> tuple[str, str]:
+    """(kind, content) of one child as the notebook table shows it."""
+    if isinstance(value, Node):
+        return value.kind, f"{len(value)} items"
+    if isinstance(value, Array):
+        return "array", f"{value.shape} {value.dtype}, {human_size(value.nbytes)}"
+    text = repr(value)
+    return type(value).__name__, text if len(text) <= 80 else text[:79] + "…"

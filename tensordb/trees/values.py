@@ -136,11 +136,27 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
         spec.kind, spec.payload = "array", item
     elif handle_types and isinstance(item, handle_types):
         spec.kind, spec.payload = "handle", item
+    elif hasattr(item, "__array__"):  # torch tensors, xarray DataArrays, ...: stored as the array numpy sees
+        _encode_leaf(_as_numpy(item), spec, handle_types)
     else:
         hint = " (use numpy scalars or arrays for complex and datetime values)" if isinstance(
             item, (complex,)
         ) or type(item).__module__ == "datetime" else ""
         raise TypeError(f"values of type {type(item).__name__} cannot be stored{hint}")
+
+
+def _as_numpy(item: Any) -> np.ndarray[Any, Any]:
+    """An array-like (``__array__``) as a plain numpy array; object results are refused."""
+    name = type(item).__name__
+    try:
+        array = np.asarray(item)
+    except Exception as exc:
+        raise TypeError(f"a value of type {name} could not be converted to a numpy array ({exc})") from None
+    if type(array) is not np.ndarray:
+        raise TypeError(f"a value of type {name} converts to a {type(array).__name__}, not a plain numpy array")
+    if array.dtype.kind == "O":
+        raise TypeError(f"a value of type {name} converts to an object array, which cannot be stored")
+    return array
 
 
 def _encode_int(value: int, spec: NodeSpec) -> None:

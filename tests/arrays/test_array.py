@@ -306,3 +306,17 @@ def test_reads_inside_big_chunks_decode_only_the_rows_they_touch(data: st.DataOb
                 assert db.counters.chunks_partly_decoded == before + 1
         finally:
             db.close()
+
+
+def test_repr_shows_shape_dtype_chunks_codec_and_stored_size(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "r.tdb") as db:
+        db["t"] = {}
+        db["t"].set("/x", np.zeros((100, 10), "f4"), chunks=(50, 10),
+                    codec=tensordb.Codec("lz4", level=3, shuffle="bit"))
+        x = db["t"]["x"]
+        stored = x.stored_nbytes
+        assert repr(x) == (f'<tensordb.Array "/x" (100, 10) float32, chunks (50, 10), lz4 level 3, bit shuffle, '
+                           f"stored {stored} B>")
+        page = x._repr_html_()
+        assert page.startswith("<p><b>tensordb.Array</b> /x</p><table>")
+        assert "<td>chunks</td><td>(50, 10)</td>" in page and "<td>size</td><td>3.9 KiB</td>" in page

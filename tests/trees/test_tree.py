@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tensordb
@@ -61,3 +62,33 @@ def test_missing_paths_name_file_tree_and_path(tmp_path: Path) -> None:
         assert "m.tdb" in message and "run" in message and "/data/points" in message
         with pytest.raises(KeyError, match="no tree named 'nope'"):
             db["nope"]
+
+
+def test_node_handles_are_equal_when_they_designate_the_same_node(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "eq.tdb") as db:
+        db["t"] = {"d": {"a": 1}, "l": [1, 2], "e": {"a": 1}}
+        db["u"] = {"d": {"a": 1}}
+        tree = db["t"]
+        assert tree["d"] == db["t"]["/d"] and tree["l"] == tree["l"]
+        assert hash(tree["d"]) == hash(db["t"]["d"]) and {tree["d"]: 1}[db["t"]["/d"]] == 1
+        assert tree["d"] != tree["e"]  # same content, another path
+        assert tree["d"] != db["u"]["d"]  # same path, another tree
+        assert tree["d"] != {"a": 1} and tree["l"] != [1, 2]
+        node = tree["d"]
+        tree.move("/d", "/moved")
+        assert node == tree["moved"] and node != tree["e"]
+        with tensordb.open(tmp_path / "eq.tdb", mode="r") as other:
+            assert other["t"]["moved"] != node  # another database handle
+
+
+def test_notebook_reprs_are_collapsed_trees_and_tables(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "html.tdb") as db:
+        db["t<&>"] = {"points": np.zeros((4, 3), "f4"), "mesh": {"kind": "<b>"}, "steps": list(range(60))}
+        db["leaf"] = 5
+        page = db["t<&>"]._repr_html_()
+        assert page.startswith("<details><summary>tensordb.Tree &quot;t&lt;&amp;&gt;&quot;: dict of 3 items</summary>")
+        assert "<td>points</td><td>array</td><td>(4, 3) float32, 48 B</td>" in page
+        assert "<td>mesh</td><td>dict</td><td>1 items</td>" in page and "<b>" not in page.replace("<b>tensordb", "")
+        steps = db["t<&>"]["steps"]._repr_html_()
+        assert steps.count("<tr>") == 51 and "… 10 more" in steps  # header and 50 rows
+        assert "<td>int</td><td>5</td>" in db["leaf"]._repr_html_()

@@ -82,3 +82,36 @@ def test_scalars_are_native_in_sql_and_exact_on_load(tmp_path: Path, value: obje
             assert loaded != loaded
         else:
             assert loaded == value
+
+
+class _ArrayLike:
+    """Stands in for torch tensors and xarray DataArrays: anything numpy converts through ``__array__``."""
+
+    def __init__(self, data: object) -> None:
+        self.data = data
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self.data, dtype=dtype)
+
+
+def test_array_likes_are_stored_as_numpy_arrays(tmp_path: Path) -> None:
+    points = np.arange(12, dtype="f4").reshape(4, 3)
+    with tensordb.open(tmp_path / "a.tdb") as db:
+        db["t"] = {"points": _ArrayLike(points), "list": [_ArrayLike([1, 2, 3])], "zero_d": _ArrayLike(2.5)}
+        db["t"]["later"] = _ArrayLike(np.ones(3, ">i2"))
+        stored = db["t"]["points"]
+        assert isinstance(stored, tensordb.Array) and stored.dtype == np.float32
+        np.testing.assert_array_equal(stored[...], points)
+        loaded = db["t"].load()
+        np.testing.assert_array_equal(loaded["list"][0], [1, 2, 3])
+        assert loaded["zero_d"].shape == () and loaded["zero_d"] == 2.5
+        assert loaded["later"].dtype == np.dtype(">i2")
+
+
+@pytest.mark.parametrize("data", [np.array([1, "a", None], dtype=object), [{"a": 1}, 2]])
+def test_array_likes_converting_to_objects_are_refused(tmp_path: Path, data: object) -> None:
+    with tensordb.open(tmp_path / "a.tdb") as db:
+        db["t"] = {"kept": 1}
+        with pytest.raises(TypeError, match="/x: a value of type _ArrayLike converts to an object array"):
+            db["t"]["x"] = _ArrayLike(data)
+        assert db["t"].load() == {"kept": 1} and db.check().ok

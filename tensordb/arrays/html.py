@@ -1,0 +1,27 @@
+"""Small HTML and text renderings shared by the handles' reprs (notebooks call ``_repr_html_``)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+__all__ = ["human_size", "html_table"]
+
+
+def human_size(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``: bytes for people, binary units."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def html_table(rows: Sequence[Sequence[object]], header: Sequence[str] = ()) -> str:
+    """A plain HTML table, every cell escaped."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
