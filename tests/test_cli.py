@@ -1264,3 +1264,16 @@ def test_ctrl_c_during_an_export_exits_130_and_leaves_only_whole_files(tmp_path:
         assert json.loads(json_file.read_text())["time"] == int(name[-3:])
     with tensordb.open(db, mode="r") as database:
         assert len(database) == n_trees and database.check().ok
+
+
+def test_version_is_answered_without_loading_the_commands() -> None:
+    code = ("import sys; sys.argv = ['tensordb', '--version']; from tensordb.cli_entry import main; main(); "
+            "print(sorted(m for m in ('numpy', 'click', 'rich', 'tensordb.cli') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"tensordb, version {tensordb.__version__}", "[]"]
+
+
+def test_the_entry_point_hands_everything_else_to_the_commands() -> None:
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['tensordb', '--help'];"
+                           "from tensordb.cli_entry import main; main()"], capture_output=True, text=True)
+    assert done.returncode == 0 and "Commands:" in done.stdout
