@@ -83,6 +83,12 @@ def _errors_as_messages(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _TroubleExit2(click.ClickException):
+    """An error of a command whose exit code 1 is an answer: it exits 2."""
+
+    exit_code = 2
+
+
 def _trouble_exits_2(fn: F) -> F:
     """For commands whose exit code 1 means an answer (diff: "they differ"), errors exit 2."""
 
@@ -90,9 +96,10 @@ def _trouble_exits_2(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except click.UsageError:
+            raise  # exits 2 already, and shows the usage
         except click.ClickException as exc:
-            exc.exit_code = 2
-            raise
+            raise _TroubleExit2(exc.format_message()) from None
 
     return wrapper  # type: ignore[return-value]
 
