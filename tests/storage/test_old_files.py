@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from strategies import assert_tree_equal
 
 import tensordb
 from tensordb.codec import DEFAULT_CODEC, Codec
@@ -32,28 +33,11 @@ def _expected_now() -> dict[str, Any]:
     return value
 
 
-def assert_same(got: Any, want: Any, path: str = "") -> None:
-    assert type(got) is type(want), path
-    if isinstance(want, dict):
-        assert list(got) == list(want), path
-        for key in want:
-            assert_same(got[key], want[key], f"{path}/{key}")
-    elif isinstance(want, list):
-        assert len(got) == len(want), path
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, f"{path}/{i}")
-    elif isinstance(want, np.ndarray):
-        assert got.dtype == want.dtype and got.shape == want.shape, path
-        assert got.tobytes() == want.tobytes(), path
-    else:
-        assert got == want, path
-
-
 @pytest.mark.parametrize("mode", ["r", "a"])
 def test_old_file_reads_bit_for_bit_with_its_codec(old_file: Path, mode: str) -> None:
     with tensordb.open(old_file, mode=mode) as db:
         for name, value in _expected_now().items():
-            assert_same(db[name].load(), value, name)
+            assert_tree_equal(db[name].load(), value, name)
         field = db["sample"]["/data/field"]
         assert field.codec == OLD_CODEC != DEFAULT_CODEC
         assert field[150:160, 7].tobytes() == _expected_now()["sample"]["data"]["field"][150:160, 7].tobytes()
