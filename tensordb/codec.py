@@ -339,7 +339,11 @@ class _PyBlosc2:
             raise CorruptionError(f"chunk does not decompress: {exc}") from None
 
     def getitem(self, stored: Any, start: int, nitems: int, out: bytearray) -> None:
-        raise NotImplementedError  # never called: partial is False
+        """Items ``[start, start + nitems)`` of a chunk, from a whole decode (no partial decoding here)."""
+        typesize, nbytes = stored[3], int.from_bytes(stored[4:8], "little")  # the header was checked
+        whole = bytearray(nbytes)
+        self.decompress(stored, whole, nbytes, 1)
+        out[:] = whole[start * typesize: start * typesize + len(out)]
 
 
 def _address(buffer: Any, nbytes: int, writable: bool = False) -> int | bytes:

@@ -1210,11 +1210,7 @@ def test_ctrl_c_during_an_import_exits_130_and_the_import_resumes(tmp_path: Path
         except (tensordb.TensorDBError, OSError):  # not created yet
             pass
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the import finished before the interrupt arrived")
-    assert process.returncode == 130, (out, err)
+    err = _interrupt(process, "import")
     message = err.strip().splitlines()[-1]
     match = re.fullmatch(rf"interrupted: (\d+) of {n_files} file\(s\) were imported into {re.escape(str(db))} and "
                          r"stay; the file being imported was rolled back\. Run the same command with "
@@ -1233,6 +1229,16 @@ def test_ctrl_c_during_an_import_exits_130_and_the_import_resumes(tmp_path: Path
             (folder / "sim1" / "step004.bin").read_bytes(), dtype="f8"))
 
 
+def _interrupt(process: subprocess.Popen[str], command: str) -> str:
+    """Send Ctrl-C to a running command; its stderr once it exited 130 (a skip if it finished first)."""
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip(f"the {command} finished before the interrupt arrived")
+    assert process.returncode == 130, (out, err)
+    return err
+
+
 def test_ctrl_c_during_an_export_exits_130_and_leaves_only_whole_files(tmp_path: Path) -> None:
     db = tmp_path / "e.tdb"
     rng = np.random.default_rng(4)
@@ -1246,11 +1252,7 @@ def test_ctrl_c_during_an_export_exits_130_and_leaves_only_whole_files(tmp_path:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.is_dir() and any(out.rglob("*.json"))):
         time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    out_text, err = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("the export finished before the interrupt arrived")
-    assert process.returncode == 130, (out_text, err)
+    err = _interrupt(process, "export")
     match = re.fullmatch(rf"interrupted: (\d+) of {n_trees} tree\(s\) were exported into {re.escape(str(out))} and "
                          r"stay; the file being written was removed\. Run the same command with --force to export "
                          r"them all\.", err.strip().splitlines()[-1])

@@ -51,3 +51,15 @@ def test_decode_rejects_a_header_that_disagrees_with_the_record() -> None:
         codec.decode_span(stored[:-1], FIELD.nbytes, 0, 8)
     with pytest.raises(CorruptionError, match="too short"):
         codec.decode_span(stored[:8], FIELD.nbytes, 0, 8)
+
+
+def test_the_python_package_fallback_decodes_like_the_c_library() -> None:
+    from tensordb.codec import _CODECS, _SHUFFLES, _PyBlosc2
+
+    fallback = _PyBlosc2()
+    raw = np.arange(10_000, dtype="<i4")
+    stored = fallback.compress(raw, raw.nbytes, _CODECS["lz4"], 5, _SHUFFLES["bit"], 4, 1)
+    assert bytes(Codec().decode(stored, raw.nbytes)) == raw.tobytes()
+    part = bytearray(400)
+    fallback.getitem(stored, 250, 100, part)
+    assert bytes(part) == raw[250:350].tobytes()
