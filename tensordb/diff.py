@@ -17,6 +17,7 @@ Example
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,19 +35,25 @@ _BLOCK_BYTES = 16 * 2**20
 
 @dataclass(frozen=True)
 class Difference:
-    """One difference: ``change`` is ``"added"``, ``"removed"`` or ``"changed"``.
+    """One difference: ``change`` (also ``kind``) is ``"added"``, ``"removed"`` or ``"changed"``.
 
     ``path`` is the JSON Pointer below the two compared nodes; ``a`` and
     ``b`` describe the value on each side (None where it is missing).
+    ``tree`` names the tree when states of the whole database are compared.
     """
 
     path: str
     change: str
     a: str | None
     b: str | None
+    tree: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.change
 
     def __str__(self) -> str:
-        where = self.path or "(root)"
+        where = (self.path or "(root)") if self.tree is None else f"{self.tree}{self.path}"
         if self.change == "added":
             return f"+ {where}: {self.b}"
         if self.change == "removed":
@@ -132,12 +139,17 @@ def _same_scalar(x: Any, y: Any) -> bool:
 def arrays_equal(x: Array | np.ndarray[Any, Any], y: Array | np.ndarray[Any, Any]) -> bool:
     """Whether two arrays of one shape and dtype hold the same bytes; reads only chunks whose keys differ."""
     if isinstance(x, Array) and isinstance(y, Array):
-        same_db = x._db is y._db
-        if same_db and x.array_id == y.array_id:
+        same_file = _file_of(x) == _file_of(y) is not None  # array ids, chunk ids and keys are the file's
+        if same_file and x.array_id == y.array_id:
             return True
-        if same_db and x.chunks == y.chunks:
+        if same_file and x.chunks == y.chunks:
             return _chunks_equal(x, y)
     return _blocks_equal(x, y)
+
+
+def _file_of(array: Array) -> str | None:
+    filename = getattr(array._db, "filename", None)
+    return None if filename is None else os.path.abspath(filename)
 
 
 def _chunks_equal(x: Array, y: Array) -> bool:

@@ -65,7 +65,8 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
 
 
 # A row is unused when nothing references it, whatever its refcount column says.
-_ARRAY_UNUSED = "NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id)"
+_ARRAY_UNUSED = ("NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id) "
+                 "AND NOT EXISTS (SELECT 1 FROM node_history h WHERE h.array_id = array.array_id)")
 _CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id)"
 
 
@@ -218,17 +219,18 @@ def _check_nodes(store: Store, report: CheckReport) -> None:
         _add(report, "list-positions", f"list items are not numbered 0..{count - 1}", tree=tree, path=path)
 
 
-def _refcount_mismatches(store: Store, table: str, key: str, referrer: str) -> list[tuple[int, int, int]]:
+def _refcount_mismatches(store: Store, table: str, key: str, *referrers: str) -> list[tuple[int, int, int]]:
     """(id, recorded refcount, actual references) wherever the two differ."""
+    actual = " + ".join(f"(SELECT count(*) FROM {referrer} r WHERE r.{key} = x.{key})" for referrer in referrers)
     return [tuple(r) for r in store.conn.execute(
-        f"SELECT x.{key}, x.refcount, (SELECT count(*) FROM {referrer} r WHERE r.{key} = x.{key}) AS actual "
-        f"FROM {table} x WHERE x.refcount != actual"
+        f"SELECT x.{key}, x.refcount, {actual} AS actual FROM {table} x WHERE x.refcount != actual"
     ).fetchall()]
 
 
 def _check_refcounts(store: Store, report: CheckReport) -> None:
-    for array_id, recorded, actual in _refcount_mismatches(store, "array", "array_id", "node"):
-        _add(report, "array-refcount", f"refcount is {recorded}, {actual} nodes reference it",
+    for array_id, recorded, actual in _refcount_mismatches(store, "array", "array_id", "node", "node_history"):
+        _add(report, "array-refcount", f"refcount is {recorded}, {actual} nodes (current or kept by snapshots) "
+             "reference it",
              array_id=array_id, **_where_array(store, array_id))
     for chunk_id, recorded, actual in _refcount_mismatches(store, "chunk", "chunk_id", "chunk_ref"):
         _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",

@@ -314,7 +314,7 @@ def _foreign_app_id(path: Path) -> None:
 
 
 def _newer_version(path: Path) -> None:
-    run_sql(path, "PRAGMA user_version = 2")
+    run_sql(path, "PRAGMA user_version = 99")
 
 
 def _not_sqlite(path: Path) -> None:
@@ -437,7 +437,7 @@ CASES: list[Case] = [
     Case("node-payload-lies-about-size", _payload(zstd_frame_declaring(2**30)), "load", _C, "payload"),
     # identity and schema
     Case("foreign-application-id", _foreign_app_id, "open", _F, "not a tensordb file"),
-    Case("newer-format-version", _newer_version, "open", _F, "format version 2"),
+    Case("newer-format-version", _newer_version, "open", _F, "format version 99"),
     Case("not-an-sqlite-file", _not_sqlite, "open", _F, "not a tensordb file"),
     Case("truncated-sqlite-file", _truncated_sqlite, "load", _C, "damaged|malformed"),
     Case("planted-trigger", _trigger, "open", _C, "unexpected trigger 'evil'"),

@@ -21,7 +21,7 @@ LAYERS = [
     {"storage"},
     {"arrays"},
     {"trees"},
-    {"database", "maintenance", "diff", "relations"},
+    {"database", "maintenance", "diff", "relations", "versions"},
     {"__init__", "pointer"},
     {"cli", "cli_entry", "cli_output", "cli_slices", "demo", "jsonbin", "dask", "zarr", "__main__"},
 ]

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tensordb
+from tensordb.storage import schema
 from tensordb.arrays.html import human_size
 from tensordb.cli import main, parse_slice
 
@@ -419,7 +420,7 @@ def test_sql_refuses_writes(sample: Path, statement: str) -> None:
     assert "read-only" in message and "db.sql" not in message
     with tensordb.open(sample, mode="r") as db:
         assert sorted(db) == ["geom", "s1", "sim01", "sim01/step003"] and db.check().ok
-        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+        assert db.sql("PRAGMA user_version").fetchall() == [(schema.SCHEMA_VERSION,)]
 
 
 def test_sql_errors(sample: Path) -> None:

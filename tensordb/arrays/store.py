@@ -77,8 +77,8 @@ class ArrayStore:
         """{array id: {coord key: chunk record}} for the arrays a SQL subquery selects, in one query."""
         return self.index.records_where(array_ids_sql, params)
 
-    def refcount(self, array_id: int) -> int:
-        return self.records.refcount(array_id)
+    def must_copy_before_write(self, array_id: int) -> bool:
+        return self.records.must_copy_before_write(array_id)
 
     def clone(self, meta: ArrayMeta) -> ArrayMeta:
         """A new array record sharing every chunk of ``meta`` (copy-on-write)."""

@@ -147,7 +147,7 @@ class NodeTable:
         codec: Codec | None = None,
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
-        base = self._next_node_id()
+        base = self.next_node_id()
         array_ids = iter(self._store_arrays([spec.payload for spec in specs if spec.kind == "array"], chunks, codec))
         rows = []
         copies: list[NodeSpec] = []
@@ -205,7 +205,7 @@ class NodeTable:
         min_id = int(self.conn.scalar(
             f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
         ))
-        delta = self._next_node_id() - min_id
+        delta = self.next_node_id() - min_id
         self.conn.execute(
             f"""INSERT INTO node({NODE_COLUMNS})
             SELECT node_id + :delta, :dst_tree,
@@ -221,7 +221,7 @@ class NodeTable:
         )
         return source.node_id + delta
 
-    def _next_node_id(self) -> int:
+    def next_node_id(self) -> int:
         """The first id never used by a node (ids of deleted nodes are not reused)."""
         return int(self.conn.scalar(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'node'), 0), "

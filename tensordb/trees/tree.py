@@ -52,7 +52,7 @@ class NodeOwner:
         row = self._row()
         array_id = int(row.array_id)
         arrays = self.ops.arrays
-        if arrays.refcount(array_id) > 1:
+        if arrays.must_copy_before_write(array_id):
             array_id = arrays.clone(arrays.meta(array_id)).array_id
             self.ops.conn.execute("UPDATE node SET array_id = ? WHERE node_id = ?", (array_id, self.node_id))
         self.ops.touch(row.tree_id)

@@ -1,0 +1,297 @@
+"""Snapshots, tags, the state of the database as of a snapshot, and what changed between two states.
+
+A snapshot is one row of the ``snapshot`` table: its id, and the highest
+tree, node and array ids in use when it was taken (the *marks*). Nothing is
+copied. Rows that the latest snapshot sees keep their old version in
+``tree_history`` and ``node_history`` the first time they change (triggers
+of :mod:`tensordb.storage.schema`), and arrays older than the latest snapshot
+are copied (by reference to their chunks) before any write. So:
+
+- taking a snapshot costs one row, whatever the size of the database;
+- the state as of snapshot ``k`` is the union of the current rows that ``k``
+  sees and the history rows current during ``k`` (:func:`state_sql`); a
+  connection reads it under the names ``tree`` and ``node`` through two TEMP
+  views (:func:`show_state`), so every read of the engine and every public
+  relation (``trees``, ``nodes``, ``arrays``) answers as of ``k`` unchanged.
+
+Example
+-------
+>>> s1 = db.snapshot("raw import")
+>>> db["sample037"]["/time"] = 0
+>>> db.at(s1)["sample037"]["time"]
+51
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from .errors import CorruptionError
+from .storage import schema
+from .storage.connection import Connection
+from .trees.nodes import NODE_COLUMNS
+
+__all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state"]
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
+_NODE_COLUMNS = f"{NODE_COLUMNS}, born"
+_TAG_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One recorded state of the whole database; ``tags`` name it.
+
+    ``id`` grows with every snapshot; ``parent_id`` is the snapshot taken
+    before it (``None`` for the first, or once the older ones are expired).
+    """
+
+    id: int
+    created: str
+    message: str
+    parent_id: int | None
+    tags: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        named = f" ({', '.join(self.tags)})" if self.tags else ""
+        return f"snapshot {self.id}{named} {self.created}: {self.message}"
+
+
+#: What names a snapshot: the object, its id, or a tag (a string of digits names the id when no tag has it).
+SnapshotRef = Snapshot | int | str
+
+
+@dataclass(frozen=True)
+class _Marks:
+    snapshot_id: int
+    tree: int
+    node: int
+    array: int
+
+
+def state_sql(table: str, marks: _Marks) -> str:
+    """The rows of ``table`` (``"tree"`` or ``"node"``) as of a snapshot, with the table's columns and ``born``."""
+    columns, key = (_TREE_COLUMNS, "tree_id") if table == "tree" else (_NODE_COLUMNS, "node_id")
+    k, mark = int(marks.snapshot_id), int(marks.tree if table == "tree" else marks.node)
+    return (f"SELECT {columns} FROM main.{table} WHERE {key} <= {mark} AND coalesce(born, 0) <= {k} "
+            f"UNION ALL SELECT {columns} FROM main.{table}_history "
+            f"WHERE {key} <= {mark} AND born <= {k} AND died > {k}")
+
+
+def show_state(conn: Connection, marks: _Marks) -> None:
+    """Make ``conn`` read the database as of a snapshot: TEMP views hide the tables ``tree`` and ``node``.
+
+    The public views are defined again as TEMP views too: a view stored in
+    the file reads the file's own tables, whatever TEMP objects hide them.
+    ``arrays`` shows the arrays of the snapshot's nodes.
+    """
+    conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks)}")
+    conn.execute(f"CREATE TEMP VIEW node AS {state_sql('node', marks)}")
+    views = schema.VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW")
+    conn.execute(views.replace("FROM array a;", "FROM array a WHERE EXISTS "
+                                               "(SELECT 1 FROM node n WHERE n.array_id = a.array_id);"))
+
+
+class History:
+    """The snapshots and tags of one database, on its connection."""
+
+    def __init__(self, conn: Connection, filename: str) -> None:
+        self.conn = conn
+        self.filename = filename
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _snapshots(self, where: str = "", params: tuple[object, ...] = ()) -> list[Snapshot]:
+        rows = self.conn.execute(
+            "SELECT s.snapshot_id, s.created, s.message, s.parent_id, "
+            "(SELECT group_concat(name, char(0)) FROM (SELECT name FROM tag t WHERE t.snapshot_id = s.snapshot_id "
+            f"ORDER BY name)) FROM snapshot s {where} ORDER BY s.snapshot_id DESC", params).fetchall()
+        return [Snapshot(int(i), str(created), str(message), None if parent is None else int(parent),
+                         tuple(str(tags).split("\0")) if tags else ()) for i, created, message, parent, tags in rows]
+
+    def listing(self) -> list[Snapshot]:
+        """Every snapshot, newest first."""
+        return self._snapshots()
+
+    def latest(self) -> Snapshot | None:
+        found = self._snapshots("WHERE s.snapshot_id = (SELECT max(snapshot_id) FROM snapshot)")
+        return found[0] if found else None
+
+    def get(self, ref: SnapshotRef) -> Snapshot:
+        """The snapshot ``ref`` names (a :class:`Snapshot`, an id or a tag); ``KeyError`` if there is none."""
+        if isinstance(ref, Snapshot):
+            snapshot_id = ref.id
+        elif isinstance(ref, int) and not isinstance(ref, bool):
+            snapshot_id = ref
+        elif isinstance(ref, str):
+            tagged = self.conn.scalar("SELECT snapshot_id FROM tag WHERE name = ?", (ref,))
+            if tagged is None and not ref.isdigit():
+                raise KeyError(f"{self.filename}: no tag named {ref!r}")
+            snapshot_id = int(ref) if tagged is None else int(tagged)
+        else:
+            raise TypeError(f"a snapshot is named by a Snapshot, an id or a tag, not {type(ref).__name__}")
+        found = self._snapshots("WHERE s.snapshot_id = ?", (snapshot_id,))
+        if not found:
+            raise KeyError(f"{self.filename}: no snapshot {ref!r}" + (
+                " (expired, or taken in a transaction that is not committed)" if isinstance(ref, Snapshot) else ""))
+        return found[0]
+
+    def marks(self, snapshot: Snapshot) -> _Marks:
+        row = self.conn.one("SELECT tree_mark, node_mark, array_mark FROM snapshot WHERE snapshot_id = ?",
+                            (snapshot.id,))
+        if row is None:
+            raise KeyError(f"{self.filename}: no snapshot {snapshot.id}")
+        return _Marks(snapshot.id, int(row[0]), int(row[1]), int(row[2]))
+
+    def tags(self) -> dict[str, Snapshot]:
+        by_id = {s.id: s for s in self.listing()}
+        rows = self.conn.execute("SELECT name, snapshot_id FROM tag ORDER BY name").fetchall()
+        return {str(name): by_id[int(sid)] for name, sid in rows if int(sid) in by_id}
+
+    # -- writing (the caller holds a transaction) -----------------------------------------
+
+    def take(self, message: str) -> Snapshot:
+        """Record the current state: one row, the next id, the id marks of the three tables."""
+        if not isinstance(message, str):
+            raise TypeError(f"a snapshot message is a str, not {type(message).__name__}")
+        self.conn.execute(
+            "INSERT INTO snapshot(snapshot_id, parent_id, created, message, tree_mark, node_mark, array_mark) "
+            "SELECT coalesce(max(snapshot_id), 0) + 1, max(snapshot_id), " + _NOW + ", ?, "
+            + ", ".join(f"coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{t}'), 0)"
+                        for t in ("tree", "node", "array"))
+            + " FROM snapshot", (message,))
+        return self.get(self.conn.last_insert_rowid())
+
+    def tag(self, name: str, ref: SnapshotRef | None) -> Snapshot:
+        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name) or name.isdigit():
+            raise ValueError(f"invalid tag name {name!r}: 1 to 200 printable characters, not only digits")
+        if self.conn.scalar("SELECT 1 FROM tag WHERE name = ?", (name,)) is not None:
+            raise ValueError(f"{self.filename}: the tag {name!r} already exists (a tag names one snapshot for good; "
+                             "untag it first)")
+        if ref is None:
+            latest = self.latest()
+            if latest is None:
+                raise KeyError(f"{self.filename}: no snapshot to tag (take one with db.snapshot())")
+            snapshot = latest
+        else:
+            snapshot = self.get(ref)
+        self.conn.execute("INSERT INTO tag(name, snapshot_id) VALUES (?, ?)", (name, snapshot.id))
+        return self.get(snapshot.id)
+
+    def untag(self, name: str) -> None:
+        self.conn.execute("DELETE FROM tag WHERE name = ?", (name,))
+        if not self.conn.changes():
+            raise KeyError(f"{self.filename}: no tag named {name!r}")
+
+    def expire(self, before: SnapshotRef) -> int:
+        """Forget the untagged snapshots older than ``before`` and the history only they saw; returns how many.
+
+        The arrays that only those snapshots held lose their last reference:
+        ``gc()`` then frees them.
+        """
+        limit = self.get(before).id
+        self.conn.execute("DELETE FROM snapshot WHERE snapshot_id < ? AND snapshot_id NOT IN "
+                          "(SELECT snapshot_id FROM tag)", (limit,))
+        forgotten = self.conn.changes()
+        if forgotten:
+            # each survivor's parent becomes its nearest surviving ancestor
+            self.conn.execute("UPDATE snapshot SET parent_id = (SELECT max(p.snapshot_id) FROM snapshot p "
+                              "WHERE p.snapshot_id < snapshot.snapshot_id)")
+            for table, key, mark in (("tree", "tree_id", "tree_mark"), ("node", "node_id", "node_mark")):
+                self.conn.execute(
+                    f"DELETE FROM {table}_history WHERE NOT EXISTS (SELECT 1 FROM snapshot s "
+                    f"WHERE s.snapshot_id >= {table}_history.born AND s.snapshot_id < {table}_history.died "
+                    f"AND s.{mark} >= {table}_history.{key})")
+        return forgotten
+
+    def restore(self, snapshot: Snapshot, pattern: str | None, next_node_id: int) -> list[str]:
+        """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns their names.
+
+        Only trees that changed since are touched. A tree's rows are copied
+        from its state with their ids shifted past ``next_node_id`` (arrays by
+        reference); a tree the snapshot lacks is deleted.
+        """
+        marks = self.marks(snapshot)
+        names = sorted(n for n in self.changed_trees(snapshot, None) if pattern is None or fnmatchcase(n, pattern))
+        for name in names:
+            next_node_id = self._restore_tree(marks, name, next_node_id)
+        return names
+
+    def _restore_tree(self, marks: _Marks, name: str, next_node_id: int) -> int:
+        conn = self.conn
+        old = conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?", (name,))
+        current = conn.scalar("SELECT tree_id FROM main.tree WHERE name = ?", (name,))
+        if current is not None:
+            conn.execute("DELETE FROM main.node WHERE tree_id = ?", (current,))
+        if old is None:
+            conn.execute("DELETE FROM main.tree WHERE tree_id = ?", (current,))
+            return next_node_id
+        source, root_id, created = old
+        if current is None:
+            conn.execute(f"INSERT INTO main.tree(name, created, modified) VALUES (?, ?, {_NOW})", (name, created))
+            current = conn.last_insert_rowid()
+        nodes = f"SELECT * FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
+        first = conn.scalar(f"SELECT min(node_id) FROM ({nodes})")
+        if first is None:  # a damaged snapshot: check() names it
+            raise CorruptionError(f"{self.filename}: tree {name!r} has no nodes in snapshot {marks.snapshot_id}")
+        delta = next_node_id - int(first)
+        conn.execute(f"INSERT INTO main.node({NODE_COLUMNS}) SELECT node_id + {delta}, {int(current)}, "
+                     f"parent_id + {delta}, path, key, pos, kind, value, exact, dtype, array_id FROM ({nodes})")
+        conn.execute(f"UPDATE main.tree SET root_id = ?, created = ?, modified = {_NOW} WHERE tree_id = ?",
+                     (None if root_id is None else int(root_id) + delta, created, current))
+        return int(conn.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'node'")) + 1
+
+    # -- comparing -----------------------------------------------------------------------
+
+    def changed_trees(self, old: Snapshot, new: Snapshot | None) -> set[str]:
+        """Names of the trees whose rows may differ between two states (``new=None``: the current state).
+
+        A version (a row of a table or of its history) differs when exactly one
+        of the two states sees it: it ended, or began, in between. Each query
+        below follows an index (``died``, ``born``, the id), so the cost is what
+        changed. The answer may hold a few trees too many (a version that
+        began and ended in between), never one too few: the caller compares
+        those trees' contents.
+        """
+        a = self.marks(old)
+        b = None if new is None else self.marks(new)
+        if b is not None and b.snapshot_id < a.snapshot_id:
+            a, b = b, a
+
+        def upto(column: str, value: int) -> str:
+            return "" if b is None else f" AND {column} <= {value}"
+
+        tree_ids: set[int] = set()
+        for table, key, mark_a, mark_b in (("tree", "tree_id", a.tree, b.tree if b else 0),
+                                           ("node", "node_id", a.node, b.node if b else 0)):
+            queries = [
+                # versions the older state sees that ended before the newer one
+                f"SELECT tree_id FROM {table}_history WHERE died > {a.snapshot_id}{upto('died', b.snapshot_id if b else 0)}",
+                # current versions that began after the older state: changed rows, then new rows
+                f"SELECT tree_id FROM main.{table} WHERE born > {a.snapshot_id}{upto('born', b.snapshot_id if b else 0)}",
+                f"SELECT tree_id FROM main.{table} WHERE {key} > {mark_a}{upto(key, mark_b)}",
+            ]
+            if b is not None:  # versions that began after the older state and were still current in the newer one
+                queries.append(f"SELECT tree_id FROM {table}_history WHERE died > {b.snapshot_id} "
+                               f"AND (born > {a.snapshot_id} OR {key} > {mark_a})")
+            for query in queries:
+                tree_ids.update(int(t) for (t,) in self.conn.execute(f"SELECT DISTINCT * FROM ({query})").fetchall())
+        return self._names_of(tree_ids, [a] if b is None else [a, b], current=b is None)
+
+    def _names_of(self, tree_ids: Iterable[int], states: list[_Marks], current: bool) -> set[str]:
+        """The names the trees of ``tree_ids`` have in any of the states."""
+        names: set[str] = set()
+        wanted = ",".join(str(int(t)) for t in tree_ids)
+        if not wanted:
+            return names
+        sources = [f"SELECT tree_id, name FROM ({state_sql('tree', m)})" for m in states]
+        if current:
+            sources.append("SELECT tree_id, name FROM main.tree")
+        for source in sources:
+            rows = self.conn.execute(f"SELECT name FROM ({source}) WHERE tree_id IN ({wanted})").fetchall()
+            names.update(str(name) for (name,) in rows)
+        return names
