@@ -42,8 +42,10 @@ if TYPE_CHECKING:
     from .arrays.dtypes import dtype_from_text, dtype_to_text
     from .arrays.grid import auto_chunks, iter_blocks
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
+    from .diff import Difference
     from .maintenance import CheckReport, Finding
     from .trees.tree import DictNode, ListNode, Node, Tree
+    from .versions import Snapshot
 
 __version__ = "0.1.0"
 
@@ -67,6 +69,8 @@ _LAZY = {
     "dtype_from_text": "arrays.dtypes",
     "auto_chunks": "arrays.grid",
     "iter_blocks": "arrays.grid",
+    "Snapshot": "versions",
+    "Difference": "diff",
 }
 
 
@@ -100,6 +104,8 @@ __all__ = [
     "dtype_from_text",
     "auto_chunks",
     "iter_blocks",
+    "Snapshot",
+    "Difference",
     "TensorDBError",
     "ReadOnlyError",
     "CorruptionError",

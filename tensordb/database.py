@@ -576,10 +576,14 @@ class Database(MutableMapping[str, Tree]):
         """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs."""
         return maintenance.stats(self._store)
 
-    def bundle(self, path: str | os.PathLike[str]) -> None:
-        """Write a self-contained copy (no pack folder: every chunk inline) to ``path``."""
+    def bundle(self, path: str | os.PathLike[str], *, history: bool = False) -> None:
+        """Write a self-contained copy (no pack folder: every chunk inline) to ``path``.
+
+        It carries the current state only, unless ``history=True``: then every
+        snapshot and tag too.
+        """
         with context(self.filename):
-            maintenance.bundle(self._store, os.fspath(path))
+            maintenance.bundle(self._store, os.fspath(path), history)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ concerned.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from .storage.compaction import compact_packs, reclaim, reclaimable_in_pack
 from .storage.store import Store
 from .trees import paths
 from .trees.values import KINDS
+from .versions import History, Snapshot, show_state
 
 __all__ = ["gc", "check", "stats", "bundle", "CheckReport", "Finding"]
 
@@ -99,11 +101,12 @@ class Finding:
     path: str | None = None
     array_id: int | None = None
     chunk_id: int | None = None
+    snapshot: int | None = None  # the snapshot whose state has the problem (None: the current state)
 
     def __str__(self) -> str:
         where = ", ".join(
-            f"{k} {v}" for k, v in (("tree", self.tree), ("path", self.path), ("array", self.array_id),
-                                    ("chunk", self.chunk_id)) if v is not None
+            f"{k} {v}" for k, v in (("snapshot", self.snapshot), ("tree", self.tree), ("path", self.path),
+                                    ("array", self.array_id), ("chunk", self.chunk_id)) if v is not None
         )
         return f"{self.severity}: {self.code}: {self.message}" + (f" ({where})" if where else "")
 
@@ -142,7 +145,7 @@ def check(store: Store) -> CheckReport:
     conn.ensure_usable()
     with store.snapshot():
         for step in (_check_sqlite, _check_trees, _check_nodes, _check_refcounts, _check_arrays, _check_chunks,
-                     _check_packs):
+                     _check_packs, _check_history, _check_snapshot_states):
             try:
                 step(store, report)
             except (TensorDBError, ValueError, TypeError) as exc:
@@ -225,6 +228,67 @@ def _refcount_mismatches(store: Store, table: str, key: str, *referrers: str) ->
     return [tuple(r) for r in store.conn.execute(
         f"SELECT x.{key}, x.refcount, {actual} AS actual FROM {table} x WHERE x.refcount != actual"
     ).fetchall()]
+
+
+def _check_history(store: Store, report: CheckReport) -> None:
+    """The snapshot table, the tags and the history rows are consistent (a shared file may lie)."""
+    conn = store.conn
+    for snapshot_id, parent_id in conn.execute(
+            "SELECT snapshot_id, parent_id FROM snapshot WHERE parent_id IS NOT NULL AND (parent_id >= snapshot_id "
+            "OR parent_id NOT IN (SELECT snapshot_id FROM snapshot))").fetchall():
+        _add(report, "snapshot-parent", f"parent {parent_id} is not an earlier snapshot", snapshot=snapshot_id)
+    sequence = dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    previous = (0, 0, 0)
+    for snapshot_id, *marks in conn.execute(
+            "SELECT snapshot_id, tree_mark, node_mark, array_mark FROM snapshot ORDER BY snapshot_id").fetchall():
+        highest = tuple(sequence.get(table, 0) for table in ("tree", "node", "array"))
+        if any(not isinstance(m, int) or m < p or m > h for m, p, h in zip(marks, previous, highest)):
+            _add(report, "snapshot-marks", f"id marks {tuple(marks)} are not between the previous snapshot's "
+                 f"{previous} and the highest ids in use {highest}", snapshot=snapshot_id)
+        else:
+            previous = tuple(marks)
+    for name, snapshot_id in conn.execute(
+            "SELECT name, snapshot_id FROM tag WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshot)").fetchall():
+        _add(report, "tag-missing-snapshot", f"tag {name!r} names snapshot {snapshot_id}, which does not exist")
+    epoch = int(conn.scalar("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshot"))
+    for table, key in (("tree", "tree_id"), ("node", "node_id")):
+        bad = conn.execute(f"SELECT {key}, born, died FROM {table}_history WHERE NOT (born < died AND died <= ?) "
+                           "LIMIT 100", (epoch,)).fetchall()
+        for row_id, born, died in bad:
+            _add(report, "history-interval", f"{table} {row_id} kept for epochs [{born}, {died}), "
+                 f"which no snapshot up to {epoch - 1} can see")
+        unseen = conn.scalar(f"SELECT count(*) FROM {table}_history h WHERE NOT EXISTS (SELECT 1 FROM snapshot s "
+                             f"WHERE s.snapshot_id >= h.born AND s.snapshot_id < h.died AND s.{table}_mark >= h.{key})")
+        if unseen:
+            report.findings.append(Finding("history-unseen", f"{unseen} kept {table} versions are seen by no "
+                                           "snapshot", severity="warning"))
+
+
+def _check_snapshot_states(store: Store, report: CheckReport) -> None:
+    """The structure of every snapshot's state, checked as the current state is.
+
+    Walking back from the current state (checked already), a snapshot's state
+    differs from the next one's only in the trees ``changed_trees`` names, so
+    only those are checked: the cost is the history, not snapshots x size.
+    """
+    history = History(store.conn, store.filename)
+    newer: Snapshot | None = None
+    for snapshot in history.listing():
+        names = history.changed_trees(snapshot, newer)
+        newer = snapshot
+        if not names:
+            continue
+        view = Store(store.filename, "r")
+        try:
+            marks = history.marks(snapshot)
+            show_state(view.conn, marks, trees=sorted(names))
+            found = CheckReport()
+            with view.snapshot():
+                for step in (_check_trees, _check_nodes):
+                    step(view, found)
+            report.findings += [dataclasses.replace(f, snapshot=snapshot.id) for f in found.findings]
+        finally:
+            view.close()
 
 
 def _check_refcounts(store: Store, report: CheckReport) -> None:
@@ -388,6 +452,10 @@ def _size_if_exists(path: str) -> int:
 
 # -- bundle ----------------------------------------------------------------------------------
 
-def bundle(store: Store, target: str) -> None:
-    """Copy the database into one self-contained file: every pack chunk moved inline (see storage.bundle)."""
-    write_bundle(store, target)
+def bundle(store: Store, target: str, history: bool = False) -> None:
+    """Copy the database into one self-contained file: every pack chunk moved inline (see storage.bundle).
+
+    Without ``history`` the copy holds the current state only: no snapshot,
+    tag or kept version, and no array or chunk that only they held.
+    """
+    write_bundle(store, target, keep_history=history)

@@ -73,24 +73,35 @@ class _Marks:
     array: int
 
 
-def state_sql(table: str, marks: _Marks) -> str:
-    """The rows of ``table`` (``"tree"`` or ``"node"``) as of a snapshot, with the table's columns and ``born``."""
+def state_sql(table: str, marks: _Marks, tree_ids: Iterable[int] | None = None) -> str:
+    """The rows of ``table`` (``"tree"`` or ``"node"``) as of a snapshot, with the table's columns and ``born``.
+
+    ``tree_ids`` keeps the rows of those trees only.
+    """
     columns, key = (_TREE_COLUMNS, "tree_id") if table == "tree" else (_NODE_COLUMNS, "node_id")
     k, mark = int(marks.snapshot_id), int(marks.tree if table == "tree" else marks.node)
-    return (f"SELECT {columns} FROM main.{table} WHERE {key} <= {mark} AND coalesce(born, 0) <= {k} "
+    only = "" if tree_ids is None else f" AND tree_id IN ({','.join(str(int(t)) for t in tree_ids)})"
+    return (f"SELECT {columns} FROM main.{table} WHERE {key} <= {mark} AND coalesce(born, 0) <= {k}{only} "
             f"UNION ALL SELECT {columns} FROM main.{table}_history "
-            f"WHERE {key} <= {mark} AND born <= {k} AND died > {k}")
+            f"WHERE {key} <= {mark} AND born <= {k} AND died > {k}{only}")
 
 
-def show_state(conn: Connection, marks: _Marks) -> None:
+def show_state(conn: Connection, marks: _Marks, trees: Iterable[str] | None = None) -> None:
     """Make ``conn`` read the database as of a snapshot: TEMP views hide the tables ``tree`` and ``node``.
 
     The public views are defined again as TEMP views too: a view stored in
     the file reads the file's own tables, whatever TEMP objects hide them.
-    ``arrays`` shows the arrays of the snapshot's nodes.
+    ``arrays`` shows the arrays of the snapshot's nodes. ``trees`` (names)
+    shows only the trees of those names.
     """
-    conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks)}")
-    conn.execute(f"CREATE TEMP VIEW node AS {state_sql('node', marks)}")
+    tree_ids = None
+    if trees is not None:
+        wanted = list(trees)
+        rows = conn.execute(f"SELECT tree_id FROM ({state_sql('tree', marks)}) WHERE name IN "
+                            f"({','.join('?' * len(wanted))})", tuple(wanted)).fetchall()
+        tree_ids = [int(t) for (t,) in rows]
+    conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks, tree_ids)}")
+    conn.execute(f"CREATE TEMP VIEW node AS {state_sql('node', marks, tree_ids)}")
     views = schema.VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW")
     conn.execute(views.replace("FROM array a;", "FROM array a WHERE EXISTS "
                                                "(SELECT 1 FROM node n WHERE n.array_id = a.array_id);"))

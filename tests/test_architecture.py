@@ -138,7 +138,7 @@ def test_public_surface() -> None:
             "CheckReport", "Finding", "TensorDBError", "ReadOnlyError", "CorruptionError", "FormatError",
             "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "TreeExistsError",
             "MissingPacksWarning", "__version__",
-            "validate", "dtype_to_text", "dtype_from_text", "auto_chunks", "iter_blocks",
+            "validate", "dtype_to_text", "dtype_from_text", "auto_chunks", "iter_blocks", "Snapshot", "Difference",
         ]
     )
     for name in tensordb.__all__:
