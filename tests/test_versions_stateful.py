@@ -116,9 +116,12 @@ class VersionsMachine(RuleBasedStateMachine):
         self.model: dict[str, Any] = {}
         self.snaps: dict[int, dict[str, Any]] = {}
         self.tags: dict[str, int] = {}
+        # an open view of a snapshot and a handle taken from it: (snapshot id, view, tree name, handle)
+        self.view: tuple[int, tensordb.Database, str, Any] | None = None
 
     def teardown(self) -> None:
         try:
+            self._close_view()
             self.db.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -143,6 +146,11 @@ class VersionsMachine(RuleBasedStateMachine):
         if how == "object":
             return next(s for s in self.db.history() if s.id == sid)
         return data.draw(st.sampled_from(tags), label="tag")
+
+    def _close_view(self) -> None:
+        if self.view is not None:
+            self.view[1].close()
+            self.view = None
 
     def _maybe_rolled_back(self, data: st.DataObject, action: Any) -> bool:
         """Sometimes run ``action`` in a transaction rolled back: returns True if it was."""
@@ -335,6 +343,39 @@ class VersionsMachine(RuleBasedStateMachine):
         assert self.db.expire(before=self._ref(data, sid)) == len(gone)
         for s in gone:
             del self.snaps[s]
+        if self.view is not None and self.view[0] not in self.snaps:
+            self._close_view()
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def take_a_handle_from_a_view(self, data: st.DataObject) -> None:
+        """Keep a view and a handle of one of its trees (or of a node in it) open over the next steps."""
+        sid = self._pick_snapshot(data)
+        if not self.snaps[sid]:
+            return
+        self._close_view()
+        view = self.db.at(self._ref(data, sid))
+        name = data.draw(st.sampled_from(sorted(self.snaps[sid])), label="tree of the view")
+        ptr = data.draw(st.sampled_from([p for p, _ in nodes(self.snaps[sid][name])]), label="node of the view")
+        handle = view[name][ptr] if ptr else view[name]
+        self.view = (sid, view, name + "\0" + ptr, handle)
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def diff(self, data: st.DataObject) -> None:
+        """diff names exactly the trees whose values differ, in (tree, path) order, and nothing for equal states."""
+        sid = self._pick_snapshot(data)
+        other = data.draw(st.sampled_from([None, *sorted(self.snaps)]), label="other side")
+        old, new = self.snaps[sid], self.model if other is None else self.snaps[other]
+        found = self.db.diff(self._ref(data, sid), None if other is None else self._ref(data, other))
+        keys = [(c.tree, c.path) for c in found]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys), keys
+        differ = {n for n in set(old) | set(new) if not same(old.get(n, MISSING), new.get(n, MISSING))}
+        assert {c.tree for c in found} == differ, (keys, differ)
+        for c in found:
+            assert c.kind in ("added", "removed", "changed")
+            if c.path == "" and (c.tree not in old or c.tree not in new):
+                assert c.kind == ("added" if c.tree in new else "removed")
 
     @rule()
     def gc(self) -> None:
@@ -382,6 +423,19 @@ class VersionsMachine(RuleBasedStateMachine):
                     assert_tree_equal(view[name].load(), value, path=f"snapshot {sid} {name!r}:")
 
     @invariant()
+    def the_handle_of_a_view_reads_its_snapshot(self) -> None:
+        if self.view is None:
+            return
+        sid, _, where, handle = self.view
+        name, ptr = where.split("\0")
+        expected = self.snaps[sid][name]
+        for p in parts(ptr):
+            expected = expected[int(p)] if isinstance(expected, list) else expected[p]
+        got = handle[...] if isinstance(handle, tensordb.Array) else handle
+        got = got.load() if hasattr(got, "load") else got
+        assert_tree_equal(got, expected, path=f"handle {where!r} of snapshot {sid}:")
+
+    @invariant()
     def refcounts_are_the_references(self) -> None:
         con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         try:
@@ -404,7 +458,7 @@ class VersionsMachine(RuleBasedStateMachine):
         assert report.ok and not report.findings, report.findings
 
 
-FAST = settings(settings(), max_examples=4, stateful_step_count=15)
+FAST = settings(settings(), max_examples=15, stateful_step_count=25)
 SLOW = settings(settings(), max_examples=settings().max_examples, stateful_step_count=30)
 
 
