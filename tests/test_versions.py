@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1009,4 +1010,50 @@ def test_the_first_write_after_a_snapshot_never_changes_the_snapshots_array(db: 
         db["t"].set("/p", np.zeros(3), codec=tensordb.Codec("zstd", level=5, shuffle="bit"))
     with db.at(snap) as old:
         assert_tree_equal(old["t"]["/p"][...], np.arange(10.0))
+    assert db.check().ok
+
+
+ROOTS = [5, "text", None, [], {}, [1, [2, {"x": np.arange(3)}]], np.arange(6).reshape(2, 3), b"bytes", 2**80]
+
+
+@pytest.mark.parametrize("before", ROOTS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("after", [7, {"k": np.zeros(2)}, [None]], ids=lambda v: type(v).__name__)
+def test_roots_of_every_kind_through_snapshot_diff_and_restore(db: tensordb.Database, before: Any,
+                                                                after: Any) -> None:
+    db["r"] = before
+    snap = db.snapshot()
+    db["r"] = after
+    with db.at(snap) as old:
+        assert_tree_equal(old["r"].load(), before)
+    found = db.diff(snap)
+    assert found and all(c.tree == "r" for c in found)
+    assert db.restore(snap) == ["r"]
+    assert_tree_equal(db["r"].load(), before)
+    assert db.diff(snap) == []
+    assert db.check().ok
+
+
+def _history_rows(path: str) -> tuple[int, int]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return (con.execute("SELECT count(*) FROM tree_history").fetchone()[0],
+                con.execute("SELECT count(*) FROM node_history").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_snapshot_costs_one_row_and_a_change_keeps_only_what_changed(db: tensordb.Database) -> None:
+    db["big"] = {f"k{i}": {"v": i, "arr": np.full(3, i)} for i in range(300)}
+    db["other"] = {"v": 1}
+    nodes = sum(1 for _ in db.sql("SELECT 1 FROM nodes"))
+    db.snapshot()
+    assert _history_rows(db.filename) == (0, 0)
+    db["big"]["/k7/v"] = -1
+    trees, kept = _history_rows(db.filename)
+    assert trees <= 1 and kept == 1  # the old version of /k7/v (and of the tree row, whose modified time changed)
+    db["big"]["/k7/v"] = -2  # a second change of the same row in the same epoch keeps nothing more
+    db["big"]["/k8/arr"][0] = 5  # copy-on-write: the node now names a new array
+    assert _history_rows(db.filename)[1] == 2
+    db.snapshot()
+    assert sum(1 for _ in db.sql("SELECT 1 FROM nodes")) == nodes
     assert db.check().ok
