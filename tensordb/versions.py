@@ -276,14 +276,15 @@ class History:
         def upto(column: str, value: int) -> str:
             return "" if b is None else f" AND {column} <= {value}"
 
+        b_id = b.snapshot_id if b else 0
         tree_ids: set[int] = set()
         for table, key, mark_a, mark_b in (("tree", "tree_id", a.tree, b.tree if b else 0),
                                            ("node", "node_id", a.node, b.node if b else 0)):
             queries = [
                 # versions the older state sees that ended before the newer one
-                f"SELECT tree_id FROM {table}_history WHERE died > {a.snapshot_id}{upto('died', b.snapshot_id if b else 0)}",
+                f"SELECT tree_id FROM {table}_history WHERE died > {a.snapshot_id}{upto('died', b_id)}",
                 # current versions that began after the older state: changed rows, then new rows
-                f"SELECT tree_id FROM main.{table} WHERE born > {a.snapshot_id}{upto('born', b.snapshot_id if b else 0)}",
+                f"SELECT tree_id FROM main.{table} WHERE born > {a.snapshot_id}{upto('born', b_id)}",
                 f"SELECT tree_id FROM main.{table} WHERE {key} > {mark_a}{upto(key, mark_b)}",
             ]
             if b is not None:  # versions that began after the older state and were still current in the newer one

@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tensordb
-from tensordb.storage import schema
 from tensordb.arrays.html import human_size
 from tensordb.cli import main, parse_slice
+from tensordb.storage import schema
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIXTURE = Path(__file__).resolve().parent.parent / "examples" / "seed-example"
