@@ -147,7 +147,7 @@ class History:
             raise TypeError(f"a snapshot is named by a Snapshot, an id or a tag, not {type(ref).__name__}")
         found = self._snapshots("WHERE s.snapshot_id = ?", (snapshot_id,))
         if not found:
-            raise KeyError(f"{self.filename}: no snapshot {ref!r}" + (
+            raise KeyError(f"{self.filename}: no snapshot {snapshot_id}" + (
                 " (expired, or taken in a transaction that is not committed)" if isinstance(ref, Snapshot) else ""))
         return found[0]
 

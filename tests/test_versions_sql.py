@@ -96,3 +96,14 @@ def test_snapshot_nodes_holds_each_snapshots_nodes(pipeline: Path) -> None:
             rows = db.sql("SELECT tree, path, kind, value FROM snapshot_nodes WHERE snapshot = ? "
                           "ORDER BY tree, path", (snapshot.id,)).fetchall()
             assert rows == expected
+
+
+def test_the_example_of_docs_versions_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (FORMAT_MD.parent / "versions.md").read_text(encoding="utf-8")
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/versions.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line.strip("# ").strip() for line in code.splitlines() if line.strip().startswith("# sample")]
+    assert [" ".join(line.split()) for line in printed[:len(shown)]] == shown
