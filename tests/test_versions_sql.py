@@ -106,4 +106,4 @@ def test_the_example_of_docs_versions_runs(tmp_path: Path, monkeypatch: pytest.M
     exec(compile(code, "docs/versions.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     shown = [line.strip("# ").strip() for line in code.splitlines() if line.strip().startswith("# sample")]
-    assert [" ".join(line.split()) for line in printed[:len(shown)]] == shown
+    assert [line.split() for line in printed[:len(shown)]] == [line.split() for line in shown]
