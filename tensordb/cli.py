@@ -222,7 +222,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
         tensordb import samples.tdb runs/ --pattern "sim0*/*.json" --skip-existing
         tensordb import samples.tdb sample037.zarr       # a Zarr v3 hierarchy
     """
-    from .jsonbin import refuse_clashes, refuse_existing
+    from .io.jsonbin import refuse_clashes, refuse_existing
 
     paths = [Path(src) for src in sources]
     for path in paths:
@@ -252,7 +252,7 @@ def import_(db: str, sources: tuple[str, ...], name: str | None, pattern: str, p
 
 def _import_plan(paths: Sequence[Path], pattern: str, name: str | None, prefix: str) -> list[tuple[Path, str]]:
     """(source, tree name) of everything an import would write, folders expanded."""
-    from .jsonbin import folder_files
+    from .io.jsonbin import folder_files
 
     plan: list[tuple[Path, str]] = []
     for path in paths:
@@ -280,17 +280,17 @@ def _default_name(path: Path) -> str:
 def _import_one(database: tensordb.Database, path: Path, name: str, replace: bool, progress: Progress) -> None:
     """Import one JSON+binref file or one Zarr v3 folder, with a bar over its array bytes."""
     if not _is_zarr(path):
-        from .jsonbin import import_file
+        from .io.jsonbin import import_ as import_json
 
         task = progress.add_task(tail(str(path)), total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        import_file(database, path, name, replace=replace, progress=advance)
+        import_json(database, name, path, replace=replace, progress=advance)
         progress.remove_task(task)
         return
-    from .zarr import import_ as import_zarr
+    from .interop.zarr import import_ as import_zarr
 
     import_zarr(database, name, str(path), replace=replace)
 
@@ -398,10 +398,10 @@ def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt:
             with working(quiet, f"exporting {_address(name, pointer)}"):
                 _export_zarr(value, Path(out))
         else:
-            from .jsonbin import export_tree
+            from .io.jsonbin import export as export_json
 
             with working(quiet, f"exporting {_address(name, pointer)}"):
-                export_tree(value, out, inline_below=inline_below, force=force)
+                export_json(value, out, inline_below=inline_below, force=force)
     click.echo(f"exported {_address(name, pointer)} to {out}")
 
 
@@ -428,7 +428,7 @@ def _trees_under(database: tensordb.Database, prefix: str) -> list[str]:
 
 def _export_into_folder(database: tensordb.Database, addresses: list[str], out: str, inline_below: int,
                         force: bool, quiet: bool) -> None:
-    from .jsonbin import export_trees
+    from .io.jsonbin import export_folder
 
     folder = Path(out)
     created = not folder.exists()
@@ -448,7 +448,7 @@ def _export_into_folder(database: tensordb.Database, addresses: list[str], out: 
                 done = count
                 progress.update(task, completed=count, description=tail(path))
 
-            written = export_trees(database, addresses, folder, inline_below, force=force, progress=advance)
+            written = export_folder(database, addresses, folder, inline_below, force=force, progress=advance)
     except BaseException as exc:
         if created and not any(folder.iterdir()):
             folder.rmdir()  # nothing was written: leave nothing behind
@@ -463,7 +463,7 @@ def _export_into_folder(database: tensordb.Database, addresses: list[str], out: 
 
 def _export_zarr(value: Any, out: Path) -> None:
     """Write a Zarr v3 folder under a temporary name beside ``out``, then rename it: no half-written OUT."""
-    from .zarr import export as export_zarr
+    from .interop.zarr import export as export_zarr
 
     if out.exists():
         raise FileExistsError(f"{out}: already exists; remove it or choose another name")

@@ -22,13 +22,19 @@ LAYERS = [
     {"arrays"},
     {"trees"},
     {"database", "maintenance", "diff", "relations"},
-    {"__init__", "pointer"},
-    {"cli", "cli_entry", "cli_output", "cli_slices", "demo", "jsonbin", "dask", "zarr", "__main__"},
+    {"__init__", "pointer", "limits"},
+    {"cli", "cli_entry", "cli_output", "cli_slices", "demo", "io", "interop", "jsonbin", "dask", "zarr", "__main__"},
 ]
 
-# Edge modules built on the public API alone (the command line and JSON+binref still reach inside).
-ON_THE_PUBLIC_API = ["zarr.py", "dask.py", "demo.py"]
-PUBLIC_MODULES = {"__init__", "pointer"}
+# Edge packages and modules built on the public API alone (the command line still reaches inside). They may
+# also import one another: the shims ``jsonbin``, ``zarr`` and ``dask`` re-export ``io`` and ``interop``.
+EDGE = ["io", "interop", "jsonbin", "zarr", "dask", "demo"]
+ON_THE_PUBLIC_API = sorted(
+    p.relative_to(PACKAGE).as_posix()
+    for name in EDGE
+    for p in ((PACKAGE / name).rglob("*.py") if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"])
+)
+PUBLIC_MODULES = {"__init__", "pointer", "limits"}
 
 
 def _layer_of(module: str) -> int:
@@ -60,10 +66,65 @@ def _internal_imports(path: Path) -> list[str]:
     return [f if f != "tensordb" else "__init__" for f in found]
 
 
+def test_the_first_module_names_still_work() -> None:
+    """``tensordb.jsonbin``, ``tensordb.zarr`` and ``tensordb.dask`` re-export io/ and interop/."""
+    import tensordb.dask
+    import tensordb.interop.dask
+    import tensordb.interop.zarr
+    import tensordb.io.jsonbin
+    import tensordb.jsonbin
+    import tensordb.zarr
+
+    assert tensordb.zarr.import_ is tensordb.interop.zarr.import_
+    assert tensordb.zarr.export is tensordb.interop.zarr.export
+    assert tensordb.dask.from_glob is tensordb.interop.dask.from_glob
+    assert tensordb.jsonbin.export_tree is tensordb.io.jsonbin.export
+    assert tensordb.jsonbin.export_trees is tensordb.io.jsonbin.export_folder
+    assert tensordb.jsonbin.MAX_ARRAY_BYTES == tensordb.limits.MAX_ARRAY_BYTES
+    assert tensordb.zarr.MAX_CHUNK_BYTES == tensordb.limits.MAX_CHUNK_BYTES
+
+
+def test_both_formats_pair_import_and_export_alike() -> None:
+    import inspect
+
+    import tensordb.interop.zarr
+    import tensordb.io.jsonbin
+
+    for module in (tensordb.io.jsonbin, tensordb.interop.zarr):
+        assert list(inspect.signature(module.import_).parameters)[:3] == ["db", "name", "source"]
+        assert list(inspect.signature(module.export).parameters)[:2] == ["tree_or_node", "target"]
+
+
+def test_every_edge_file_is_checked() -> None:
+    for name in ("io/jsonbin/reader.py", "interop/zarr/stores.py", "interop/dask.py", "jsonbin.py", "zarr.py"):
+        assert name in ON_THE_PUBLIC_API
+
+
 @pytest.mark.parametrize("name", ON_THE_PUBLIC_API)
 def test_edge_modules_use_only_the_public_api(name: str) -> None:
-    internal = set(_internal_imports(PACKAGE / name)) - PUBLIC_MODULES
+    internal = {m for m in _internal_imports(PACKAGE / name) if m.split(".")[0] not in EDGE} - PUBLIC_MODULES
     assert not internal, f"{name} imports tensordb internals {sorted(internal)}"
+
+
+@pytest.mark.parametrize("name", ON_THE_PUBLIC_API)
+def test_edge_modules_reach_no_private_attribute(name: str) -> None:
+    """``tensordb._x``, ``db._store``, ``arr._meta``, ``zarr.core``: the public API means public names too."""
+    text = (PACKAGE / name).read_text()
+    assert "zarr.core" not in text, f"{name} uses zarr's internal zarr.core"
+    reached = set()
+    for node in ast.walk(ast.parse(text)):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            reached.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and any(a.name.startswith("_") for a in node.names):
+            reached |= {a.name for a in node.names if a.name.startswith("_")}
+    assert not reached, f"{name} uses private names {sorted(reached)}"
+
+
+@pytest.mark.parametrize("name", ON_THE_PUBLIC_API)
+def test_edge_modules_define_no_second_pointer_escaping(name: str) -> None:
+    """JSON Pointer escaping is defined once, in ``tensordb.pointer``."""
+    assert '"~0"' not in (PACKAGE / name).read_text(), f"{name} escapes JSON Pointers itself"
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
