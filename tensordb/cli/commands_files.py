@@ -108,7 +108,10 @@ def _import_plan(paths: Sequence[Path], pattern: str, name: str | None, prefix: 
     plan: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir() and not _is_zarr(path):
-            plan.extend(folder_files(path, pattern, prefix))
+            try:
+                plan.extend(folder_files(path, pattern, prefix))
+            except (ValueError, NotImplementedError) as exc:  # what pathlib's glob refuses: "", "**a", "/abs"
+                raise click.BadParameter(f"{pattern!r}: {exc}", param_hint="'--pattern'") from exc
         else:
             plan.append((path, prefix + (name or _default_name(path))))
     return plan

@@ -272,7 +272,7 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
         with bad_input():  # the message quotes the --slice text
             key = parse_slice(slice_text or "")
         if stats:
-            with bad_input(address_of(name, pointer)):
+            with bad_input(f"{database.filename}: {name}: {pointer or '(root)'}"):  # as the engine names it
                 full = stats_key(value, key)
             with progress_display(quiet) as progress:
                 figures = array_stats(value, full, progress)
@@ -281,7 +281,7 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
         if slice_text is None and value.nbytes > MAX_PRINT_BYTES:
             raise click.ClickException(f"{address_of(name, pointer)}: the array holds "
                                        f"{tensordb.human_size(value.nbytes)}; pass --slice to print part of it")
-        with bad_input(address_of(name, pointer)):  # out of bounds, too many indices
+        with bad_input():  # out of bounds, too many indices; the message names the file, tree and path
             data = np.asarray(value[key])
         note = _sharing_note(value.array_id, _sharing(database, [value.array_id]))
         click.echo(f"{address_of(name, pointer)}{'[' + slice_text + ']' if slice_text else ''}: "

@@ -101,6 +101,9 @@ def test_import_pattern_and_argument_errors(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.json"
     assert fails("import", db, missing) == f"Error: {missing}: no such file or folder"
     assert "Missing argument 'SRC...'" in fails("import", db, code=2)
+    for pattern in ("", "**a", "/abs"):  # what pathlib's glob refuses is a bad --pattern, not a bug
+        error = fails("import", db, folder, "--pattern", pattern, code=2)
+        assert error.startswith(f"Error: Invalid value for '--pattern': {pattern!r}: "), error
 
 
 def test_export_round_trips_through_import(tmp_path: Path) -> None:
