@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .arrays.array import Array
     from .arrays.dtypes import dtype_from_text, dtype_to_text
     from .arrays.grid import auto_chunks, iter_blocks
+    from .arrays.html import human_size
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
     from .maintenance import CheckReport, Finding
     from .trees.tree import DictNode, ListNode, Node, Tree
@@ -67,6 +68,7 @@ _LAZY = {
     "dtype_from_text": "arrays.dtypes",
     "auto_chunks": "arrays.grid",
     "iter_blocks": "arrays.grid",
+    "human_size": "arrays.html",
 }
 
 
@@ -100,6 +102,7 @@ __all__ = [
     "dtype_from_text",
     "auto_chunks",
     "iter_blocks",
+    "human_size",
     "TensorDBError",
     "ReadOnlyError",
     "CorruptionError",
