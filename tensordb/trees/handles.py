@@ -7,7 +7,7 @@ access reads the current rows through the tree service (:mod:`.service`).
 Indexing takes a key (``node["data"]``), a list index (``node[0]``) or a
 JSON Pointer relative to the node (``node["/data/points"]``; ``""`` is the
 node itself). ``keys()``, ``values()`` and ``items()`` are views, like a
-dict's: they read the current children whenever they are used.
+dict's (:mod:`.views`): they read the current children whenever they are used.
 
 Tree and Node share one implementation of the container API, the
 :class:`ContainerHandle` base, written over "the row this handle
@@ -32,11 +32,9 @@ from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, Tenso
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .service import TreeService, array_id_of, list_index
+from .views import NodeItemsView, NodeKeysView, NodeValuesView
 
 __all__ = ["Tree", "Node", "DictNode", "ListNode", "ContainerHandle", "value_of"]
-
-_MISSING: Any = object()
-
 
 def value_of(service: TreeService, row: NodeRow) -> Any:
     """What indexing returns: a handle for containers and arrays, a Python value for scalars."""
@@ -216,76 +214,6 @@ class ContainerHandle(SubtreeHandle):
         row = self._container("list")
         with self._context(row):
             self._ops.insert_item(row, self._ops.nodes.count_children(row.node_id), value)
-
-
-# -- views -------------------------------------------------------------------------------
-
-
-class NodeKeysView(KeysView[str]):
-    """The keys of a dict node, read when used (a set: ``==``, ``&``, ``|`` with sets work)."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: ContainerHandle) -> None:
-        self._handle = handle
-
-    def __len__(self) -> int:
-        return len(self._handle)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._handle._keys())
-
-    def __contains__(self, key: object) -> bool:
-        return self._handle._has_key(key)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self)!r})"
-
-
-class NodeValuesView(ValuesView[Any]):
-    """The values of a dict node, read when used (handles for containers and arrays)."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: ContainerHandle) -> None:
-        self._handle = handle
-
-    def __len__(self) -> int:
-        return len(self._handle)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter([value for _, value in self._handle._pairs()])
-
-    def __contains__(self, value: object) -> bool:
-        return any(v is value or v == value for v in self)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self)!r})"
-
-
-class NodeItemsView(ItemsView[str, Any]):
-    """The ``(key, value)`` pairs of a dict node, read when used (one snapshot per iteration)."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: ContainerHandle) -> None:
-        self._handle = handle
-
-    def __len__(self) -> int:
-        return len(self._handle)
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return iter(self._handle._pairs())
-
-    def __contains__(self, item: object) -> bool:
-        if not isinstance(item, tuple) or len(item) != 2 or not self._handle._has_key(item[0]):
-            return False
-        key, value = item
-        found = self._handle.get(key, _MISSING)
-        return found is not _MISSING and (found is value or bool(found == value))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self)!r})"
 
 
 # -- nodes -------------------------------------------------------------------------------
