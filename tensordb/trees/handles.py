@@ -36,6 +36,7 @@ from .views import NodeItemsView, NodeKeysView, NodeValuesView
 
 __all__ = ["Tree", "Node", "DictNode", "ListNode", "ContainerHandle", "value_of"]
 
+
 def value_of(service: TreeService, row: NodeRow) -> Any:
     """What indexing returns: a handle for containers and arrays, a Python value for scalars."""
     if row.kind == "dict":
@@ -91,7 +92,8 @@ class ContainerHandle(SubtreeHandle):
     def _lookup(self, key: object, existing: bool = True) -> tuple[NodeRow, str, NodeRow | None]:
         """:meth:`_resolve` plus the row found at the path (None if absent or not looked up)."""
         row = self._row()
-        if key != "" and row.kind not in ("dict", "list"):  # only a tree's root may be a single value
+        if row.kind not in ("dict", "list") and not (isinstance(key, str) and key == ""):
+            # a tree's root may be a single value: only "" designates something in it
             raise TypeError(f"{row.path or '(root)'}: a single {row.kind}, not a dict or list, has no children")
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
             key = list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
@@ -152,8 +154,8 @@ class ContainerHandle(SubtreeHandle):
 
         With ``lazy=True`` arrays come back as :class:`tensordb.Array` handles.
         """
-        row = self._row()
-        with self._context(row):
+        with self._context():  # a deleted tree or node is named too
+            row = self._row()
             return self._ops.load(row.tree_id, row.path, lazy)
 
     def set(self, key: Any, value: object, *, chunks: tuple[int, ...] | None = None,
