@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .arrays.html import human_size
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
     from .maintenance import CheckReport, Finding
-    from .trees.tree import DictNode, ListNode, Node, Tree
+    from .trees.handles import DictNode, ListNode, Node, Tree
 
 __version__ = "0.1.0"
 
@@ -57,10 +57,10 @@ _LAZY = {
     "SQLResult": "database",
     "MissingPacksWarning": "database",
     "Array": "arrays.array",
-    "Tree": "trees.tree",
-    "Node": "trees.tree",
-    "DictNode": "trees.tree",
-    "ListNode": "trees.tree",
+    "Tree": "trees.handles",
+    "Node": "trees.handles",
+    "DictNode": "trees.handles",
+    "ListNode": "trees.handles",
     "CheckReport": "maintenance",
     "Finding": "maintenance",
     "validate": "database",

@@ -142,6 +142,61 @@ def test_imports_flow_one_way(path: Path) -> None:
         assert _layer_of(target) <= own, f"{module} (layer {own}) imports {target} (layer {_layer_of(target)})"
 
 
+def _module_imports(path: Path) -> set[str]:
+    """Modules of tensordb a file imports (anywhere in it, type-checking blocks included), as dotted names."""
+    relative = path.relative_to(PACKAGE).with_suffix("")
+    package_parts = list(relative.parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package_parts[: len(package_parts) - node.level + 1]
+            if node.module:
+                found.add(".".join([*base, node.module]))
+            else:  # "from . import paths": each name may be a module
+                found.update(".".join([*base, alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tensordb."):
+            found.add(node.module.removeprefix("tensordb."))
+    return found
+
+
+def _import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of a directed graph, as the list of its nodes (None if there is none)."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        stack: list[tuple[str, list[str]]] = [(start, sorted(graph[start]))]
+        on_path = [start]
+        while stack:
+            node, todo = stack[-1]
+            if not todo:
+                stack.pop()
+                on_path.pop()
+                done.add(node)
+                continue
+            nxt = todo.pop()
+            if nxt in on_path:
+                return on_path[on_path.index(nxt):] + [nxt]
+            if nxt not in done and nxt in graph:
+                stack.append((nxt, sorted(graph[nxt])))
+                on_path.append(nxt)
+    return None
+
+
+PACKAGES = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_cycle_inside_a_package(package: str) -> None:
+    """Modules of one folder import each other one way (a cycle means two modules that are really one)."""
+    modules = {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in (PACKAGE / package).glob("*.py")}
+    graph = {name: _module_imports(path) & set(modules) for name, path in modules.items()}
+    assert _import_cycle(graph) is None, f"import cycle: {' -> '.join(_import_cycle(graph) or [])}"
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _import_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
 # Modules that still call the apsw connection directly (to be moved onto Connection's methods).
 def _third_party_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
