@@ -222,16 +222,21 @@ class History:
     def restore(self, snapshot: Snapshot, pattern: str | None, trees: TreeService) -> list[str]:
         """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns their names.
 
-        Only trees that changed since are touched. A tree's rows are copied
+        Only trees whose nodes differ are touched. A tree's rows are copied
         from its state with fresh ids (arrays by reference); a tree the
         snapshot lacks is deleted.
         """
         marks = self.marks(snapshot)
-        names = sorted(n for n in self.changed_trees(snapshot, None) if pattern is None or fnmatchcase(n, pattern))
-        for name in names:
+        restored = []
+        for name in sorted(self.changed_trees(snapshot, None)):
+            if pattern is not None and not fnmatchcase(name, pattern):
+                continue
             old = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
                                 (name,))
             current = trees.catalog.id_of(name)
+            if old is not None and current is not None and self._same_rows(marks, int(old[0]), current):
+                continue
+            restored.append(name)
             if current is not None:
                 trees.nodes.delete_tree(current)
                 if old is None:
@@ -247,7 +252,14 @@ class History:
             except CorruptionError as exc:
                 raise CorruptionError(f"{self.filename}: snapshot {snapshot.id}: tree {name!r}: {exc}") from None
             trees.catalog.set_root(current, int(root_id) + shift, created=str(created))
-        return names
+        return restored
+
+    def _same_rows(self, marks: _Marks, old_tree: int, current_tree: int) -> bool:
+        """Whether a tree holds the same nodes now as in a snapshot (ids aside; arrays by id: they are frozen)."""
+        columns = "path, key, pos, kind, value, exact, dtype, array_id"
+        then = f"SELECT {columns} FROM ({state_sql('node', marks)}) WHERE tree_id = {int(old_tree)}"
+        now = f"SELECT {columns} FROM main.node WHERE tree_id = {int(current_tree)}"
+        return not self.conn.scalar(f"SELECT EXISTS ({then} EXCEPT {now}) OR EXISTS ({now} EXCEPT {then})")
 
     # -- comparing -----------------------------------------------------------------------
 

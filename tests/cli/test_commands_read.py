@@ -247,7 +247,7 @@ def test_diff_exit_codes_and_output(sample: Path) -> None:
 def test_diff_errors_exit_2(sample: Path) -> None:
     result = run("diff", sample, "s1", "nope")
     assert result.exit_code == 2 and result.stderr.strip() == f"Error: {sample}: no tree named 'nope'"
-    assert "Missing argument 'ADDRESS_B'" in fails("diff", sample, "s1", code=2)
+    assert "give two addresses, or --from SNAPSHOT" in fails("diff", sample, "s1", code=2)
 
 
 def test_diff_reads_only_chunks_whose_keys_differ(tmp_path: Path) -> None:
