@@ -140,7 +140,7 @@ class History:
             snapshot_id = ref
         elif isinstance(ref, str):
             tagged = self.conn.scalar("SELECT snapshot_id FROM tag WHERE name = ?", (ref,))
-            if tagged is None and not ref.isdigit():
+            if tagged is None and not (ref.isascii() and ref.isdigit()):
                 raise KeyError(f"{self.filename}: no tag named {ref!r}")
             snapshot_id = int(ref) if tagged is None else int(tagged)
         else:
@@ -178,7 +178,7 @@ class History:
         return self.get(self.conn.last_insert_rowid())
 
     def tag(self, name: str, ref: SnapshotRef | None) -> Snapshot:
-        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name) or name.isdigit():
+        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name) or (name.isascii() and name.isdigit()):
             raise ValueError(f"invalid tag name {name!r}: 1 to 200 printable characters, not only digits")
         if self.conn.scalar("SELECT 1 FROM tag WHERE name = ?", (name,)) is not None:
             raise ValueError(f"{self.filename}: the tag {name!r} already exists (a tag names one snapshot for good; "

@@ -119,7 +119,7 @@ def snapshot_named(database: tensordb.Database, ref: str) -> tensordb.Snapshot:
     tagged = database.tags().get(ref)
     if tagged is not None:
         return tagged
-    for snapshot in database.history() if ref.isdigit() else ():
+    for snapshot in database.history() if (ref.isascii() and ref.isdigit()) else ():
         if snapshot.id == int(ref):
             return snapshot
     raise KeyError(f"{database.filename}: no snapshot or tag {ref!r} (see tensordb log)")
