@@ -33,10 +33,10 @@ from .errors import CorruptionError
 from .storage import schema
 from .storage.connection import Connection
 from .trees.nodes import NODE_COLUMNS
+from .trees.service import TreeService
 
 __all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state"]
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
 _NODE_COLUMNS = f"{NODE_COLUMNS}, born"
 _TAG_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
@@ -171,7 +171,7 @@ class History:
             raise TypeError(f"a snapshot message is a str, not {type(message).__name__}")
         self.conn.execute(
             "INSERT INTO snapshot(snapshot_id, parent_id, created, message, tree_mark, node_mark, array_mark) "
-            "SELECT coalesce(max(snapshot_id), 0) + 1, max(snapshot_id), " + _NOW + ", ?, "
+            "SELECT coalesce(max(snapshot_id), 0) + 1, max(snapshot_id), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, "
             + ", ".join(f"coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{t}'), 0)"
                         for t in ("tree", "node", "array"))
             + " FROM snapshot", (message,))
@@ -219,42 +219,35 @@ class History:
                     f"AND s.{mark} >= {table}_history.{key})")
         return forgotten
 
-    def restore(self, snapshot: Snapshot, pattern: str | None, next_node_id: int) -> list[str]:
+    def restore(self, snapshot: Snapshot, pattern: str | None, trees: TreeService) -> list[str]:
         """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns their names.
 
         Only trees that changed since are touched. A tree's rows are copied
-        from its state with their ids shifted past ``next_node_id`` (arrays by
-        reference); a tree the snapshot lacks is deleted.
+        from its state with fresh ids (arrays by reference); a tree the
+        snapshot lacks is deleted.
         """
         marks = self.marks(snapshot)
         names = sorted(n for n in self.changed_trees(snapshot, None) if pattern is None or fnmatchcase(n, pattern))
         for name in names:
-            next_node_id = self._restore_tree(marks, name, next_node_id)
+            old = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
+                                (name,))
+            current = trees.catalog.id_of(name)
+            if current is not None:
+                trees.nodes.delete_tree(current)
+                if old is None:
+                    trees.catalog.delete(current)
+            if old is None:
+                continue
+            source, root_id, created = old
+            if current is None:
+                current = trees.catalog.create(name)
+            rows = f"SELECT {NODE_COLUMNS} FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
+            try:
+                shift = trees.nodes.copy_rows(rows, current)
+            except CorruptionError as exc:
+                raise CorruptionError(f"{self.filename}: snapshot {snapshot.id}: tree {name!r}: {exc}") from None
+            trees.catalog.set_root(current, int(root_id) + shift, created=str(created))
         return names
-
-    def _restore_tree(self, marks: _Marks, name: str, next_node_id: int) -> int:
-        conn = self.conn
-        old = conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?", (name,))
-        current = conn.scalar("SELECT tree_id FROM main.tree WHERE name = ?", (name,))
-        if current is not None:
-            conn.execute("DELETE FROM main.node WHERE tree_id = ?", (current,))
-        if old is None:
-            conn.execute("DELETE FROM main.tree WHERE tree_id = ?", (current,))
-            return next_node_id
-        source, root_id, created = old
-        if current is None:
-            conn.execute(f"INSERT INTO main.tree(name, created, modified) VALUES (?, ?, {_NOW})", (name, created))
-            current = conn.last_insert_rowid()
-        nodes = f"SELECT * FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
-        first = conn.scalar(f"SELECT min(node_id) FROM ({nodes})")
-        if first is None:  # a damaged snapshot: check() names it
-            raise CorruptionError(f"{self.filename}: tree {name!r} has no nodes in snapshot {marks.snapshot_id}")
-        delta = next_node_id - int(first)
-        conn.execute(f"INSERT INTO main.node({NODE_COLUMNS}) SELECT node_id + {delta}, {int(current)}, "
-                     f"parent_id + {delta}, path, key, pos, kind, value, exact, dtype, array_id FROM ({nodes})")
-        conn.execute(f"UPDATE main.tree SET root_id = ?, created = ?, modified = {_NOW} WHERE tree_id = ?",
-                     (None if root_id is None else int(root_id) + delta, created, current))
-        return int(conn.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'node'")) + 1
 
     # -- comparing -----------------------------------------------------------------------
 
