@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     from .arrays.array import Array
     from .arrays.dtypes import dtype_from_text, dtype_to_text
     from .arrays.grid import auto_chunks, iter_blocks
+    from .arrays.html import human_size
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
     from .diff import Difference
     from .maintenance import CheckReport, Finding
-    from .trees.tree import DictNode, ListNode, Node, Tree
+    from .trees.handles import DictNode, ListNode, Node, Tree
     from .versions import Snapshot
 
 __version__ = "0.1.0"
@@ -58,10 +59,10 @@ _LAZY = {
     "SQLResult": "database",
     "MissingPacksWarning": "database",
     "Array": "arrays.array",
-    "Tree": "trees.tree",
-    "Node": "trees.tree",
-    "DictNode": "trees.tree",
-    "ListNode": "trees.tree",
+    "Tree": "trees.handles",
+    "Node": "trees.handles",
+    "DictNode": "trees.handles",
+    "ListNode": "trees.handles",
     "CheckReport": "maintenance",
     "Finding": "maintenance",
     "validate": "database",
@@ -71,6 +72,7 @@ _LAZY = {
     "iter_blocks": "arrays.grid",
     "Snapshot": "versions",
     "Difference": "diff",
+    "human_size": "arrays.html",
 }
 
 
@@ -106,6 +108,7 @@ __all__ = [
     "iter_blocks",
     "Snapshot",
     "Difference",
+    "human_size",
     "TensorDBError",
     "ReadOnlyError",
     "CorruptionError",

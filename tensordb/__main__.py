@@ -1,5 +1,5 @@
 """``python -m tensordb``: the command line."""
 
-from .cli import main
+from .cli.entry import main
 
 main()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager
@@ -26,7 +25,6 @@ from .arrays.array import Array, ArrayStore
 from .diff import Difference
 from .diff import diff as diff_values
 from .errors import (
-    CorruptionError,
     PathNotFoundError,
     ReadOnlyError,
     StaleHandleError,
@@ -38,8 +36,9 @@ from .storage.chunks import Counters
 from .storage.query import ReadOnlyQuery
 from .storage.store import Store
 from .trees import bulk, paths
-from .trees.nodes import NODE_COLUMNS, NodeRow
-from .trees.tree import Node, Tree, TreeOps
+from .trees.handles import Tree, value_of
+from .trees.nodes import SubtreeHandle
+from .trees.service import TreeService
 from .trees.values import flatten
 from .versions import History, Snapshot, SnapshotRef, show_state
 
@@ -113,7 +112,7 @@ class Database(MutableMapping[str, Tree]):
                 self._store.close()
                 raise
         self._arrays = ArrayStore(self._store)
-        self._ops = TreeOps(self)
+        self._trees = TreeService(self._store, self._arrays, self)
         self._warn_missing_packs()
 
     def _warn_missing_packs(self) -> None:
@@ -166,24 +165,22 @@ class Database(MutableMapping[str, Tree]):
         ...     db["a"] = 1
         ...     db["b"] = 2
         """
-        if self.readonly:
-            raise ReadOnlyError(f"{self.filename}: database is open read-only")
-        return self._store.transaction()
+        return self._trees.transaction()
 
     # -- trees ---------------------------------------------------------------------------
 
     def _tree_id(self, name: str) -> int | None:
-        if not isinstance(name, str):
-            raise TypeError(f"tree names are str, got {type(name).__name__}")
-        found = self._store.conn.scalar("SELECT tree_id FROM tree WHERE name = ?", (name,))
-        return None if found is None else int(found)
+        return self._trees.catalog.id_of(name)
 
-    def __getitem__(self, name: str) -> Tree:
-        tree_id = self._tree_id(name)
+    def _existing_tree(self, name: str) -> int:
+        tree_id = self._trees.catalog.id_of(name)
         if tree_id is None:
             self._ensure_snapshot_kept()
             raise PathNotFoundError(f"{self._where()}: no tree named {name!r}")
-        return Tree(self._ops, tree_id)
+        return tree_id
+
+    def __getitem__(self, name: str) -> Tree:
+        return Tree(self._trees, self._existing_tree(name))
 
     def _where(self) -> str:
         shown = self.snapshot_shown
@@ -200,35 +197,20 @@ class Database(MutableMapping[str, Tree]):
         if not isinstance(name, str) or not name:
             raise TypeError(f"tree names are non-empty str, got {name!r}")
         with context(self.filename, name):
-            if isinstance(value, Tree) and value._ops is self._ops and self._tree_id(name) == value._tree_id:
+            if isinstance(value, Tree) and value._ops is self._trees and self._tree_id(name) == value._tree_id:
                 return  # db["a"] = db["a"]
-            with self.transaction():
-                tree_id = self._tree_id(name)
-                if tree_id is None:
-                    self._store.conn.execute(
-                        "INSERT INTO tree(name, created, modified) VALUES "
-                        "(?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                        (name,),
-                    )
-                    tree_id = self._store.conn.last_insert_rowid()
-                self._ops.set(tree_id, "", value)
+            self._trees.assign(name, value)
 
     def __delitem__(self, name: str) -> None:
         with self.transaction():
-            tree_id = self._tree_id(name)
-            if tree_id is None:
-                raise PathNotFoundError(f"{self.filename}: no tree named {name!r}")
-            self._store.conn.execute("DELETE FROM node WHERE tree_id = ?", (tree_id,))
-            self._store.conn.execute("DELETE FROM tree WHERE tree_id = ?", (tree_id,))
+            self._trees.delete_tree(self._existing_tree(name))
 
     def __iter__(self) -> Iterator[str]:
-        names = self._store.conn.execute("SELECT name FROM tree ORDER BY tree_id").fetchall()
-        if not all(type(n) is str for (n,) in names):
-            raise CorruptionError(f"{self.filename}: a tree name is not text")
-        return iter([n for (n,) in names])
+        with context(self.filename):
+            return iter(self._trees.catalog.names())
 
     def __len__(self) -> int:
-        return int(self._store.conn.scalar("SELECT count(*) FROM tree"))
+        return self._trees.catalog.count()
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._tree_id(name) is not None
@@ -248,9 +230,7 @@ class Database(MutableMapping[str, Tree]):
         if not isinstance(address, str):
             raise TypeError(f"addresses are str, got {type(address).__name__}")
         cuts = [len(address)] + [i for i in range(len(address) - 1, 0, -1) if address[i] == "/"]
-        marks = ",".join("?" * len(cuts))
-        names = {name for (name,) in self._store.conn.execute(
-            f"SELECT name FROM tree WHERE name IN ({marks})", tuple(address[:cut] for cut in cuts)).fetchall()}
+        names = self._trees.catalog.existing(address[:cut] for cut in cuts)
         for cut in cuts:
             if address[:cut] in names:
                 return address[:cut], address[cut:]
@@ -398,15 +378,12 @@ class Database(MutableMapping[str, Tree]):
         if not isinstance(new, str) or not new:
             raise TypeError(f"tree names are non-empty str, got {new!r}")
         with self.transaction():
-            tree_id = self._tree_id(old)
-            if tree_id is None:
-                raise PathNotFoundError(f"{self.filename}: no tree named {old!r}")
+            tree_id = self._existing_tree(old)
             if old == new:
                 return
             if self._tree_id(new) is not None:
                 raise ValueError(f"{self.filename}: a tree named {new!r} already exists")
-            self._store.conn.execute("UPDATE tree SET name = ? WHERE tree_id = ?", (new, tree_id))
-            self._ops.touch(tree_id)
+            self._trees.catalog.rename(tree_id, new)
 
     # -- restructuring many trees at once -------------------------------------------------
 
@@ -427,7 +404,7 @@ class Database(MutableMapping[str, Tree]):
         """
         src_path, dst_path = paths.join(paths.split(src)), paths.join(paths.split(dst))
         with context(self.filename):
-            return bulk.move_in_trees(self._ops, trees, src_path, dst_path)
+            return bulk.move_in_trees(self._trees, trees, src_path, dst_path)
 
     def set(self, path: str, value: object, *, trees: str | None = None) -> int:
         """Set ``value`` at JSON Pointer ``path`` in every tree whose name matches ``trees`` (``None``: all).
@@ -444,7 +421,7 @@ class Database(MutableMapping[str, Tree]):
         """
         canonical = paths.join(paths.split(path))
         with context(self.filename):
-            return bulk.set_in_trees(self._ops, trees, canonical, value)
+            return bulk.set_in_trees(self._trees, trees, canonical, value)
 
     # -- SQL -----------------------------------------------------------------------------
 
@@ -472,14 +449,10 @@ class Database(MutableMapping[str, Tree]):
         -------
         >>> for name, path, points in db.glob("/data/*/points", trees="bm01-*"): ...
         """
-        sql, params, exact = _glob_sql(pattern, trees)
-        rows = self._store.conn.execute(sql, params).fetchall()  # one snapshot; values built lazily
-        for tree_name, *columns in rows:
-            row = NodeRow(*columns)
-            if type(row.path) is not str or type(tree_name) is not str:
-                raise CorruptionError(f"{self.filename}: node {row.node_id} has a path or tree name that is not text")
-            if exact.fullmatch(row.path):
-                yield tree_name, row.path, self._ops.value_of(row)
+        with context(self.filename):
+            found = self._trees.nodes.glob(pattern, trees)  # one snapshot; values built lazily
+        for tree_name, row in found:
+            yield tree_name, row.path, value_of(self._trees, row)
 
     # -- versions ----------------------------------------------------------------------
 
@@ -539,7 +512,7 @@ class Database(MutableMapping[str, Tree]):
         the names of the trees that changed.
         """
         with context(self.filename), self.transaction():
-            return self._history.restore(self._history.get(snapshot), trees, self._ops.nodes.next_node_id())
+            return self._history.restore(self._history.get(snapshot), trees, self._trees)
 
     def expire(self, *, before: SnapshotRef) -> int:
         """Forget the untagged snapshots older than ``before``; returns how many. ``gc()`` then frees their data."""
@@ -638,58 +611,6 @@ class SQLResult:
             yield dict(zip(self.columns, row))
 
 
-# -- glob -------------------------------------------------------------------------------
-
-def _glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re.Pattern[str]]:
-    """SQL that narrows candidates with GLOB, and the exact regex they must match.
-
-    ``*`` matches within one segment; a ``**`` segment matches zero or more segments.
-    """
-    if not isinstance(pattern, str) or (pattern and not pattern.startswith("/")):
-        raise ValueError(f"glob patterns are JSON Pointers starting with '/', got {pattern!r}")
-    segments = pattern[1:].split("/") if pattern else []
-    regex = ""
-    for seg in segments:
-        if seg == "**":
-            regex += "(?:/[^/]*)*"
-        else:
-            regex += "/" + "[^/]*".join(re.escape(p) for p in seg.split("*"))
-    params: list[Any]
-    literal = re.sub(r"([\[\]?])", r"[\1]", pattern)  # GLOB treats [ ] ? specially
-    path_glob = literal.replace("/**", "*")
-    if "*" not in pattern:  # no wildcard: one path, an equality on the path index
-        where, params = ["n.path = ?"], [pattern]
-    else:
-        # The literal prefix is an index range (byte comparisons). GLOB only narrows
-        # further: SQLite's text functions stop at a NUL, so paths holding one are
-        # left to the exact match in Python.
-        prefix = pattern[: pattern.index("*")]
-        if pattern[len(prefix):].startswith("**") and prefix.endswith("/"):
-            prefix = prefix[:-1]  # "**" also matches zero segments: the node itself
-        where = ["(n.path GLOB ? OR instr(CAST(n.path AS BLOB), x'00') > 0)"]
-        params = [path_glob]
-        if prefix:
-            where.append("n.path >= ? AND n.path < ?")
-            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-    if "**" not in segments:
-        where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
-        params.append(len(segments))
-    last = segments[-1] if segments else "**"
-    if "*" in pattern and "*" not in last and not last.isdigit():  # a literal dict key: the (key, value) index finds it
-        where.append("n.key = ?")
-        params.append(last.replace("~1", "/").replace("~0", "~"))
-    if trees is not None:
-        where.append("t.name GLOB ?")
-        params.append(trees)
-    sql = (
-        f"SELECT t.name, {', '.join('n.' + c for c in NODE_COLUMNS.split(', '))} "
-        "FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
-        + " AND ".join(where)
-        + " ORDER BY t.tree_id, n.path"
-    )
-    return sql, tuple(params), re.compile(regex, re.S)
-
-
 def validate(value: object) -> None:
     """Check that tensordb can store ``value``, writing nothing.
 
@@ -704,7 +625,7 @@ def validate(value: object) -> None:
     Traceback (most recent call last):
     TypeError: /a: values of type set cannot be stored
     """
-    flatten(value, (Array, Node, Tree))
+    flatten(value, (Array, SubtreeHandle))
 
 
 # -- pickled handles reopen read-only, once per process ----------------------------------
@@ -749,11 +670,11 @@ class _Unreachable:
         return error
 
     @property
-    def _ops(self) -> Any:  # Tree and Node handles reach their database through ``_ops.db``
+    def _trees(self) -> Any:  # Tree and Node handles reach their database through their tree service
         return self
 
     @property
-    def db(self) -> Any:
+    def host(self) -> Any:
         return self
 
     @property

@@ -25,7 +25,7 @@ import numpy as np
 
 from .arrays import grid as g
 from .arrays.array import Array
-from .trees.tree import Node, Tree
+from .trees.handles import Node, Tree
 
 __all__ = ["Difference", "diff"]
 

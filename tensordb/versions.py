@@ -33,10 +33,10 @@ from .errors import CorruptionError
 from .storage import schema
 from .storage.connection import Connection
 from .trees.nodes import NODE_COLUMNS
+from .trees.service import TreeService
 
 __all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state"]
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
 _NODE_COLUMNS = f"{NODE_COLUMNS}, born"
 _TAG_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
@@ -140,14 +140,14 @@ class History:
             snapshot_id = ref
         elif isinstance(ref, str):
             tagged = self.conn.scalar("SELECT snapshot_id FROM tag WHERE name = ?", (ref,))
-            if tagged is None and not ref.isdigit():
+            if tagged is None and not (ref.isascii() and ref.isdigit()):
                 raise KeyError(f"{self.filename}: no tag named {ref!r}")
             snapshot_id = int(ref) if tagged is None else int(tagged)
         else:
             raise TypeError(f"a snapshot is named by a Snapshot, an id or a tag, not {type(ref).__name__}")
         found = self._snapshots("WHERE s.snapshot_id = ?", (snapshot_id,))
         if not found:
-            raise KeyError(f"{self.filename}: no snapshot {ref!r}" + (
+            raise KeyError(f"{self.filename}: no snapshot {snapshot_id}" + (
                 " (expired, or taken in a transaction that is not committed)" if isinstance(ref, Snapshot) else ""))
         return found[0]
 
@@ -171,14 +171,14 @@ class History:
             raise TypeError(f"a snapshot message is a str, not {type(message).__name__}")
         self.conn.execute(
             "INSERT INTO snapshot(snapshot_id, parent_id, created, message, tree_mark, node_mark, array_mark) "
-            "SELECT coalesce(max(snapshot_id), 0) + 1, max(snapshot_id), " + _NOW + ", ?, "
+            "SELECT coalesce(max(snapshot_id), 0) + 1, max(snapshot_id), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, "
             + ", ".join(f"coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{t}'), 0)"
                         for t in ("tree", "node", "array"))
             + " FROM snapshot", (message,))
         return self.get(self.conn.last_insert_rowid())
 
     def tag(self, name: str, ref: SnapshotRef | None) -> Snapshot:
-        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name) or name.isdigit():
+        if not isinstance(name, str) or not _TAG_NAME.fullmatch(name) or (name.isascii() and name.isdigit()):
             raise ValueError(f"invalid tag name {name!r}: 1 to 200 printable characters, not only digits")
         if self.conn.scalar("SELECT 1 FROM tag WHERE name = ?", (name,)) is not None:
             raise ValueError(f"{self.filename}: the tag {name!r} already exists (a tag names one snapshot for good; "
@@ -219,42 +219,47 @@ class History:
                     f"AND s.{mark} >= {table}_history.{key})")
         return forgotten
 
-    def restore(self, snapshot: Snapshot, pattern: str | None, next_node_id: int) -> list[str]:
+    def restore(self, snapshot: Snapshot, pattern: str | None, trees: TreeService) -> list[str]:
         """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns their names.
 
-        Only trees that changed since are touched. A tree's rows are copied
-        from its state with their ids shifted past ``next_node_id`` (arrays by
-        reference); a tree the snapshot lacks is deleted.
+        Only trees whose nodes differ are touched. A tree's rows are copied
+        from its state with fresh ids (arrays by reference); a tree the
+        snapshot lacks is deleted.
         """
         marks = self.marks(snapshot)
-        names = sorted(n for n in self.changed_trees(snapshot, None) if pattern is None or fnmatchcase(n, pattern))
-        for name in names:
-            next_node_id = self._restore_tree(marks, name, next_node_id)
-        return names
+        restored = []
+        for name in sorted(self.changed_trees(snapshot, None)):
+            if pattern is not None and not fnmatchcase(name, pattern):
+                continue
+            old = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
+                                (name,))
+            current = trees.catalog.id_of(name)
+            if old is not None and current is not None and self._same_rows(marks, int(old[0]), current):
+                continue
+            restored.append(name)
+            if current is not None:
+                trees.nodes.delete_tree(current)
+                if old is None:
+                    trees.catalog.delete(current)
+            if old is None:
+                continue
+            source, root_id, created = old
+            if current is None:
+                current = trees.catalog.create(name)
+            rows = f"SELECT {NODE_COLUMNS} FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
+            try:
+                shift = trees.nodes.copy_rows(rows, current)
+            except CorruptionError as exc:
+                raise CorruptionError(f"{self.filename}: snapshot {snapshot.id}: tree {name!r}: {exc}") from None
+            trees.catalog.set_root(current, int(root_id) + shift, created=str(created))
+        return restored
 
-    def _restore_tree(self, marks: _Marks, name: str, next_node_id: int) -> int:
-        conn = self.conn
-        old = conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?", (name,))
-        current = conn.scalar("SELECT tree_id FROM main.tree WHERE name = ?", (name,))
-        if current is not None:
-            conn.execute("DELETE FROM main.node WHERE tree_id = ?", (current,))
-        if old is None:
-            conn.execute("DELETE FROM main.tree WHERE tree_id = ?", (current,))
-            return next_node_id
-        source, root_id, created = old
-        if current is None:
-            conn.execute(f"INSERT INTO main.tree(name, created, modified) VALUES (?, ?, {_NOW})", (name, created))
-            current = conn.last_insert_rowid()
-        nodes = f"SELECT * FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
-        first = conn.scalar(f"SELECT min(node_id) FROM ({nodes})")
-        if first is None:  # a damaged snapshot: check() names it
-            raise CorruptionError(f"{self.filename}: tree {name!r} has no nodes in snapshot {marks.snapshot_id}")
-        delta = next_node_id - int(first)
-        conn.execute(f"INSERT INTO main.node({NODE_COLUMNS}) SELECT node_id + {delta}, {int(current)}, "
-                     f"parent_id + {delta}, path, key, pos, kind, value, exact, dtype, array_id FROM ({nodes})")
-        conn.execute(f"UPDATE main.tree SET root_id = ?, created = ?, modified = {_NOW} WHERE tree_id = ?",
-                     (None if root_id is None else int(root_id) + delta, created, current))
-        return int(conn.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'node'")) + 1
+    def _same_rows(self, marks: _Marks, old_tree: int, current_tree: int) -> bool:
+        """Whether a tree holds the same nodes now as in a snapshot (ids aside; arrays by id: they are frozen)."""
+        columns = "path, key, pos, kind, value, exact, dtype, array_id"
+        then = f"SELECT {columns} FROM ({state_sql('node', marks)}) WHERE tree_id = {int(old_tree)}"
+        now = f"SELECT {columns} FROM main.node WHERE tree_id = {int(current_tree)}"
+        return not self.conn.scalar(f"SELECT EXISTS ({then} EXCEPT {now}) OR EXISTS ({now} EXCEPT {then})")
 
     # -- comparing -----------------------------------------------------------------------
 
@@ -276,14 +281,15 @@ class History:
         def upto(column: str, value: int) -> str:
             return "" if b is None else f" AND {column} <= {value}"
 
+        b_id = b.snapshot_id if b else 0
         tree_ids: set[int] = set()
         for table, key, mark_a, mark_b in (("tree", "tree_id", a.tree, b.tree if b else 0),
                                            ("node", "node_id", a.node, b.node if b else 0)):
             queries = [
                 # versions the older state sees that ended before the newer one
-                f"SELECT tree_id FROM {table}_history WHERE died > {a.snapshot_id}{upto('died', b.snapshot_id if b else 0)}",
+                f"SELECT tree_id FROM {table}_history WHERE died > {a.snapshot_id}{upto('died', b_id)}",
                 # current versions that began after the older state: changed rows, then new rows
-                f"SELECT tree_id FROM main.{table} WHERE born > {a.snapshot_id}{upto('born', b.snapshot_id if b else 0)}",
+                f"SELECT tree_id FROM main.{table} WHERE born > {a.snapshot_id}{upto('born', b_id)}",
                 f"SELECT tree_id FROM main.{table} WHERE {key} > {mark_a}{upto(key, mark_b)}",
             ]
             if b is not None:  # versions that began after the older state and were still current in the newer one

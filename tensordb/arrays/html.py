@@ -1,4 +1,7 @@
-"""Small HTML and text renderings shared by the handles' reprs (notebooks call ``_repr_html_``)."""
+"""Small HTML and text renderings shared by the handles' reprs (notebooks call ``_repr_html_``).
+
+``human_size`` is public as ``tensordb.human_size``; the command line prints sizes with it too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,23 @@ __all__ = ["human_size", "html_table"]
 
 
 def human_size(n: int) -> str:
-    """``1536`` -> ``"1.5 KiB"``: bytes for people, binary units."""
+    """A number of bytes for people, in binary units (what the reprs and the command line show).
+
+    Parameters
+    ----------
+    n : int
+        A number of bytes.
+
+    Returns
+    -------
+    str
+        ``"N B"`` below 1 KiB, else one decimal and KiB, MiB, GiB or TiB.
+
+    Example
+    -------
+    >>> tensordb.human_size(1536)
+    '1.5 KiB'
+    """
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":

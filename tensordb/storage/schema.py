@@ -304,6 +304,23 @@ SELECT s.snapshot_id AS id,
        (SELECT json_group_array(name) FROM (SELECT t.name AS name FROM tag t
          WHERE t.snapshot_id = s.snapshot_id ORDER BY t.name)) AS tags
 FROM snapshot s;
+
+CREATE VIEW snapshot_nodes AS
+SELECT s.snapshot_id AS snapshot,
+       t.name AS tree,
+       n.path AS path,
+       n.key AS key,
+       n.kind AS kind,
+       n.value AS value,
+       n.array_id AS array_id
+FROM snapshot s
+JOIN (SELECT tree_id, name, coalesce(born, 0) AS born, 9223372036854775807 AS died FROM tree
+      UNION ALL SELECT tree_id, name, born, died FROM tree_history) t
+  ON t.tree_id <= s.tree_mark AND t.born <= s.snapshot_id AND t.died > s.snapshot_id
+JOIN (SELECT node_id, tree_id, path, key, kind, value, array_id, coalesce(born, 0) AS born,
+             9223372036854775807 AS died FROM node
+      UNION ALL SELECT node_id, tree_id, path, key, kind, value, array_id, born, died FROM node_history) n
+  ON n.tree_id = t.tree_id AND n.node_id <= s.node_mark AND n.born <= s.snapshot_id AND n.died > s.snapshot_id;
 """
 
 #: Every internal table, in creation order (docs/format.md documents each).

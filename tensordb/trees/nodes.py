@@ -1,4 +1,7 @@
-"""Operations on the node table: insert a value, copy a subtree by reference, delete, move.
+"""The node table: insert a value, copy a subtree by reference, delete, move; the queries that read nodes.
+
+This module owns every statement on the ``node`` table (its queries may join
+the ``tree`` table to filter by tree name; :mod:`.catalog` owns that table).
 
 Paths are materialised in ``node.path``, so a subtree is one index range
 (``path = P OR P || '/' <= path < P || '0'``). Moving or copying a subtree
@@ -9,6 +12,8 @@ references).
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -17,12 +22,13 @@ import numpy as np
 
 from ..arrays.array import Array, ArrayStore
 from ..codec import Codec
-from ..errors import PathNotFoundError
+from ..errors import CorruptionError, PathNotFoundError
 from ..storage.connection import Connection
 from . import paths
 from .values import NodeSpec, flatten
 
-__all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "ArrayIdRef", "NODE_COLUMNS"]
+__all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "SubtreeRef", "ArrayIdRef", "EditSlot", "ManyTrees",
+           "NODE_COLUMNS", "glob_sql"]
 
 NODE_COLUMNS = "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id"
 _INSERT = f"INSERT INTO node({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -55,13 +61,48 @@ class ArrayIdRef:
 
 
 class SubtreeHandle(ABC):
-    """Base of handles (Node, Tree) that can be assigned elsewhere by reference."""
+    """Base of what can be assigned elsewhere by reference: the handles (Node, Tree), a :class:`SubtreeRef`."""
 
     __slots__ = ()
 
     @abstractmethod
-    def _subtree_ref(self) -> tuple[Any, int, str]:
-        """(database, tree id, path) of the subtree this handle designates."""
+    def _subtree_ref(self) -> tuple[NodeTable, int, str]:
+        """(node table, tree id, path) of the subtree this handle designates."""
+
+    @abstractmethod
+    def load(self, lazy: bool = False) -> Any:
+        """The subtree as plain values (to copy it into another database)."""
+
+
+class SubtreeRef(SubtreeHandle):
+    """A stored subtree to reference by (tree id, path): what one edit of many trees shares."""
+
+    __slots__ = ("nodes", "tree_id", "path")
+
+    def __init__(self, nodes: NodeTable, tree_id: int, path: str) -> None:
+        self.nodes = nodes
+        self.tree_id = tree_id
+        self.path = path
+
+    def _subtree_ref(self) -> tuple[NodeTable, int, str]:
+        return self.nodes, self.tree_id, self.path
+
+    def load(self, lazy: bool = False) -> Any:
+        raise TypeError("a SubtreeRef is only assigned within its own database")
+
+
+class EditSlot(NamedTuple):
+    """Per tree, for an edit of many trees: where the edited node is and where it goes."""
+
+    tree_id: int
+    name: str
+    src_id: int | None  # the node at the source path (moves only)
+    src_parent_kind: str | None
+    parent_id: int | None  # the destination's parent
+    parent_kind: str | None
+    existing_id: int | None  # a node already at the destination
+    existing_pos: int | None
+    next_pos: int  # the end of the destination's parent
 
 
 def _nbytes(text: str) -> int:
@@ -77,8 +118,7 @@ def _subtree_params(path: str) -> tuple[str, str, str]:
 class NodeTable:
     """Node-table operations for one database."""
 
-    def __init__(self, db: Any, conn: Connection, arrays: ArrayStore) -> None:
-        self.db = db
+    def __init__(self, conn: Connection, arrays: ArrayStore) -> None:
         self.conn = conn
         self.arrays = arrays
 
@@ -116,9 +156,7 @@ class NodeTable:
 
     def prepare(self, value: object, base: str = "") -> list[NodeSpec]:
         """Validate a value bound for ``base`` and resolve its handles, before anything is written."""
-        from .tree import Node, Tree  # handles live one module up in this layer
-
-        specs = flatten(value, (Array, Node, Tree, ArrayIdRef), base)
+        specs = flatten(value, (Array, SubtreeHandle, ArrayIdRef), base)
         for spec in specs:
             if spec.kind != "handle":
                 continue
@@ -126,13 +164,13 @@ class NodeTable:
             if isinstance(handle, ArrayIdRef):
                 spec.kind, spec.payload = "array", ("ref", handle.array_id)
             elif isinstance(handle, Array):
-                if handle._db is self.db:
+                if handle._db.arrays is self.arrays:
                     spec.kind, spec.payload = "array", ("ref", handle.array_id)
                 else:  # another database: the bytes must be copied in
                     spec.kind, spec.payload = "array", np.asarray(handle)
             else:
-                db, tree_id, path = handle._subtree_ref()
-                spec.payload = ("subtree", db, tree_id, path, handle)
+                owner, tree_id, path = handle._subtree_ref()
+                spec.payload = ("subtree", owner, tree_id, path, handle)
         return specs
 
     def insert(
@@ -189,8 +227,9 @@ class NodeTable:
 
     def _insert_copy(self, payload: Any, tree_id: int, parent_id: int | None, path: str, key: str | None,
                      pos: int) -> int:
-        _, db, src_tree, src_path, handle = payload
-        if db is not self.db:  # another database: copy the values in
+        owner: NodeTable = payload[1]
+        src_tree, src_path, handle = payload[2:]
+        if owner is not self:  # another database: copy the values in
             specs = self.prepare(handle.load(lazy=True))
             return self.insert(specs, tree_id, parent_id, path, key, pos)
         return self.copy_subtree(src_tree, src_path, tree_id, path, parent_id, key, pos)
@@ -220,6 +259,18 @@ class NodeTable:
              "p": params[0], "lo": params[1], "hi": params[2]},
         )
         return source.node_id + delta
+
+    def copy_rows(self, rows_sql: str, dst_tree: int) -> int:
+        """Insert the rows of one whole tree that ``rows_sql`` selects (its columns are :data:`NODE_COLUMNS`)
+        into ``dst_tree``, with fresh ids and arrays by reference; returns the id shift (old id + shift = new id).
+        """
+        first = self.conn.scalar(f"SELECT min(node_id) FROM ({rows_sql})")
+        if first is None:
+            raise CorruptionError("a tree to copy has no node rows")
+        delta = self.next_node_id() - int(first)
+        self.conn.execute(f"INSERT INTO node({NODE_COLUMNS}) SELECT node_id + {delta}, {int(dst_tree)}, "
+                          f"parent_id + {delta}, path, key, pos, kind, value, exact, dtype, array_id FROM ({rows_sql})")
+        return delta
 
     def next_node_id(self) -> int:
         """The first id never used by a node (ids of deleted nodes are not reused)."""
@@ -251,6 +302,33 @@ class NodeTable:
             self.rewrite_prefix(parent.tree_id, item.path, paths.child(parent.path, new_pos))
             self.conn.execute("UPDATE node SET pos = ? WHERE node_id = ?", (new_pos, item.node_id))
 
+    def attach(self, node_id: int, parent_id: int | None, key: str | None, pos: int) -> None:
+        """Give a subtree root its parent, key and position (``parent_id`` None: detached while parked)."""
+        self.conn.execute("UPDATE node SET parent_id = ?, key = ?, pos = ? WHERE node_id = ?",
+                          (parent_id, key, pos, node_id))
+
+    def set_array(self, node_id: int, array_id: int) -> None:
+        """Make an array node hold another array (its copy-on-write clone)."""
+        self.conn.execute("UPDATE node SET array_id = ? WHERE node_id = ?", (array_id, node_id))
+
+    def delete_tree(self, tree_id: int) -> None:
+        self.conn.execute("DELETE FROM node WHERE tree_id = ?", (tree_id,))
+
+    def count_in_tree(self, tree_id: int) -> int:
+        return int(self.conn.scalar("SELECT count(*) FROM node WHERE tree_id = ?", (tree_id,)))
+
+    def glob(self, pattern: str, trees: str | None = None) -> list[tuple[str, NodeRow]]:
+        """``(tree name, row)`` of every node whose path matches a JSON-Pointer pattern (see :func:`glob_sql`)."""
+        sql, params, exact = glob_sql(pattern, trees)
+        found = []
+        for tree_name, *columns in self.conn.execute(sql, params).fetchall():
+            row = NodeRow(*columns)
+            if type(row.path) is not str or type(tree_name) is not str:
+                raise CorruptionError(f"node {row.node_id} has a path or tree name that is not text")
+            if exact.fullmatch(row.path):
+                found.append((tree_name, row))
+        return found
+
     def next_pos(self, parent_id: int) -> int:
         return int(self.conn.scalar(
             "SELECT coalesce(max(pos) + 1, 0) FROM node WHERE parent_id = ?", (parent_id,)
@@ -263,11 +341,124 @@ class NodeTable:
         """Whether a subtree handle in ``specs`` designates a subtree that contains or is inside ``path``."""
         for spec in specs:
             if spec.kind == "handle":
-                _, db, src_tree, src_path, _ = spec.payload
-                if db is self.db and src_tree == tree_id and (_nested(src_path, path) or _nested(path, src_path)):
+                _, owner, src_tree, src_path, _ = spec.payload
+                if owner is self and src_tree == tree_id and (_nested(src_path, path) or _nested(path, src_path)):
                     return True
         return False
 
 
 def _nested(inner: str, outer: str) -> bool:
     return inner == outer or outer == "" or inner.startswith(outer + "/")
+
+
+# -- one edit in many trees (see bulk.py): a fixed number of statements whatever the number of trees
+
+
+def _ids(tree_ids: list[int]) -> str:
+    return json.dumps(tree_ids)
+
+
+class ManyTrees:
+    """The statements of :mod:`.bulk`: each one edits the same path in many trees."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def slots(self, trees: str, src: str | None, dst: str) -> list[EditSlot]:
+        """One query: the rows involved in every tree whose name matches the glob ``trees``."""
+        dst_parent, _ = paths.parent(dst)
+        rows = self.conn.execute(
+            """SELECT t.tree_id, t.name, s.node_id, sp.kind, p.node_id, p.kind, d.node_id, d.pos,
+                      (SELECT coalesce(max(c.pos) + 1, 0) FROM node c WHERE c.parent_id = p.node_id)
+               FROM tree t
+               LEFT JOIN node s ON s.tree_id = t.tree_id AND s.path = :src
+               LEFT JOIN node sp ON sp.node_id = s.parent_id
+               LEFT JOIN node p ON p.tree_id = t.tree_id AND p.path = :parent
+               LEFT JOIN node d ON d.tree_id = t.tree_id AND d.path = :dst
+               WHERE t.name GLOB :trees ORDER BY t.tree_id""",
+            {"src": src, "parent": dst_parent, "dst": dst, "trees": trees},
+        ).fetchall()
+        return [EditSlot(*row) for row in rows]
+
+    def delete_subtrees(self, tree_ids: list[int], path: str) -> None:
+        self.conn.execute(
+            f"DELETE FROM node WHERE tree_id IN (SELECT value FROM json_each(?)) AND {_IN_SUBTREE}",
+            (_ids(tree_ids), *_subtree_params(path)),
+        )
+
+    def rewrite_prefixes(self, tree_ids: list[int], old: str, new: str) -> None:
+        """:meth:`NodeTable.rewrite_prefix` in many trees, one UPDATE."""
+        self.conn.execute(
+            "UPDATE node SET path = ? || coalesce(CAST(substr(CAST(path AS BLOB), ?) AS TEXT), '') "
+            f"WHERE tree_id IN (SELECT value FROM json_each(?)) AND {_IN_SUBTREE}",
+            (new, _nbytes(old) + 1, _ids(tree_ids), *_subtree_params(old)),
+        )
+
+    def attach(self, key: str | None, moves: list[tuple[int | None, int | None, int]]) -> None:
+        """Give each ``(node id, parent id, position)`` its parent and position, and ``key``, one UPDATE."""
+        self.conn.execute(
+            "UPDATE node SET parent_id = j.value ->> 1, pos = j.value ->> 2, key = ? "
+            "FROM json_each(?) AS j WHERE node.node_id = j.value ->> 0",
+            (key, json.dumps(moves)),
+        )
+
+    def insert_scalar(self, path: str, key: str | None, spec: NodeSpec,
+                      places: list[tuple[int, int | None, int]]) -> None:
+        """Insert one scalar node at ``path`` for each ``(tree id, parent id, position)``, one INSERT."""
+        self.conn.execute(
+            "INSERT INTO node(tree_id, parent_id, path, key, pos, kind, value, exact, dtype) "
+            "SELECT j.value ->> 0, j.value ->> 1, ?, ?, j.value ->> 2, ?, ?, ?, ? FROM json_each(?) AS j",
+            (path, key, spec.kind, spec.value, spec.exact, spec.dtype, json.dumps(places)),
+        )
+
+
+# -- glob over the paths of many trees
+
+def glob_sql(pattern: str, trees: str | None) -> tuple[str, tuple[Any, ...], re.Pattern[str]]:
+    """SQL that narrows candidates with GLOB, and the exact regex they must match.
+
+    ``*`` matches within one segment; a ``**`` segment matches zero or more segments.
+    """
+    if not isinstance(pattern, str) or (pattern and not pattern.startswith("/")):
+        raise ValueError(f"glob patterns are JSON Pointers starting with '/', got {pattern!r}")
+    segments = pattern[1:].split("/") if pattern else []
+    regex = ""
+    for seg in segments:
+        if seg == "**":
+            regex += "(?:/[^/]*)*"
+        else:
+            regex += "/" + "[^/]*".join(re.escape(p) for p in seg.split("*"))
+    params: list[Any]
+    literal = re.sub(r"([\[\]?])", r"[\1]", pattern)  # GLOB treats [ ] ? specially
+    path_glob = literal.replace("/**", "*")
+    if "*" not in pattern:  # no wildcard: one path, an equality on the path index
+        where, params = ["n.path = ?"], [pattern]
+    else:
+        # The literal prefix is an index range (byte comparisons). GLOB only narrows
+        # further: SQLite's text functions stop at a NUL, so paths holding one are
+        # left to the exact match in Python.
+        prefix = pattern[: pattern.index("*")]
+        if pattern[len(prefix):].startswith("**") and prefix.endswith("/"):
+            prefix = prefix[:-1]  # "**" also matches zero segments: the node itself
+        where = ["(n.path GLOB ? OR instr(CAST(n.path AS BLOB), x'00') > 0)"]
+        params = [path_glob]
+        if prefix:
+            where.append("n.path >= ? AND n.path < ?")
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+    if "**" not in segments:
+        where.append("length(CAST(n.path AS BLOB)) - length(CAST(replace(n.path, '/', '') AS BLOB)) = ?")
+        params.append(len(segments))
+    last = segments[-1] if segments else "**"
+    if "*" in pattern and "*" not in last and not last.isdigit():  # a literal dict key: the (key, value) index finds it
+        where.append("n.key = ?")
+        params.append(last.replace("~1", "/").replace("~0", "~"))
+    if trees is not None:
+        where.append("t.name GLOB ?")
+        params.append(trees)
+    sql = (
+        f"SELECT t.name, {', '.join('n.' + c for c in NODE_COLUMNS.split(', '))} "
+        "FROM node n JOIN tree t ON t.tree_id = n.tree_id WHERE "
+        + " AND ".join(where)
+        + " ORDER BY t.tree_id, n.path"
+    )
+    return sql, tuple(params), re.compile(regex, re.S)

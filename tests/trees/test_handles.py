@@ -1,7 +1,8 @@
-"""Tree and Node handles: indexing rules, mapping and sequence protocols."""
+"""Tree and Node handles: indexing rules, mapping and sequence protocols, the Tree as its root."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,37 @@ def test_notebook_reprs_are_collapsed_trees_and_tables(tmp_path: Path) -> None:
         steps = db["t<&>"]["steps"]._repr_html_()
         assert steps.count("<tr>") == 51 and "… 10 more" in steps  # header and 50 rows
         assert "<td>int</td><td>5</td>" in db["leaf"]._repr_html_()
+
+
+def test_a_tree_shares_the_container_api_of_its_root(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "r.tdb") as db:
+        db["t"] = {"a": {"b": 1}, "l": [1]}
+        tree = db["t"]
+        assert isinstance(tree, tensordb.Tree) and not isinstance(tree, tensordb.Node)
+        assert list(tree.keys()) == ["a", "l"] and tree.keys() == tree.root.keys()
+        assert dict(tree.items())["a"] == tree["a"] and len(tree.values()) == 2
+        assert tree["a"]["b"] == tree["/a/b"] == 1 and "a" in tree and len(tree) == 2 and list(tree) == ["a", "l"]
+        with pytest.raises(TypeError, match="not a list"):
+            tree.append(1)
+        tree[""] = [1, 2, 3]  # the handle follows the replaced root; a Node handle would be stale
+        assert tree.kind == "list" and list(tree) == [1, 2, 3] and tree[1:] == [2, 3] and 3 in tree
+        tree.append(4)
+        tree.insert(0, 0)
+        assert tree.load() == [0, 1, 2, 3, 4] and tree[-1] == 4
+        with pytest.raises(TypeError, match="not a dict"):
+            tree.keys()
+        db["s"] = 5  # a single value: indexing "" only
+        assert db["s"][""] == 5 and db["s"].load() == 5 and db["s"].root == 5
+        with pytest.raises(TypeError, match="single int"):
+            db["s"]["x"]
+        with pytest.raises(TypeError):
+            len(db["s"])
+
+
+def test_trees_and_nodes_pickle_and_reopen_read_only(tmp_path: Path) -> None:
+    with tensordb.open(tmp_path / "p.tdb") as db:
+        db["t"] = {"a": {"b": [1, 2]}}
+        tree, node = pickle.loads(pickle.dumps(db["t"])), pickle.loads(pickle.dumps(db["t"]["/a/b"]))
+        assert list(tree.keys()) == ["a"] and tree.load() == {"a": {"b": [1, 2]}} and list(node) == [1, 2]
+        with pytest.raises(tensordb.ReadOnlyError):
+            node.append(3)

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 import tensordb
 
-from .cli_output import plain
+from .output import plain
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -82,16 +82,28 @@ def _top_level_parts(body: str, text: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _full_key(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
-    """The key with '...' expanded and trailing axes filled, one entry per axis."""
+def stats_key(array: tensordb.Array, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key of ``--stats`` checked against the array, one entry per axis ('...' expanded, trailing axes filled).
+
+    Every error in the user's selection is raised here (ValueError, IndexError), before anything is read.
+    """
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"--stats needs a bool, int or float array, not {array.dtype}")
+    ndim = len(array.shape)
     explicit = [k for k in key if k is not Ellipsis]
     if len(explicit) > ndim:
         raise IndexError(f"too many indices: {len(explicit)} for a {ndim}-d array")
     fill = [slice(None)] * (ndim - len(explicit))
     if Ellipsis in key:
         at = key.index(Ellipsis)
-        return (*key[:at], *fill, *key[at + 1:])
-    return (*key, *fill)
+        full = (*key[:at], *fill, *key[at + 1:])
+    else:
+        full = (*key, *fill)
+    for axis, (k, size) in enumerate(zip(full, array.shape)):
+        for index in k if isinstance(k, list) else [k] if isinstance(k, int) else []:
+            if not -size <= index < size:
+                raise IndexError(f"index {index} is out of bounds for axis {axis} with size {size}")
+    return full
 
 
 def _row_blocks(key: tuple[Any, ...], shape: tuple[int, ...], rows_per_chunk: int) -> Iterator[tuple[Any, ...]]:
@@ -117,13 +129,13 @@ def _row_blocks(key: tuple[Any, ...], shape: tuple[int, ...], rows_per_chunk: in
             yield (slice(part.start, part.stop if part.stop >= 0 else None, part.step), *key[1:])
 
 
-def array_stats(array: tensordb.Array, key: tuple[Any, ...], progress: Progress | None = None) -> dict[str, Any]:
-    """count, NaN count, min, max, mean and std of a selection, read one row of chunks at a time."""
+def array_stats(array: tensordb.Array, full: tuple[Any, ...], progress: Progress | None = None) -> dict[str, Any]:
+    """count, NaN count, min, max, mean and std of a selection, read one row of chunks at a time.
+
+    ``full`` is a key checked by :func:`stats_key`.
+    """
     dtype = array.dtype
-    if dtype.kind not in "biuf":
-        raise ValueError(f"--stats needs a bool, int or float array, not {dtype}")
     shape = array.shape
-    full = _full_key(key, len(shape))
     count = nans = 0
     mean = m2 = 0.0
     low: Any = None

@@ -12,7 +12,7 @@ import pytest
 import tensordb
 
 da = pytest.importorskip("dask.array")
-tdask = pytest.importorskip("tensordb.dask")
+tdask = pytest.importorskip("tensordb.interop.dask")
 
 DATA = np.random.default_rng(7).standard_normal((1000, 12)).astype("f4")
 

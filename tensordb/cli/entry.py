@@ -2,7 +2,7 @@
 
 ``tensordb --version`` is answered before the commands, numpy and the engine
 are imported, so that it costs little more than the interpreter's start-up;
-everything else is handed to :func:`tensordb.cli.main`.
+everything else is handed to the command group, :func:`tensordb.cli.app.main`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,6 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(f"tensordb, version {__version__}")  # as click's version option prints it
         return
-    from .cli import main as commands
+    from .app import main as commands
 
     commands()

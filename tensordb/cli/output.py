@@ -18,8 +18,6 @@ from rich.table import Table
 
 import tensordb
 
-from .arrays.html import human_size
-
 #: Longest text shown in a table cell or a tree label before it is cut with "…".
 MAX_TEXT = 80
 
@@ -110,7 +108,7 @@ def cell(value: Any, size: bool = False) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if size and isinstance(value, int):
-        return human_size(value)
+        return tensordb.human_size(value)
     if isinstance(value, (bytes, dict, list)):
         return cut(json.dumps(plain(value), ensure_ascii=False), MAX_TEXT)
     return cut(str(value), MAX_TEXT)

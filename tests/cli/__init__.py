@@ -1,0 +1,1 @@
+"""Tests of ``tensordb.cli``, one file per module of the package."""
