@@ -759,9 +759,6 @@ def test_restore_returns_only_the_trees_that_changed(hist: tensordb.Database) ->
     assert hist.restore("raw", trees="nothing-*") == []
 
 
-@pytest.mark.xfail(strict=True, reason="restore() rewrites every tree History.changed_trees names, an "
-                   "over-approximation (a restored tree has new node ids, a change undone still counts), and "
-                   "returns those names although their content equals the snapshot's")
 @pytest.mark.parametrize("how", ["restored-twice", "change-undone"])
 def test_restore_returns_no_tree_whose_content_is_already_the_snapshots(hist: tensordb.Database, how: str) -> None:
     hist["a"]["time"] = 0
