@@ -40,7 +40,7 @@ from .trees.handles import Tree, value_of
 from .trees.nodes import SubtreeHandle
 from .trees.service import TreeService
 from .trees.values import flatten
-from .versions import History, Snapshot, SnapshotRef, show_state
+from .versions import History, Snapshot, SnapshotRef, show_public_views, show_state
 
 __all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
 
@@ -104,6 +104,7 @@ class Database(MutableMapping[str, Tree]):
         self._history = History(self._store.conn, self.filename)
         #: The snapshot this database shows, or None for the current state.
         self.snapshot_shown: Snapshot | None = None
+        self._public_views_shown = False
         if at is not None:
             try:
                 self.snapshot_shown = self._history.get(at)
@@ -428,8 +429,10 @@ class Database(MutableMapping[str, Tree]):
     def sql(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> SQLResult:
         """Run read-only SQL over the metadata; rows stream and know their column names.
 
-        The public relations are ``trees``, ``nodes`` and ``arrays`` (see
-        docs/format.md). Any statement that would write raises ReadOnlyError.
+        The public relations are ``trees``, ``nodes`` and ``arrays`` (as of
+        the snapshot, on a view from :meth:`at`), and ``snapshots`` and
+        ``snapshot_nodes`` for the history (see docs/format.md). Any statement
+        that would write raises ReadOnlyError.
 
         Example
         -------
@@ -437,6 +440,9 @@ class Database(MutableMapping[str, Tree]):
         >>> rows.columns
         ('tree', 'value')
         """
+        if self.snapshot_shown is not None and not self._public_views_shown:
+            show_public_views(self._store.conn, self._history.marks(self.snapshot_shown))
+            self._public_views_shown = True
         return SQLResult(self, query, params)
 
     def glob(self, pattern: str, trees: str | None = None) -> Iterator[tuple[str, str, Any]]:

@@ -120,6 +120,8 @@ def _describe(value: Any) -> str:
 def _leaf_change(x: Any, y: Any) -> tuple[str, str] | None:
     """None when two leaves are equal, else how each side reads."""
     if isinstance(x, (Array, np.ndarray)) and isinstance(y, (Array, np.ndarray)):
+        if _same_stored_array(x, y):
+            return None  # before any metadata is read: most arrays of two states of a tree are shared
         if x.shape != y.shape or x.dtype != y.dtype:
             return _describe(x), _describe(y)
         return None if arrays_equal(x, y) else (_describe(x), f"{_describe(y)} (values differ)")
@@ -138,13 +140,18 @@ def _same_scalar(x: Any, y: Any) -> bool:
 
 def arrays_equal(x: Array | np.ndarray[Any, Any], y: Array | np.ndarray[Any, Any]) -> bool:
     """Whether two arrays of one shape and dtype hold the same bytes; reads only chunks whose keys differ."""
-    if isinstance(x, Array) and isinstance(y, Array):
-        same_file = _file_of(x) == _file_of(y) is not None  # array ids, chunk ids and keys are the file's
-        if same_file and x.array_id == y.array_id:
-            return True
-        if same_file and x.chunks == y.chunks:
+    if _same_stored_array(x, y):
+        return True
+    if isinstance(x, Array) and isinstance(y, Array) and _file_of(x) == _file_of(y) is not None:
+        if x.chunks == y.chunks:
             return _chunks_equal(x, y)
     return _blocks_equal(x, y)
+
+
+def _same_stored_array(x: object, y: object) -> bool:
+    """Whether two handles read one stored array of one file (array ids, chunk ids and keys are the file's)."""
+    return (isinstance(x, Array) and isinstance(y, Array) and _file_of(x) == _file_of(y) is not None
+            and x.array_id == y.array_id)
 
 
 def _file_of(array: Array) -> str | None:
@@ -157,11 +164,18 @@ def _chunks_equal(x: Array, y: Array) -> bool:
     keys_x, keys_y = _content_keys(x), _content_keys(y)
     grid = tuple(-(-n // c) for n, c in zip(x.shape, x.chunks))
     written = keys_x.keys() | keys_y.keys()
-    if np.asarray(x.fill_value).tobytes() != np.asarray(y.fill_value).tobytes() and len(written) < math.prod(grid):
+    same_fill = np.asarray(x.fill_value).tobytes() == np.asarray(y.fill_value).tobytes()
+    if not same_fill and len(written) < math.prod(grid):
         return False  # a chunk neither side wrote holds each side's (different) fill value
+    # A key hashes the codec, the dtype's size and the raw chunk, edge chunks padded with the fill value:
+    # under one codec and one fill value, different keys are different bytes.
+    keys_decide = same_fill and x.codec == y.codec
     for key in sorted(written):
-        if keys_x.get(key) == keys_y.get(key):
+        key_x, key_y = keys_x.get(key), keys_y.get(key)
+        if key_x == key_y:
             continue
+        if keys_decide and key_x is not None and key_y is not None:
+            return False
         coords = g.parse_coord_key(key, grid)
         box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, x.chunks, x.shape))
         if not _bytes_equal(np.asarray(x[box]), np.asarray(y[box])):

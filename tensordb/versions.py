@@ -35,7 +35,7 @@ from .storage.connection import Connection
 from .trees.nodes import NODE_COLUMNS
 from .trees.service import TreeService
 
-__all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state"]
+__all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state", "show_public_views"]
 
 _TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
 _NODE_COLUMNS = f"{NODE_COLUMNS}, born"
@@ -86,13 +86,76 @@ def state_sql(table: str, marks: _Marks, tree_ids: Iterable[int] | None = None) 
             f"WHERE {key} <= {mark} AND born <= {k} AND died > {k}{only}")
 
 
+def _visible(alias: str, table: str, marks: _Marks) -> str:
+    """The condition under which a row of ``table`` (``node``, ``node_history``, ...) is in the snapshot."""
+    key, mark = ("tree_id", marks.tree) if table.startswith("tree") else ("node_id", marks.node)
+    k = int(marks.snapshot_id)
+    if table.endswith("_history"):
+        return f"{alias}.{key} <= {int(mark)} AND {alias}.born <= {k} AND {alias}.died > {k}"
+    return f"{alias}.{key} <= {int(mark)} AND coalesce({alias}.born, 0) <= {k}"
+
+
+def _public_views_sql(marks: _Marks) -> str:
+    """The public views as of a snapshot, as TEMP views.
+
+    A view stored in the file reads the file's own tables whatever TEMP
+    objects hide them, so the views are defined again. SQLite does not push
+    a join or a correlated condition into a union: a condition on ``node``
+    would build the whole union of a snapshot's rows first. So each view
+    reads the two node tables in arms of its own, on their indexes, and looks
+    a root up by key in the ``node`` TEMP view. A parent's path is its
+    child's without the last segment (a key's own ``/`` is escaped), and list
+    items are the children without a key (check() verifies both).
+    """
+    def both(select: str) -> str:  # the sum of a count over the snapshot's rows of node and node_history
+        return " + ".join(f"({select.format(table=t, visible=_visible('n', t, marks))})"
+                          for t in ("node", "node_history"))
+
+    nodes = " UNION ALL ".join(f"""
+SELECT t.name AS tree,
+       n.path AS path,
+       CASE WHEN n.parent_id IS NOT NULL THEN substr(rtrim(n.path, replace(n.path, '/', '')), 1,
+         length(rtrim(n.path, replace(n.path, '/', ''))) - 1) END AS parent_path,
+       n.key AS key,
+       CASE WHEN n.parent_id IS NOT NULL AND n.key IS NULL THEN n.pos END AS idx,
+       n.kind AS kind,
+       n.value AS value,
+       n.array_id AS array_id
+FROM tree t JOIN main.{table} n ON n.tree_id = t.tree_id AND {_visible('n', table, marks)}"""
+                               for table in ("node", "node_history"))
+    in_snapshot = " OR ".join(f"EXISTS (SELECT 1 FROM main.{t} n WHERE n.array_id = a.array_id AND "
+                              f"{_visible('n', t, marks)})" for t in ("node", "node_history"))
+    arrays = schema.VIEWS[schema.VIEWS.index("CREATE VIEW arrays"):].replace("CREATE VIEW", "CREATE TEMP VIEW")
+    assert arrays.rstrip().endswith("FROM array a;")
+    return f"""
+CREATE TEMP VIEW trees AS
+SELECT t.name AS name,
+       (SELECT r.kind FROM node r WHERE r.node_id = t.root_id) AS root_kind,
+       {both("SELECT count(*) FROM main.{table} n WHERE n.tree_id = t.tree_id AND {visible}")} AS n_nodes,
+       {both("SELECT count(*) FROM main.{table} n WHERE n.tree_id = t.tree_id AND n.array_id IS NOT NULL "
+             "AND {visible}")} AS n_arrays,
+       {both("SELECT coalesce(sum(a.nbytes), 0) FROM main.{table} n JOIN array a ON a.array_id = n.array_id "
+             "WHERE n.tree_id = t.tree_id AND {visible}")} AS logical_bytes,
+       t.created AS created,
+       t.modified AS modified
+FROM tree t;
+
+CREATE TEMP VIEW nodes AS {nodes};
+
+{arrays.rstrip()[:-1]} WHERE {in_snapshot};
+"""
+
+
+def show_public_views(conn: Connection, marks: _Marks) -> None:
+    """Define the public views as of the snapshot a connection shows (:func:`show_state` first)."""
+    conn.execute(_public_views_sql(marks))
+
+
 def show_state(conn: Connection, marks: _Marks, trees: Iterable[str] | None = None) -> None:
     """Make ``conn`` read the database as of a snapshot: TEMP views hide the tables ``tree`` and ``node``.
 
-    The public views are defined again as TEMP views too: a view stored in
-    the file reads the file's own tables, whatever TEMP objects hide them.
-    ``arrays`` shows the arrays of the snapshot's nodes. ``trees`` (names)
-    shows only the trees of those names.
+    ``trees`` (names) shows only the trees of those names. The public views
+    come with :func:`show_public_views`, when SQL is first run.
     """
     tree_ids = None
     if trees is not None:
@@ -102,9 +165,6 @@ def show_state(conn: Connection, marks: _Marks, trees: Iterable[str] | None = No
         tree_ids = [int(t) for (t,) in rows]
     conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks, tree_ids)}")
     conn.execute(f"CREATE TEMP VIEW node AS {state_sql('node', marks, tree_ids)}")
-    views = schema.VIEWS.replace("CREATE VIEW", "CREATE TEMP VIEW")
-    conn.execute(views.replace("FROM array a;", "FROM array a WHERE EXISTS "
-                                               "(SELECT 1 FROM node n WHERE n.array_id = a.array_id);"))
 
 
 class History:

@@ -107,3 +107,15 @@ def test_the_example_of_docs_versions_runs(tmp_path: Path, monkeypatch: pytest.M
     printed = capsys.readouterr().out.splitlines()
     shown = [line.strip("# ").strip() for line in code.splitlines() if line.strip().startswith("# sample")]
     assert [line.split() for line in printed[:len(shown)]] == [line.split() for line in shown]
+
+
+def test_public_views_of_an_unchanged_snapshot_equal_the_current_ones(tmp_path: Path) -> None:
+    """The views as of a snapshot are written their own way (no join on a union): they must agree."""
+    with tensordb.open(tmp_path / "keys.tdb") as db:
+        db["t"] = {"a": {"": {"b": 1, "x/y": [1, {"z~": 2}]}}, "": [3, np.arange(3)]}
+        db["u"] = [{"k": None}, [[]]]
+        snapshot = db.snapshot()
+        with db.at(snapshot) as view:
+            for relation in ("trees", "nodes", "arrays"):
+                query = f"SELECT * FROM {relation} ORDER BY 1, 2"
+                assert view.sql(query).fetchall() == db.sql(query).fetchall(), relation

@@ -231,6 +231,7 @@ CREATE TABLE tree_history(
     PRIMARY KEY (tree_id, died)
 ) WITHOUT ROWID;
 CREATE INDEX tree_history_by_died ON tree_history(died);
+CREATE INDEX tree_history_by_name ON tree_history(name);
 CREATE TABLE node_history(
     node_id   INTEGER NOT NULL,
     tree_id   INTEGER NOT NULL,
