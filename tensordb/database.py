@@ -113,6 +113,7 @@ class Database(MutableMapping[str, Tree]):
                 self._store.close()
                 raise
         self._arrays = ArrayStore(self._store)
+        self._arrays.frozen = self.snapshot_shown is not None
         self._trees = TreeService(self._store, self._arrays, self)
         self._warn_missing_packs()
 

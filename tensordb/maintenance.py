@@ -144,8 +144,8 @@ def check(store: Store) -> CheckReport:
     conn = store.conn
     conn.ensure_usable()
     with store.snapshot():
-        for step in (_check_sqlite, _check_trees, _check_nodes, _check_refcounts, _check_arrays, _check_chunks,
-                     _check_packs, _check_history, _check_snapshot_states):
+        for step in (_check_sqlite, _check_trees, _check_nodes, _check_node_arrays, _check_refcounts, _check_arrays,
+                     _check_chunks, _check_packs, _check_history, _check_snapshot_states):
             try:
                 step(store, report)
             except (TensorDBError, ValueError, TypeError) as exc:
@@ -178,6 +178,9 @@ def _check_trees(store: Store, report: CheckReport) -> None:
             _add(report, "tree-root-missing", f"root node {root_id} does not exist", tree=name)
         elif path != "" or parent_id is not None:
             _add(report, "tree-root-invalid", f"root node {root_id} is not a root (path {path!r})", tree=name)
+    for name, count in store.conn.execute(  # the file's UNIQUE(name) says so for now, not for a snapshot's state
+            "SELECT name, count(*) FROM tree GROUP BY name HAVING count(*) > 1").fetchall():
+        _add(report, "tree-name-duplicate", f"{count} trees have this name", tree=name)
     orphan_trees = store.conn.execute(
         "SELECT DISTINCT n.tree_id FROM node n LEFT JOIN tree t ON t.tree_id = n.tree_id WHERE t.tree_id IS NULL"
     ).fetchall()
@@ -284,11 +287,21 @@ def _check_snapshot_states(store: Store, report: CheckReport) -> None:
             show_state(view.conn, marks, trees=sorted(names))
             found = CheckReport()
             with view.snapshot():
-                for step in (_check_trees, _check_nodes):
+                for step in (_check_trees, _check_nodes, _check_node_arrays):
                     step(view, found)
             report.findings += [dataclasses.replace(f, snapshot=snapshot.id) for f in found.findings]
         finally:
             view.close()
+
+
+def _check_node_arrays(store: Store, report: CheckReport) -> None:
+    """Every array a node names exists (run on the current state and on every snapshot's)."""
+    missing = store.conn.execute(
+        "SELECT n.array_id, t.name, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id "
+        "LEFT JOIN array a ON a.array_id = n.array_id WHERE n.array_id IS NOT NULL AND a.array_id IS NULL"
+    ).fetchall()
+    for array_id, tree, path in missing:
+        _add(report, "array-missing", f"array {array_id} does not exist", tree=tree, path=path, array_id=array_id)
 
 
 def _check_refcounts(store: Store, report: CheckReport) -> None:
@@ -299,12 +312,6 @@ def _check_refcounts(store: Store, report: CheckReport) -> None:
     for chunk_id, recorded, actual in _refcount_mismatches(store, "chunk", "chunk_id", "chunk_ref"):
         _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",
              chunk_id=chunk_id, **_where_chunk(store, chunk_id))
-    missing = store.conn.execute(
-        "SELECT n.array_id, t.name, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id "
-        "LEFT JOIN array a ON a.array_id = n.array_id WHERE n.array_id IS NOT NULL AND a.array_id IS NULL"
-    ).fetchall()
-    for array_id, tree, path in missing:
-        _add(report, "array-missing", f"array {array_id} does not exist", tree=tree, path=path, array_id=array_id)
     dangling = store.conn.execute(
         "SELECT r.array_id, r.coord, r.chunk_id FROM chunk_ref r LEFT JOIN chunk c ON c.chunk_id = r.chunk_id "
         "WHERE c.chunk_id IS NULL"
@@ -417,7 +424,8 @@ def stats(store: Store) -> dict[str, Any]:
         result: dict[str, Any] = {
             "trees": one("SELECT count(*) FROM tree"),
             "nodes": one("SELECT count(*) FROM node"),
-            "arrays": one("SELECT count(*) FROM array WHERE refcount > 0"),
+            # the arrays of the trees (as of a snapshot, on a view); those only snapshots hold are not counted
+            "arrays": one("SELECT count(DISTINCT array_id) FROM node WHERE array_id IS NOT NULL"),
             "unreferenced_arrays": one("SELECT count(*) FROM array WHERE refcount <= 0"),
             "chunks": one("SELECT count(*) FROM chunk"),
             "logical_bytes": one(

@@ -181,8 +181,15 @@ class History:
             "SELECT s.snapshot_id, s.created, s.message, s.parent_id, "
             "(SELECT group_concat(name, char(0)) FROM (SELECT name FROM tag t WHERE t.snapshot_id = s.snapshot_id "
             f"ORDER BY name)) FROM snapshot s {where} ORDER BY s.snapshot_id DESC", params).fetchall()
-        return [Snapshot(int(i), str(created), str(message), None if parent is None else int(parent),
+        return [Snapshot(self._int(i, "id"), str(created), str(message),
+                         None if parent is None else self._int(parent, f"snapshot {i}: parent_id"),
                          tuple(str(tags).split("\0")) if tags else ()) for i, created, message, parent, tags in rows]
+
+    def _int(self, value: object, what: str) -> int:
+        """An id read from the file, which may lie: an integer, or CorruptionError naming the file."""
+        if type(value) is not int:
+            raise CorruptionError(f"{self.filename}: history: {what} is {value!r}, not an integer")
+        return value
 
     def listing(self) -> list[Snapshot]:
         """Every snapshot, newest first."""
@@ -202,7 +209,7 @@ class History:
             tagged = self.conn.scalar("SELECT snapshot_id FROM tag WHERE name = ?", (ref,))
             if tagged is None and not (ref.isascii() and ref.isdigit()):
                 raise KeyError(f"{self.filename}: no tag named {ref!r}")
-            snapshot_id = int(ref) if tagged is None else int(tagged)
+            snapshot_id = int(ref) if tagged is None else self._int(tagged, f"tag {ref!r}: snapshot_id")
         else:
             raise TypeError(f"a snapshot is named by a Snapshot, an id or a tag, not {type(ref).__name__}")
         found = self._snapshots("WHERE s.snapshot_id = ?", (snapshot_id,))
@@ -216,12 +223,13 @@ class History:
                             (snapshot.id,))
         if row is None:
             raise KeyError(f"{self.filename}: no snapshot {snapshot.id}")
-        return _Marks(snapshot.id, int(row[0]), int(row[1]), int(row[2]))
+        return _Marks(snapshot.id, *(self._int(mark, f"snapshot {snapshot.id}: {name}")
+                                     for mark, name in zip(row, ("tree_mark", "node_mark", "array_mark"))))
 
     def tags(self) -> dict[str, Snapshot]:
         by_id = {s.id: s for s in self.listing()}
         rows = self.conn.execute("SELECT name, snapshot_id FROM tag ORDER BY name").fetchall()
-        return {str(name): by_id[int(sid)] for name, sid in rows if int(sid) in by_id}
+        return {str(name): by_id[sid] for name, sid in rows if sid in by_id}  # check() names the others
 
     # -- writing (the caller holds a transaction) -----------------------------------------
 
@@ -294,7 +302,9 @@ class History:
             old = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
                                 (name,))
             current = trees.catalog.id_of(name)
-            if old is not None and current is not None and self._same_rows(marks, int(old[0]), current):
+            if old is not None:
+                old = (self._int(old[0], f"tree {name!r}: tree_id"), old[1], old[2])
+            if old is not None and current is not None and self._same_rows(marks, old[0], current):
                 continue
             restored.append(name)
             if current is not None:
@@ -311,7 +321,7 @@ class History:
                 shift = trees.nodes.copy_rows(rows, current)
             except CorruptionError as exc:
                 raise CorruptionError(f"{self.filename}: snapshot {snapshot.id}: tree {name!r}: {exc}") from None
-            trees.catalog.set_root(current, int(root_id) + shift, created=str(created))
+            trees.catalog.set_root(current, self._int(root_id, f"tree {name!r}: root_id") + shift, created=str(created))
         return restored
 
     def _same_rows(self, marks: _Marks, old_tree: int, current_tree: int) -> bool:
@@ -356,7 +366,8 @@ class History:
                 queries.append(f"SELECT tree_id FROM {table}_history WHERE died > {b.snapshot_id} "
                                f"AND (born > {a.snapshot_id} OR {key} > {mark_a})")
             for query in queries:
-                tree_ids.update(int(t) for (t,) in self.conn.execute(f"SELECT DISTINCT * FROM ({query})").fetchall())
+                rows = self.conn.execute(f"SELECT DISTINCT * FROM ({query})").fetchall()
+                tree_ids.update(self._int(t, f"{table} history: tree_id") for (t,) in rows)
         return self._names_of(tree_ids, [a] if b is None else [a, b], current=b is None)
 
     def _names_of(self, tree_ids: Iterable[int], states: list[_Marks], current: bool) -> set[str]:

@@ -517,23 +517,19 @@ CASES: list[Case] = [
     Case("snapshot-parent-missing", _history("UPDATE snapshot SET parent_id = 99 WHERE snapshot_id = 3"),
          "history", code="snapshot-parent"),
     Case("snapshot-parent-not-an-integer", _history("UPDATE snapshot SET parent_id = 'two' WHERE snapshot_id = 3"),
-         "history", code="snapshot-parent",
-         known_bug="History._snapshots converts parent_id with int(): history() raises ValueError, not "
-                   "CorruptionError"),
+         "history", code="snapshot-parent"),
     Case("snapshot-node-mark-past-the-nodes", _history("UPDATE snapshot SET node_mark = 1000000 WHERE snapshot_id = 1"),
          "history", code="snapshot-marks"),
     Case("snapshot-tree-mark-before-the-previous", _history("UPDATE snapshot SET tree_mark = 0 WHERE snapshot_id = 2"),
          "history", code="snapshot-marks"),
     Case("snapshot-mark-not-an-integer", _history("UPDATE snapshot SET node_mark = 'x' WHERE snapshot_id = 2"),
-         "history", code="snapshot-marks",
-         known_bug="History.marks converts the marks with int(): db.at(2) raises ValueError, not CorruptionError"),
+         "history", code="snapshot-marks"),
     Case("snapshot-mark-huge", _history("UPDATE snapshot SET array_mark = 1e300 WHERE snapshot_id = 3"),
          "history", code="snapshot-marks"),
     Case("tag-names-a-missing-snapshot", _history("UPDATE tag SET snapshot_id = 99 WHERE name = 'raw'"),
          "history", code="tag-missing-snapshot"),
     Case("tag-snapshot-id-not-an-integer", _history("UPDATE tag SET snapshot_id = 'one' WHERE name = 'raw'"),
-         "history", code="tag-missing-snapshot",
-         known_bug="History.tags converts snapshot_id with int(): db.tags() raises ValueError"),
+         "history", code="tag-missing-snapshot"),
     Case("history-born-equals-died", _history("UPDATE node_history SET born = died"), "history",
          code="history-interval"),
     Case("history-born-after-died", _history("UPDATE tree_history SET born = died + 5"), "history",
@@ -547,13 +543,9 @@ CASES: list[Case] = [
     Case("history-node-path-wrong", _history("UPDATE node_history SET path = '/evil' WHERE path = '/n'"), "history",
          code="snapshot 1: node-path"),
     Case("history-two-trees-of-one-name", _history(f"UPDATE tree_history SET name = 't' WHERE tree_id = {_KEPT_U}"),
-         "history", code="snapshot 1: tree-name-duplicate",
-         known_bug="snapshot 1 shows two trees named 't' (the tree table's UNIQUE name does not hold in a "
-                   "snapshot's state) and check() reports nothing; the code name is a suggestion"),
+         "history", code="snapshot 1: tree-name-duplicate"),
     Case("history-array-missing", _history(f"UPDATE node_history SET array_id = 999999 WHERE tree_id = {_KEPT_U} "
-                                           "AND array_id IS NOT NULL"), "history", code="snapshot 1: array-missing",
-         known_bug="check() looks for missing arrays in the node table only (_check_refcounts): a kept version "
-                   "naming a missing array is not reported (only the refcount of the array it named before)"),
+                                           "AND array_id IS NOT NULL"), "history", code="snapshot 1: array-missing"),
 ]
 
 

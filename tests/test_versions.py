@@ -347,8 +347,6 @@ def test_stats_of_a_view_count_the_snapshot(hist: tensordb.Database) -> None:
     assert hist.stats()["trees"] == 5
 
 
-@pytest.mark.xfail(strict=True, reason="stats() counts every array row with refcount > 0, also on a view: "
-                   "a view's stats()['arrays'] disagrees with its own arrays relation")
 def test_stats_of_a_view_count_the_arrays_of_the_snapshot(hist: tensordb.Database) -> None:
     for i in range(3):
         hist[f"more{i}"] = {"arr": np.arange(1000) + i}
@@ -942,8 +940,6 @@ def test_assigning_handles_of_a_view_stores_the_snapshots_values(hist: tensordb.
     assert hist.check().ok
 
 
-@pytest.mark.xfail(strict=True, reason="a handle of a view is another Database of the same file: assigning it "
-                   "decodes and re-encodes its chunks (deduplicated) instead of storing the array by reference")
 def test_assigning_an_array_of_a_view_stores_it_by_reference(hist: tensordb.Database) -> None:
     hist["a"]["/data/p"][0:5] = -1.0
     before = hist.counters.snapshot()

@@ -12,6 +12,7 @@ different commits starts again.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
@@ -52,6 +53,14 @@ class ArrayStore:
         # One apsw connection must not be used by two threads at once (Dask's
         # threaded scheduler reads blocks concurrently): reads take turns.
         self.read_lock = threading.RLock()
+        #: True when every array this store reads is frozen (a view of a snapshot, format version 2):
+        #: another store of the same file may then take them by id.
+        self.frozen = False
+
+    def lends_by_id_to(self, other: ArrayStore) -> bool:
+        """Whether ``other`` may reference this store's arrays by id: the same store, or frozen ones of its file."""
+        return other is self or (self.frozen and os.path.abspath(self.store.filename)
+                                 == os.path.abspath(other.store.filename))
 
     # -- records -----------------------------------------------------------------
 

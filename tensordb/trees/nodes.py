@@ -164,7 +164,7 @@ class NodeTable:
             if isinstance(handle, ArrayIdRef):
                 spec.kind, spec.payload = "array", ("ref", handle.array_id)
             elif isinstance(handle, Array):
-                if handle._db.arrays is self.arrays:
+                if handle._db.arrays.lends_by_id_to(self.arrays):
                     spec.kind, spec.payload = "array", ("ref", handle.array_id)
                 else:  # another database: the bytes must be copied in
                     spec.kind, spec.payload = "array", np.asarray(handle)
