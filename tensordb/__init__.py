@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from .arrays.grid import auto_chunks, iter_blocks
     from .arrays.html import human_size
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
+    from .diff import Difference
     from .maintenance import CheckReport, Finding
     from .trees.handles import DictNode, ListNode, Node, Tree
+    from .versions import Snapshot
 
 __version__ = "0.1.0"
 
@@ -68,6 +70,8 @@ _LAZY = {
     "dtype_from_text": "arrays.dtypes",
     "auto_chunks": "arrays.grid",
     "iter_blocks": "arrays.grid",
+    "Snapshot": "versions",
+    "Difference": "diff",
     "human_size": "arrays.html",
 }
 
@@ -102,6 +106,8 @@ __all__ = [
     "dtype_from_text",
     "auto_chunks",
     "iter_blocks",
+    "Snapshot",
+    "Difference",
     "human_size",
     "TensorDBError",
     "ReadOnlyError",

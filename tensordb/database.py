@@ -11,6 +11,8 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, MutableMapping
@@ -38,6 +40,7 @@ from .trees.handles import Tree, value_of
 from .trees.nodes import SubtreeHandle
 from .trees.service import TreeService
 from .trees.values import flatten
+from .versions import History, Snapshot, SnapshotRef, show_public_views, show_state
 
 __all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
 
@@ -49,7 +52,8 @@ class MissingPacksWarning(UserWarning):
 _MISSING = object()
 
 
-def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> Database:
+def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None,
+         at: SnapshotRef | None = None) -> Database:
     """Open (or create) a tensordb database.
 
     Parameters
@@ -64,13 +68,18 @@ def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int
         Compressed chunks of at most this many bytes are stored inside the
         SQLite file, larger ones in pack files. Defaults to the value stored
         in the database (64 KiB when it is created).
+    at : Snapshot, int or str, optional
+        Open a read-only view of the database as of this snapshot (a
+        :class:`Snapshot`, its id or a tag); ``mode`` must then be ``"r"``
+        (or left out).
 
     Example
     -------
     >>> db = tensordb.open("runs.tdb")
     >>> with tensordb.open("runs.tdb", mode="r") as db: ...
+    >>> raw = tensordb.open("runs.tdb", mode="r", at="raw")
     """
-    return Database(path, mode, inline_threshold=inline_threshold)
+    return Database(path, mode, inline_threshold=inline_threshold, at=at)
 
 
 class Database(MutableMapping[str, Tree]):
@@ -81,13 +90,30 @@ class Database(MutableMapping[str, Tree]):
     tree never show in the other (copy-on-write).
     """
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int | None = None,
+                 at: SnapshotRef | None = None) -> None:
         self.filename = os.fspath(path)
+        if at is not None:
+            if mode not in ("r", "a"):
+                raise ValueError(f"a view of a snapshot is read-only: open it with mode='r', not {mode!r}")
+            mode = "r"
         self._store = Store(self.filename, mode, inline_threshold)
         relations.define(self._store.conn)
         self.mode = mode
         self.readonly = self._store.readonly
+        self._history = History(self._store.conn, self.filename)
+        #: The snapshot this database shows, or None for the current state.
+        self.snapshot_shown: Snapshot | None = None
+        self._public_views_shown = False
+        if at is not None:
+            try:
+                self.snapshot_shown = self._history.get(at)
+                show_state(self._store.conn, self._history.marks(self.snapshot_shown))
+            except BaseException:
+                self._store.close()
+                raise
         self._arrays = ArrayStore(self._store)
+        self._arrays.frozen = self.snapshot_shown is not None
         self._trees = TreeService(self._store, self._arrays, self)
         self._warn_missing_packs()
 
@@ -118,7 +144,9 @@ class Database(MutableMapping[str, Tree]):
         """The sidecar folder holding this database's pack files."""
         return self._store.packs.dir
 
-    def _reopen_state(self) -> tuple[str]:
+    def _reopen_state(self) -> tuple[str] | tuple[str, int]:
+        if self.snapshot_shown is not None:
+            return (os.path.abspath(self.filename), self.snapshot_shown.id)
         return (os.path.abspath(self.filename),)
 
     @property
@@ -149,11 +177,23 @@ class Database(MutableMapping[str, Tree]):
     def _existing_tree(self, name: str) -> int:
         tree_id = self._trees.catalog.id_of(name)
         if tree_id is None:
-            raise PathNotFoundError(f"{self.filename}: no tree named {name!r}")
+            self._ensure_snapshot_kept()
+            raise PathNotFoundError(f"{self._where()}: no tree named {name!r}")
         return tree_id
 
     def __getitem__(self, name: str) -> Tree:
         return Tree(self._trees, self._existing_tree(name))
+
+    def _where(self) -> str:
+        shown = self.snapshot_shown
+        return self.filename if shown is None else f"{self.filename} at snapshot {shown.id}"
+
+    def _ensure_snapshot_kept(self) -> None:
+        """A view whose snapshot was expired shows nothing: say so rather than 'no tree'."""
+        shown = self.snapshot_shown
+        if shown is not None and self._store.conn.scalar(
+                "SELECT 1 FROM snapshot WHERE snapshot_id = ?", (shown.id,)) is None:
+            raise StaleHandleError(f"{self.filename}: snapshot {shown.id} was expired")
 
     def __setitem__(self, name: str, value: object) -> None:
         if not isinstance(name, str) or not name:
@@ -278,19 +318,62 @@ class Database(MutableMapping[str, Tree]):
                     else:
                         del self[s_name]
 
-    def diff(self, a: str, b: str) -> list[Difference]:
-        """Paths added, removed and changed from address ``a`` to address ``b`` (empty: equal).
+    def diff(self, a: str | SnapshotRef, b: str | SnapshotRef | None = None) -> list[Difference]:
+        """What changed: between two addresses, or between a snapshot and now, or between two snapshots.
 
-        Arrays are compared by their stored content keys and read only where
-        the keys differ (see :mod:`tensordb.diff`).
+        - ``db.diff("sim01/step000", "sim01/step001")``: two trees or subtrees
+          (``TREE[/POINTER]``); paths are below the compared nodes.
+        - ``db.diff("raw")``: the current state against snapshot (or tag) "raw";
+          ``db.diff("raw", "clean")``: two snapshots. Each change names its
+          ``tree``; a tree only one side has is one change at path ``""``.
+
+        Either way each :class:`~tensordb.diff.Difference` is ``added``,
+        ``removed`` or ``changed`` at the highest path that differs, in (tree,
+        path) order. Arrays are compared by their stored content keys and read
+        only where the keys differ. Two strings are read as snapshots when both
+        name one and neither names a tree.
 
         Example
         -------
         >>> [str(d) for d in db.diff("sim01/step000", "sim01/step001")]
         ['~ /time: int 1 -> int 6', '~ /data/p: array (4778,) float32 -> array (4778,) float32 (values differ)']
+        >>> [(c.tree, c.path, c.kind) for c in db.diff("raw")]
+        [('sample037', '/time', 'changed')]
         """
+        if b is None or not (isinstance(a, str) and isinstance(b, str)) or self._names_snapshots(a, b):
+            return self._diff_snapshots(a, b)
         with self._store.snapshot():
             return diff_values(self.resolve(a), self.resolve(b))
+
+    def _names_snapshots(self, a: str, b: str) -> bool:
+        def is_snapshot(ref: str) -> bool:
+            try:
+                self._history.get(ref)
+            except KeyError:
+                return False
+            return True
+
+        def is_tree(address: str) -> bool:
+            try:
+                return self.split_address(address)[0] in self
+            except (KeyError, ValueError):
+                return False
+
+        snapshots, addresses = (is_snapshot(a), is_snapshot(b)), (is_tree(a), is_tree(b))
+        if all(snapshots) and any(addresses) or all(addresses) and any(snapshots):
+            raise ValueError(f"{self.filename}: {a!r} and {b!r} name both snapshots and trees: pass "
+                             "db.tags()[name] or snapshot ids to compare snapshots")
+        return all(snapshots)
+
+    def _diff_snapshots(self, a: SnapshotRef, b: SnapshotRef | None) -> list[Difference]:
+        old = self._history.get(a)
+        new = None if b is None else self._history.get(b)
+        names = sorted(self._history.changed_trees(old, new))
+        with contextlib.ExitStack() as stack:
+            before = stack.enter_context(self.at(old))
+            after = self if new is None else stack.enter_context(self.at(new))
+            changes = [change for name in names for change in _diff_tree(before, after, name)]
+        return sorted(changes, key=lambda change: (change.tree or "", change.path))
 
     def rename(self, old: str, new: str) -> None:
         """Rename a tree (metadata only). The new name must not exist yet."""
@@ -347,8 +430,10 @@ class Database(MutableMapping[str, Tree]):
     def sql(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> SQLResult:
         """Run read-only SQL over the metadata; rows stream and know their column names.
 
-        The public relations are ``trees``, ``nodes`` and ``arrays`` (see
-        docs/format.md). Any statement that would write raises ReadOnlyError.
+        The public relations are ``trees``, ``nodes`` and ``arrays`` (as of
+        the snapshot, on a view from :meth:`at`), and ``snapshots`` and
+        ``snapshot_nodes`` for the history (see docs/format.md). Any statement
+        that would write raises ReadOnlyError.
 
         Example
         -------
@@ -356,6 +441,9 @@ class Database(MutableMapping[str, Tree]):
         >>> rows.columns
         ('tree', 'value')
         """
+        if self.snapshot_shown is not None and not self._public_views_shown:
+            show_public_views(self._store.conn, self._history.marks(self.snapshot_shown))
+            self._public_views_shown = True
         return SQLResult(self, query, params)
 
     def glob(self, pattern: str, trees: str | None = None) -> Iterator[tuple[str, str, Any]]:
@@ -372,6 +460,71 @@ class Database(MutableMapping[str, Tree]):
             found = self._trees.nodes.glob(pattern, trees)  # one snapshot; values built lazily
         for tree_name, row in found:
             yield tree_name, row.path, value_of(self._trees, row)
+
+    # -- versions ----------------------------------------------------------------------
+
+    def snapshot(self, message: str = "") -> Snapshot:
+        """Record the state of every tree; returns the new :class:`Snapshot`.
+
+        No array byte is copied, and the cost is one row: what changes
+        afterwards keeps its old version (see docs/versions.md). Inside
+        ``db.transaction()`` the snapshot is part of the transaction.
+
+        Example
+        -------
+        >>> s1 = db.snapshot("raw import")
+        >>> db.at(s1)["sample037"]["/data/p"][0:10]
+        """
+        with self.transaction():
+            return self._history.take(message)
+
+    def history(self) -> list[Snapshot]:
+        """Every snapshot, newest first."""
+        return self._history.listing()
+
+    def tag(self, name: str, snapshot: SnapshotRef | None = None) -> Snapshot:
+        """Name a snapshot (the latest by default) for good; an existing name raises ``ValueError``."""
+        with self.transaction():
+            return self._history.tag(name, snapshot)
+
+    def untag(self, name: str) -> None:
+        """Remove a tag (the snapshot stays); ``KeyError`` if there is no such tag."""
+        with self.transaction():
+            self._history.untag(name)
+
+    def tags(self) -> dict[str, Snapshot]:
+        """``{tag: Snapshot}``, by name."""
+        return self._history.tags()
+
+    def at(self, snapshot: SnapshotRef) -> Database:
+        """A read-only view of the database as of ``snapshot`` (a :class:`Snapshot`, its id or a tag).
+
+        It reads like a Database (``[]``, ``in``, ``len``, iteration, ``glob``,
+        ``sql``, ``stats``, ``load``) on a connection of its own; close it
+        (or use ``with``) when done. Writing through it raises ``ReadOnlyError``.
+
+        Example
+        -------
+        >>> with db.at("raw") as old:
+        ...     old["sample037"]["/data/p"][0:10]
+        """
+        shown = self._history.get(snapshot)
+        return Database(self.filename, mode="r", at=shown.id)
+
+    def restore(self, snapshot: SnapshotRef, *, trees: str | None = None) -> list[str]:
+        """Return trees to their state in ``snapshot``, by reference (no array bytes written), atomically.
+
+        With ``trees`` (a glob pattern), only the trees of those names;
+        without, the whole database: trees created since are removed. Returns
+        the names of the trees that changed.
+        """
+        with context(self.filename), self.transaction():
+            return self._history.restore(self._history.get(snapshot), trees, self._trees)
+
+    def expire(self, *, before: SnapshotRef) -> int:
+        """Forget the untagged snapshots older than ``before``; returns how many. ``gc()`` then frees their data."""
+        with self.transaction():
+            return self._history.expire(before)
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -403,10 +556,14 @@ class Database(MutableMapping[str, Tree]):
         """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs."""
         return maintenance.stats(self._store)
 
-    def bundle(self, path: str | os.PathLike[str]) -> None:
-        """Write a self-contained copy (no pack folder: every chunk inline) to ``path``."""
+    def bundle(self, path: str | os.PathLike[str], *, history: bool = False) -> None:
+        """Write a self-contained copy (no pack folder: every chunk inline) to ``path``.
+
+        It carries the current state only, unless ``history=True``: then every
+        snapshot and tag too.
+        """
         with context(self.filename):
-            maintenance.bundle(self._store, os.fspath(path))
+            maintenance.bundle(self._store, os.fspath(path), history)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -423,13 +580,24 @@ class Database(MutableMapping[str, Tree]):
     def __repr__(self) -> str:
         if self.closed:
             return f'<tensordb.Database "{self.filename}" (closed)>'
-        return f'<tensordb.Database "{self.filename}" mode={self.mode!r}, {len(self)} trees>'
+        shown = "" if self.snapshot_shown is None else f" at snapshot {self.snapshot_shown.id}"
+        return f'<tensordb.Database "{self.filename}"{shown} mode={self.mode!r}, {len(self)} trees>'
 
     def __getstate__(self) -> Any:
         raise TypeError("a Database cannot be pickled; pickle its Tree/Node/Array handles instead")
 
 
 # -- read-only SQL -------------------------------------------------------------------
+
+def _diff_tree(before: Database, after: Database, name: str) -> list[Difference]:
+    """The changes of one tree between two states of one file (a tree only one has is one change)."""
+    with before._store.snapshot(), after._store.snapshot():
+        if name not in after:
+            return [Difference("", "removed", "tree", None, tree=name)]
+        if name not in before:
+            return [Difference("", "added", None, "tree", tree=name)]
+        return [dataclasses.replace(d, tree=name) for d in diff_values(before[name], after[name])]
+
 
 class SQLResult:
     """Rows of a read-only query, streamed. ``columns`` names them; iterate for tuples."""
@@ -469,10 +637,10 @@ def validate(value: object) -> None:
 
 # -- pickled handles reopen read-only, once per process ----------------------------------
 
-_REOPENED: dict[tuple[int, str], Database] = {}
+_REOPENED: dict[tuple[int, str, int | None], Database] = {}
 
 
-def reopen_readonly(state: tuple[str]) -> Database | _Unreachable:
+def reopen_readonly(state: tuple[str] | tuple[str, int]) -> Database | _Unreachable:
     """The read-only Database a pickled handle uses in this process (opened once).
 
     Unpickling must not raise: a ``multiprocessing`` pool whose worker fails
@@ -480,13 +648,14 @@ def reopen_readonly(state: tuple[str]) -> Database | _Unreachable:
     cannot be opened here (moved, deleted, damaged) gives a stand-in that
     raises the reason when the handle is used.
     """
-    key = (os.getpid(), state[0])
+    at = state[1] if len(state) > 1 else None
+    key = (os.getpid(), state[0], at)
     db = _REOPENED.get(key)
     if db is None or db.closed:
         try:
-            db = _REOPENED[key] = Database(state[0], mode="r")
-        except (OSError, TensorDBError) as exc:
-            return _Unreachable(state[0], str(exc))
+            db = _REOPENED[key] = Database(state[0], mode="r", at=at)
+        except (OSError, TensorDBError, KeyError) as exc:
+            return _Unreachable(state[0], str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     return db
 
 

@@ -17,6 +17,7 @@ Example
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,19 +35,25 @@ _BLOCK_BYTES = 16 * 2**20
 
 @dataclass(frozen=True)
 class Difference:
-    """One difference: ``change`` is ``"added"``, ``"removed"`` or ``"changed"``.
+    """One difference: ``change`` (also ``kind``) is ``"added"``, ``"removed"`` or ``"changed"``.
 
     ``path`` is the JSON Pointer below the two compared nodes; ``a`` and
     ``b`` describe the value on each side (None where it is missing).
+    ``tree`` names the tree when states of the whole database are compared.
     """
 
     path: str
     change: str
     a: str | None
     b: str | None
+    tree: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.change
 
     def __str__(self) -> str:
-        where = self.path or "(root)"
+        where = (self.path or "(root)") if self.tree is None else f"{self.tree}{self.path}"
         if self.change == "added":
             return f"+ {where}: {self.b}"
         if self.change == "removed":
@@ -113,6 +120,8 @@ def _describe(value: Any) -> str:
 def _leaf_change(x: Any, y: Any) -> tuple[str, str] | None:
     """None when two leaves are equal, else how each side reads."""
     if isinstance(x, (Array, np.ndarray)) and isinstance(y, (Array, np.ndarray)):
+        if _same_stored_array(x, y):
+            return None  # before any metadata is read: most arrays of two states of a tree are shared
         if x.shape != y.shape or x.dtype != y.dtype:
             return _describe(x), _describe(y)
         return None if arrays_equal(x, y) else (_describe(x), f"{_describe(y)} (values differ)")
@@ -131,13 +140,23 @@ def _same_scalar(x: Any, y: Any) -> bool:
 
 def arrays_equal(x: Array | np.ndarray[Any, Any], y: Array | np.ndarray[Any, Any]) -> bool:
     """Whether two arrays of one shape and dtype hold the same bytes; reads only chunks whose keys differ."""
-    if isinstance(x, Array) and isinstance(y, Array):
-        same_db = x._db is y._db
-        if same_db and x.array_id == y.array_id:
-            return True
-        if same_db and x.chunks == y.chunks:
+    if _same_stored_array(x, y):
+        return True
+    if isinstance(x, Array) and isinstance(y, Array) and _file_of(x) == _file_of(y) is not None:
+        if x.chunks == y.chunks:
             return _chunks_equal(x, y)
     return _blocks_equal(x, y)
+
+
+def _same_stored_array(x: object, y: object) -> bool:
+    """Whether two handles read one stored array of one file (array ids, chunk ids and keys are the file's)."""
+    return (isinstance(x, Array) and isinstance(y, Array) and _file_of(x) == _file_of(y) is not None
+            and x.array_id == y.array_id)
+
+
+def _file_of(array: Array) -> str | None:
+    filename = getattr(array._db, "filename", None)
+    return None if filename is None else os.path.abspath(filename)
 
 
 def _chunks_equal(x: Array, y: Array) -> bool:
@@ -145,11 +164,18 @@ def _chunks_equal(x: Array, y: Array) -> bool:
     keys_x, keys_y = _content_keys(x), _content_keys(y)
     grid = tuple(-(-n // c) for n, c in zip(x.shape, x.chunks))
     written = keys_x.keys() | keys_y.keys()
-    if np.asarray(x.fill_value).tobytes() != np.asarray(y.fill_value).tobytes() and len(written) < math.prod(grid):
+    same_fill = np.asarray(x.fill_value).tobytes() == np.asarray(y.fill_value).tobytes()
+    if not same_fill and len(written) < math.prod(grid):
         return False  # a chunk neither side wrote holds each side's (different) fill value
+    # A key hashes the codec, the dtype's size and the raw chunk, edge chunks padded with the fill value:
+    # under one codec and one fill value, different keys are different bytes.
+    keys_decide = same_fill and x.codec == y.codec
     for key in sorted(written):
-        if keys_x.get(key) == keys_y.get(key):
+        key_x, key_y = keys_x.get(key), keys_y.get(key)
+        if key_x == key_y:
             continue
+        if keys_decide and key_x is not None and key_y is not None:
+            return False
         coords = g.parse_coord_key(key, grid)
         box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, x.chunks, x.shape))
         if not _bytes_equal(np.asarray(x[box]), np.asarray(y[box])):

@@ -13,6 +13,7 @@ concerned.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from .storage.compaction import compact_packs, reclaim, reclaimable_in_pack
 from .storage.store import Store
 from .trees import paths
 from .trees.values import KINDS
+from .versions import History, Snapshot, show_state
 
 __all__ = ["gc", "check", "stats", "bundle", "CheckReport", "Finding"]
 
@@ -65,7 +67,8 @@ def gc(store: Store, dry_run: bool = False) -> dict[str, int]:
 
 
 # A row is unused when nothing references it, whatever its refcount column says.
-_ARRAY_UNUSED = "NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id)"
+_ARRAY_UNUSED = ("NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id) "
+                 "AND NOT EXISTS (SELECT 1 FROM node_history h WHERE h.array_id = array.array_id)")
 _CHUNK_UNUSED = "NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id)"
 
 
@@ -98,11 +101,12 @@ class Finding:
     path: str | None = None
     array_id: int | None = None
     chunk_id: int | None = None
+    snapshot: int | None = None  # the snapshot whose state has the problem (None: the current state)
 
     def __str__(self) -> str:
         where = ", ".join(
-            f"{k} {v}" for k, v in (("tree", self.tree), ("path", self.path), ("array", self.array_id),
-                                    ("chunk", self.chunk_id)) if v is not None
+            f"{k} {v}" for k, v in (("snapshot", self.snapshot), ("tree", self.tree), ("path", self.path),
+                                    ("array", self.array_id), ("chunk", self.chunk_id)) if v is not None
         )
         return f"{self.severity}: {self.code}: {self.message}" + (f" ({where})" if where else "")
 
@@ -140,8 +144,8 @@ def check(store: Store) -> CheckReport:
     conn = store.conn
     conn.ensure_usable()
     with store.snapshot():
-        for step in (_check_sqlite, _check_trees, _check_nodes, _check_refcounts, _check_arrays, _check_chunks,
-                     _check_packs):
+        for step in (_check_sqlite, _check_trees, _check_nodes, _check_node_arrays, _check_refcounts, _check_arrays,
+                     _check_chunks, _check_packs, _check_history, _check_snapshot_states):
             try:
                 step(store, report)
             except (TensorDBError, ValueError, TypeError) as exc:
@@ -174,6 +178,9 @@ def _check_trees(store: Store, report: CheckReport) -> None:
             _add(report, "tree-root-missing", f"root node {root_id} does not exist", tree=name)
         elif path != "" or parent_id is not None:
             _add(report, "tree-root-invalid", f"root node {root_id} is not a root (path {path!r})", tree=name)
+    for name, count in store.conn.execute(  # the file's UNIQUE(name) says so for now, not for a snapshot's state
+            "SELECT name, count(*) FROM tree GROUP BY name HAVING count(*) > 1").fetchall():
+        _add(report, "tree-name-duplicate", f"{count} trees have this name", tree=name)
     orphan_trees = store.conn.execute(
         "SELECT DISTINCT n.tree_id FROM node n LEFT JOIN tree t ON t.tree_id = n.tree_id WHERE t.tree_id IS NULL"
     ).fetchall()
@@ -218,27 +225,93 @@ def _check_nodes(store: Store, report: CheckReport) -> None:
         _add(report, "list-positions", f"list items are not numbered 0..{count - 1}", tree=tree, path=path)
 
 
-def _refcount_mismatches(store: Store, table: str, key: str, referrer: str) -> list[tuple[int, int, int]]:
+def _refcount_mismatches(store: Store, table: str, key: str, *referrers: str) -> list[tuple[int, int, int]]:
     """(id, recorded refcount, actual references) wherever the two differ."""
+    actual = " + ".join(f"(SELECT count(*) FROM {referrer} r WHERE r.{key} = x.{key})" for referrer in referrers)
     return [tuple(r) for r in store.conn.execute(
-        f"SELECT x.{key}, x.refcount, (SELECT count(*) FROM {referrer} r WHERE r.{key} = x.{key}) AS actual "
-        f"FROM {table} x WHERE x.refcount != actual"
+        f"SELECT x.{key}, x.refcount, {actual} AS actual FROM {table} x WHERE x.refcount != actual"
     ).fetchall()]
 
 
-def _check_refcounts(store: Store, report: CheckReport) -> None:
-    for array_id, recorded, actual in _refcount_mismatches(store, "array", "array_id", "node"):
-        _add(report, "array-refcount", f"refcount is {recorded}, {actual} nodes reference it",
-             array_id=array_id, **_where_array(store, array_id))
-    for chunk_id, recorded, actual in _refcount_mismatches(store, "chunk", "chunk_id", "chunk_ref"):
-        _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",
-             chunk_id=chunk_id, **_where_chunk(store, chunk_id))
+def _check_history(store: Store, report: CheckReport) -> None:
+    """The snapshot table, the tags and the history rows are consistent (a shared file may lie)."""
+    conn = store.conn
+    for snapshot_id, parent_id in conn.execute(
+            "SELECT snapshot_id, parent_id FROM snapshot WHERE parent_id IS NOT NULL AND (parent_id >= snapshot_id "
+            "OR parent_id NOT IN (SELECT snapshot_id FROM snapshot))").fetchall():
+        _add(report, "snapshot-parent", f"parent {parent_id} is not an earlier snapshot", snapshot=snapshot_id)
+    sequence = dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    previous = (0, 0, 0)
+    for snapshot_id, *marks in conn.execute(
+            "SELECT snapshot_id, tree_mark, node_mark, array_mark FROM snapshot ORDER BY snapshot_id").fetchall():
+        highest = tuple(sequence.get(table, 0) for table in ("tree", "node", "array"))
+        if any(not isinstance(m, int) or m < p or m > h for m, p, h in zip(marks, previous, highest)):
+            _add(report, "snapshot-marks", f"id marks {tuple(marks)} are not between the previous snapshot's "
+                 f"{previous} and the highest ids in use {highest}", snapshot=snapshot_id)
+        else:
+            previous = tuple(marks)
+    for name, snapshot_id in conn.execute(
+            "SELECT name, snapshot_id FROM tag WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshot)").fetchall():
+        _add(report, "tag-missing-snapshot", f"tag {name!r} names snapshot {snapshot_id}, which does not exist")
+    epoch = int(conn.scalar("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshot"))
+    for table, key in (("tree", "tree_id"), ("node", "node_id")):
+        bad = conn.execute(f"SELECT {key}, born, died FROM {table}_history WHERE NOT (born < died AND died <= ?) "
+                           "LIMIT 100", (epoch,)).fetchall()
+        for row_id, born, died in bad:
+            _add(report, "history-interval", f"{table} {row_id} kept for epochs [{born}, {died}), "
+                 f"which no snapshot up to {epoch - 1} can see")
+        unseen = conn.scalar(f"SELECT count(*) FROM {table}_history h WHERE NOT EXISTS (SELECT 1 FROM snapshot s "
+                             f"WHERE s.snapshot_id >= h.born AND s.snapshot_id < h.died AND s.{table}_mark >= h.{key})")
+        if unseen:
+            report.findings.append(Finding("history-unseen", f"{unseen} kept {table} versions are seen by no "
+                                           "snapshot", severity="warning"))
+
+
+def _check_snapshot_states(store: Store, report: CheckReport) -> None:
+    """The structure of every snapshot's state, checked as the current state is.
+
+    Walking back from the current state (checked already), a snapshot's state
+    differs from the next one's only in the trees ``changed_trees`` names, so
+    only those are checked: the cost is the history, not snapshots x size.
+    """
+    history = History(store.conn, store.filename)
+    newer: Snapshot | None = None
+    for snapshot in history.listing():
+        names = history.changed_trees(snapshot, newer)
+        newer = snapshot
+        if not names:
+            continue
+        view = Store(store.filename, "r")
+        try:
+            marks = history.marks(snapshot)
+            show_state(view.conn, marks, trees=sorted(names))
+            found = CheckReport()
+            with view.snapshot():
+                for step in (_check_trees, _check_nodes, _check_node_arrays):
+                    step(view, found)
+            report.findings += [dataclasses.replace(f, snapshot=snapshot.id) for f in found.findings]
+        finally:
+            view.close()
+
+
+def _check_node_arrays(store: Store, report: CheckReport) -> None:
+    """Every array a node names exists (run on the current state and on every snapshot's)."""
     missing = store.conn.execute(
         "SELECT n.array_id, t.name, n.path FROM node n JOIN tree t ON t.tree_id = n.tree_id "
         "LEFT JOIN array a ON a.array_id = n.array_id WHERE n.array_id IS NOT NULL AND a.array_id IS NULL"
     ).fetchall()
     for array_id, tree, path in missing:
         _add(report, "array-missing", f"array {array_id} does not exist", tree=tree, path=path, array_id=array_id)
+
+
+def _check_refcounts(store: Store, report: CheckReport) -> None:
+    for array_id, recorded, actual in _refcount_mismatches(store, "array", "array_id", "node", "node_history"):
+        _add(report, "array-refcount", f"refcount is {recorded}, {actual} nodes (current or kept by snapshots) "
+             "reference it",
+             array_id=array_id, **_where_array(store, array_id))
+    for chunk_id, recorded, actual in _refcount_mismatches(store, "chunk", "chunk_id", "chunk_ref"):
+        _add(report, "chunk-refcount", f"refcount is {recorded}, {actual} chunk index rows reference it",
+             chunk_id=chunk_id, **_where_chunk(store, chunk_id))
     dangling = store.conn.execute(
         "SELECT r.array_id, r.coord, r.chunk_id FROM chunk_ref r LEFT JOIN chunk c ON c.chunk_id = r.chunk_id "
         "WHERE c.chunk_id IS NULL"
@@ -351,7 +424,8 @@ def stats(store: Store) -> dict[str, Any]:
         result: dict[str, Any] = {
             "trees": one("SELECT count(*) FROM tree"),
             "nodes": one("SELECT count(*) FROM node"),
-            "arrays": one("SELECT count(*) FROM array WHERE refcount > 0"),
+            # the arrays of the trees (as of a snapshot, on a view); those only snapshots hold are not counted
+            "arrays": one("SELECT count(DISTINCT array_id) FROM node WHERE array_id IS NOT NULL"),
             "unreferenced_arrays": one("SELECT count(*) FROM array WHERE refcount <= 0"),
             "chunks": one("SELECT count(*) FROM chunk"),
             "logical_bytes": one(
@@ -386,6 +460,10 @@ def _size_if_exists(path: str) -> int:
 
 # -- bundle ----------------------------------------------------------------------------------
 
-def bundle(store: Store, target: str) -> None:
-    """Copy the database into one self-contained file: every pack chunk moved inline (see storage.bundle)."""
-    write_bundle(store, target)
+def bundle(store: Store, target: str, history: bool = False) -> None:
+    """Copy the database into one self-contained file: every pack chunk moved inline (see storage.bundle).
+
+    Without ``history`` the copy holds the current state only: no snapshot,
+    tag or kept version, and no array or chunk that only they held.
+    """
+    write_bundle(store, target, keep_history=history)

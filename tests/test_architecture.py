@@ -21,7 +21,7 @@ LAYERS = [
     {"storage"},
     {"arrays"},
     {"trees"},
-    {"database", "maintenance", "diff", "relations"},
+    {"database", "maintenance", "diff", "relations", "versions"},
     {"__init__", "pointer", "limits"},
     {"cli", "demo", "io", "interop", "jsonbin", "dask", "zarr", "__main__"},
 ]
@@ -262,6 +262,7 @@ def test_public_surface() -> None:
             "ClosedError", "StaleHandleError", "StorageError", "PathNotFoundError", "TreeExistsError",
             "MissingPacksWarning", "__version__",
             "validate", "dtype_to_text", "dtype_from_text", "auto_chunks", "iter_blocks", "human_size",
+            "Snapshot", "Difference",
         ]
     )
     for name in tensordb.__all__:

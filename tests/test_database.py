@@ -599,11 +599,11 @@ def test_sql_runs_one_statement_and_allows_describing_pragmas(tmp_path: Path) ->
         columns = [r[1] for r in db.sql("PRAGMA table_info(nodes)")]
         assert columns == ["tree", "path", "parent_path", "key", "idx", "kind", "value", "array_id"]
         assert [r[0] for r in db.sql("SELECT name FROM pragma_table_info('arrays')")][:2] == ["array_id", "dtype"]
-        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+        assert db.sql("PRAGMA user_version").fetchall() == [(schema.SCHEMA_VERSION,)]
         for write in ("PRAGMA user_version = 5", "VACUUM INTO 'copy.tdb'", "PRAGMA journal_mode = DELETE"):
             with pytest.raises(tensordb.ReadOnlyError):
                 db.sql(write)
-        assert db.sql("PRAGMA user_version").fetchall() == [(1,)]
+        assert db.sql("PRAGMA user_version").fetchall() == [(schema.SCHEMA_VERSION,)]
         assert not (tmp_path / "copy.tdb").exists()
         assert db.check().ok
 

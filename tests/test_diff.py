@@ -60,3 +60,17 @@ def test_arrays_of_different_chunkings_compare_by_value(tmp_path: Path) -> None:
         assert db.diff("a", "b") == []
         db["b"]["/x"][49, 19] = 0.5
         assert [(d.path, d.change) for d in db.diff("a/x", "b/x")] == [("", "changed")]
+
+
+def test_content_keys_decide_without_reading_under_one_codec(tmp_path: Path) -> None:
+    data = np.random.default_rng(1).random((40, 30))
+    with tensordb.open(tmp_path / "k.tdb") as db:
+        db["a"] = {"x": data, "same": data}
+        db["b"] = {"x": data + 1.0, "same": data}  # equal chunks dedup to the same keys
+        before = db.counters.chunks_decoded
+        assert [(d.path, d.change) for d in db.diff("a", "b")] == [("/x", "changed")]
+        assert db.counters.chunks_decoded == before  # different keys, one codec: different bytes, nothing read
+        db["c"] = {}
+        db["c"].set("/x", data, codec=tensordb.Codec("zstd", level=1))
+        assert db.diff("a/x", "c/x") == []  # another codec: the keys differ, so the chunks are read and compared
+        assert db.counters.chunks_decoded > before

@@ -22,6 +22,8 @@ PUBLIC_VIEWS = {
     "trees": ["name", "root_kind", "n_nodes", "n_arrays", "logical_bytes", "created", "modified"],
     "nodes": ["tree", "path", "parent_path", "key", "idx", "kind", "value", "array_id"],
     "arrays": ["array_id", "dtype", "shape", "ndim", "size", "nbytes", "stored_bytes", "chunks", "codec", "refcount"],
+    "snapshots": ["id", "created", "message", "parent_id", "tags"],
+    "snapshot_nodes": ["snapshot", "tree", "path", "key", "kind", "value", "array_id"],
 }
 
 
@@ -352,6 +354,9 @@ def test_public_relations_after_a_commit_with_the_writer_open(tmp_path: Path) ->
     with tensordb.open(path, inline_threshold=1024) as db:
         db["a"] = {"time": 60, "x": np.arange(5), "big": BIG}
         db["b"] = {"time": 40, "x": db["a"]["/x"], "l": [1, "two", None]}
+        db.snapshot("both")
+        db.tag("first")
+        db["b"]["time"] = 41
         for view in PUBLIC_VIEWS:
             query = f"SELECT * FROM {view} ORDER BY 1, 2"
             ours = db.sql(query).fetchall()

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +31,59 @@ def test_there_are_at_least_25_distinct_cases() -> None:
     assert len({c.name for c in CASES}) == len(CASES) >= 25
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def _param(case: Case) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=case.known_bug)] if case.known_bug else []
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+WORKER_SECONDS = 60
+WORKER_ADDRESS_SPACE = 2 << 30
+
+
+def run_in_worker(case: Case, path: Path) -> dict[str, Any]:
+    """``run(case, path)`` in a forked child limited in time and address space (a loop or a bomb fails the case)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 0
+        try:
+            os.close(read_fd)
+            resource.setrlimit(resource.RLIMIT_AS, (WORKER_ADDRESS_SPACE, WORKER_ADDRESS_SPACE))
+            payload = json.dumps(run(case, path)).encode()
+            while payload:
+                payload = payload[os.write(write_fd, payload):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    deadline = time.monotonic() + WORKER_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            if select.select([read_fd], [], [], 1.0)[0]:
+                data = os.read(read_fd, 1 << 16)
+                if not data:
+                    break
+                chunks.append(data)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode()
+    if not text:
+        return {"case": case.name, "raised": "worker", "message": f"no answer in {WORKER_SECONDS} s (wait status "
+                f"{status})", "codes": []}
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_hostile_file_gets_its_documented_error(case: Case, tmp_path: Path) -> None:
     path = prepare(case, tmp_path)
     before = arm_sentinels(path)
-    result = run(case, path)
+    result = run_in_worker(case, path) if case.action == "history" else run(case, path)
     assert as_documented(case, result), (case, result)
     assert sentinel_state(path) == before, "a file outside the pack folder was read or written"
 
@@ -66,7 +118,7 @@ def test_hostile_files_touch_nothing_else_never_unpickle_and_stay_small(tmp_path
     assert set(results) == {c.name for c in CASES}
     for case in CASES:
         result = results[case.name]
-        assert as_documented(case, result), (case.name, result)
+        assert as_documented(case, result) != bool(case.known_bug), (case.name, case.known_bug, result)
         db = sandbox / case.name / "db" / "h.tdb"
         strays = [p for p in result["opened"] if not _allowed(p, db)]
         assert not strays, (case.name, strays)

@@ -122,11 +122,20 @@ class ArrayRecords:
         ).fetchall()
         return {int(row[0]): meta_from_row(row) for row in rows}
 
-    def refcount(self, array_id: int) -> int:
-        value = self.conn.scalar("SELECT refcount FROM array WHERE array_id = ?", (array_id,))
+    def must_copy_before_write(self, array_id: int) -> bool:
+        """Whether a write must go to a copy: another node holds the array, or a snapshot may see it.
+
+        Arrays created before the latest snapshot are never written in place
+        again (format version 2): that keeps every snapshot's arrays as they
+        were without any history of chunk indexes.
+        """
+        value = self.conn.scalar(
+            "SELECT refcount > 1 OR array_id <= coalesce("
+            "(SELECT array_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1), 0) "
+            "FROM array WHERE array_id = ?", (array_id,))
         if value is None:
             raise StaleHandleError(f"array {array_id} no longer exists")
-        return int(value)
+        return bool(value)
 
     def clone(self, meta: ArrayMeta) -> ArrayMeta:
         """A new array record sharing every chunk of ``meta`` (copy-on-write)."""

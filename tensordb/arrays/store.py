@@ -12,6 +12,7 @@ different commits starts again.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
@@ -52,6 +53,14 @@ class ArrayStore:
         # One apsw connection must not be used by two threads at once (Dask's
         # threaded scheduler reads blocks concurrently): reads take turns.
         self.read_lock = threading.RLock()
+        #: True when every array this store reads is frozen (a view of a snapshot, format version 2):
+        #: another store of the same file may then take them by id.
+        self.frozen = False
+
+    def lends_by_id_to(self, other: ArrayStore) -> bool:
+        """Whether ``other`` may reference this store's arrays by id: the same store, or frozen ones of its file."""
+        return other is self or (self.frozen and os.path.abspath(self.store.filename)
+                                 == os.path.abspath(other.store.filename))
 
     # -- records -----------------------------------------------------------------
 
@@ -77,8 +86,8 @@ class ArrayStore:
         """{array id: {coord key: chunk record}} for the arrays a SQL subquery selects, in one query."""
         return self.index.records_where(array_ids_sql, params)
 
-    def refcount(self, array_id: int) -> int:
-        return self.records.refcount(array_id)
+    def must_copy_before_write(self, array_id: int) -> bool:
+        return self.records.must_copy_before_write(array_id)
 
     def clone(self, meta: ArrayMeta) -> ArrayMeta:
         """A new array record sharing every chunk of ``meta`` (copy-on-write)."""

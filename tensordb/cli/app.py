@@ -9,7 +9,7 @@ import click
 
 import tensordb
 
-from . import commands_files, commands_maint, commands_read, commands_write
+from . import commands_files, commands_maint, commands_read, commands_versions, commands_write
 from .output import one_line
 
 
@@ -53,5 +53,5 @@ def main(debug: bool) -> None:
 
 
 for _command in (*commands_read.COMMANDS, *commands_files.COMMANDS, *commands_write.COMMANDS,
-                 *commands_maint.COMMANDS):
+                 *commands_maint.COMMANDS, *commands_versions.COMMANDS):
     main.add_command(_command)

@@ -19,6 +19,7 @@ import tensordb
 from .common import (
     EXPECTED,
     address_of,
+    at_option,
     bad_input,
     errors_as_messages,
     lookup,
@@ -208,10 +209,11 @@ def _report_failure(file: str, message: str) -> None:
               help="json: arrays smaller than this many bytes are written inline as base64, larger ones to "
                    "OUT's .bin.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@at_option
 @quiet_option
 @errors_as_messages
 def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt: str | None, inline_below: int,
-           force: bool, quiet: bool) -> None:
+           force: bool, at: str | None, quiet: bool) -> None:
     """Export trees or subtrees to JSON+binref files, or one to a Zarr v3 folder.
 
     One ADDRESS (TREE[/POINTER]) and a file OUT.json: small arrays are written
@@ -237,6 +239,7 @@ def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt:
         tensordb export samples.tdb sim01/ sim02/step000 out/      # into a folder
         tensordb export samples.tdb --all backup/
         tensordb export samples.tdb sample037 sample037.zarr --format zarr
+        tensordb export samples.tdb --all raw-backup/ --at raw
     """
     if everything and addresses:
         raise click.UsageError("give ADDRESS... or --all, not both")
@@ -249,7 +252,7 @@ def export(db: str, addresses: tuple[str, ...], out: str, everything: bool, fmt:
         fmt = "zarr" if zarr_name and not into_folder else "json"
     if fmt == "zarr" and into_folder:
         raise click.UsageError("--format zarr exports one ADDRESS to one OUT.zarr folder")
-    with open_read(db) as database:
+    with open_read(db, at) as database:
         if into_folder:
             _export_into_folder(database, list(database) if everything else _expand(database, addresses), out,
                                 inline_below, force, quiet)

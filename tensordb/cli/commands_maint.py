@@ -66,17 +66,19 @@ def check(db: str, fmt: str, quiet: bool) -> None:
 @click.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--history", is_flag=True, help="Carry every snapshot and tag too (default: the current state only).")
 @quiet_option
 @errors_as_messages
-def bundle(db: str, out: str, quiet: bool) -> None:
+def bundle(db: str, out: str, history: bool, quiet: bool) -> None:
     """Write a self-contained copy of DB (every chunk inline, no pack folder) to OUT.
 
     \b
     Example:
         tensordb bundle samples.tdb share.tdb
+        tensordb bundle samples.tdb archive.tdb --history
     """
     with open_read(db) as database, working(quiet, f"bundling {db} into {out}"):
-        database.bundle(out)
+        database.bundle(out, history=history)
     click.echo(f"bundled {db} into {out} ({tensordb.human_size(Path(out).stat().st_size)})")
 
 

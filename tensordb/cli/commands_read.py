@@ -16,6 +16,7 @@ import tensordb
 
 from .common import (
     address_of,
+    at_option,
     bad_input,
     errors_as_messages,
     last_key,
@@ -24,6 +25,7 @@ from .common import (
     output_options,
     quiet_option,
     resolve,
+    snapshot_named,
     trees_under,
     trouble_exits_2,
 )
@@ -53,9 +55,10 @@ MAX_PRINT_BYTES = 256 * 2**20
 @click.argument("address", metavar="[TREE[/POINTER] | PREFIX/]", required=False)
 @click.option("--pattern", metavar="GLOB",
               help="Only trees (or children) whose name matches, e.g. 'sim0*/step00[0-4]' ('*' matches '/' too).")
+@at_option
 @output_options
 @errors_as_messages
-def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
+def ls(db: str, address: str | None, pattern: str | None, at: str | None, fmt: str) -> None:
     """List the trees of DB, the trees under a name prefix, or the children of a node.
 
     Without an address, or with a name prefix ("sim01/", or "sim01" when no
@@ -74,8 +77,9 @@ def ls(db: str, address: str | None, pattern: str | None, fmt: str) -> None:
         tensordb ls samples.tdb --pattern "sim0*/step00[0-4]"
         tensordb ls samples.tdb sim01/step003/data/inlet
         tensordb ls samples.tdb --format csv
+        tensordb ls samples.tdb --at raw
     """
-    with open_read(db) as database:
+    with open_read(db, at) as database:
         prefix = _tree_prefix(database, address)
         if prefix is not None:
             _list_trees(database, prefix, pattern, fmt)
@@ -137,8 +141,9 @@ def _describe(key: Any, value: Any) -> tuple[Any, ...]:
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("address", metavar="TREE[/POINTER]")
 @click.option("--depth", type=click.IntRange(min=0), help="Show this many levels below the node (default: all).")
+@at_option
 @errors_as_messages
-def tree(db: str, address: str, depth: int | None) -> None:
+def tree(db: str, address: str, depth: int | None, at: str | None) -> None:
     """Show a tree or subtree as a tree.
 
     Arrays are shown with shape, dtype, logical and stored (compressed) size,
@@ -153,8 +158,9 @@ def tree(db: str, address: str, depth: int | None) -> None:
     Example:
         tensordb tree samples.tdb sample037
         tensordb tree samples.tdb sample037/data/inlet --depth 1
+        tensordb tree samples.tdb sample037 --at raw
     """
-    with open_read(db) as database:
+    with open_read(db, at) as database:
         name, pointer = resolve(database, address)
         value = lookup(database, name, pointer)
         if isinstance(value, tensordb.Node):
@@ -172,8 +178,8 @@ def _sharing(database: tensordb.Database, array_ids: Collection[int]) -> dict[in
     for start in range(0, len(ids), 500):  # SQLite caps the number of parameters
         part = ids[start:start + 500]
         marks = ",".join("?" * len(part))
-        refcounts: dict[int, int] = dict(
-            database.sql(f"SELECT array_id, refcount FROM arrays WHERE array_id IN ({marks})", part))
+        refcounts: dict[int, int] = dict(database.sql(  # nodes of the trees shown (snapshots' kept nodes aside)
+            f"SELECT array_id, count(*) FROM nodes WHERE array_id IN ({marks}) GROUP BY array_id", part))
         shared: dict[int, int] = dict(database.sql(
             "SELECT r.array_id, sum(c.size) FROM chunk_ref r JOIN chunk c ON c.chunk_id = r.chunk_id "
             f"WHERE r.array_id IN ({marks}) AND EXISTS (SELECT 1 FROM chunk_ref o WHERE o.chunk_id = r.chunk_id "
@@ -237,9 +243,10 @@ def _label(value: Any, sharing: dict[int, tuple[int, int]]) -> Text:
 @click.option("--slice", "slice_text", metavar="TEXT",
               help='Part of an array, numpy style: "0:10,:", "5", "::2,...,-1", "[0,5,7],:" (a list of indices).')
 @click.option("--stats", is_flag=True, help="Print min/max/mean/std of the selection (read chunk by chunk).")
+@at_option
 @quiet_option
 @errors_as_messages
-def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool) -> None:
+def show(db: str, address: str, slice_text: str | None, stats: bool, at: str | None, quiet: bool) -> None:
     """Print an array (or a slice of it), a scalar, or a subtree as JSON.
 
     --slice takes ints, a:b:c slices (any part may be empty, negatives
@@ -258,7 +265,7 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
         tensordb show samples.tdb sample037/time
         tensordb show samples.tdb sample037/data/inlet
     """
-    with open_read(db) as database:
+    with open_read(db, at) as database:
         name, pointer = resolve(database, address)
         value = lookup(database, name, pointer)
         if not isinstance(value, tensordb.Array):
@@ -291,30 +298,47 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, quiet: bool
 
 @click.command()
 @click.argument("db", type=click.Path(dir_okay=False, exists=True))
-@click.argument("a", metavar="ADDRESS_A")
-@click.argument("b", metavar="ADDRESS_B")
+@click.argument("a", metavar="[ADDRESS_A", required=False)
+@click.argument("b", metavar="ADDRESS_B]", required=False)
+@click.option("--from", "old", metavar="SNAPSHOT", help="Compare the whole database as of this snapshot ...")
+@click.option("--to", "new", metavar="SNAPSHOT", help="... with its state at this one (default: now).")
 @output_options
 @trouble_exits_2
 @errors_as_messages
-def diff(db: str, a: str, b: str, fmt: str) -> None:
-    """Paths added (+), removed (-) and changed (~) from ADDRESS_A to ADDRESS_B.
+def diff(db: str, a: str | None, b: str | None, old: str | None, new: str | None, fmt: str) -> None:
+    """Paths added (+), removed (-) and changed (~) from ADDRESS_A to ADDRESS_B, or between two states.
 
-    Exit 0 when they are equal, 1 when they differ, 2 on error (as diff
-    does). Arrays are compared by their stored content keys; array bytes are
-    read only where the keys differ.
+    With --from SNAPSHOT: every tree as of that snapshot against now (or
+    against --to SNAPSHOT); each change names its tree, and a tree only one
+    side has is one change. Exit 0 when they are equal, 1 when they differ,
+    2 on error (as diff does). Arrays are compared by their stored content
+    keys; array bytes are read only where the keys differ.
 
     \b
     Example:
         tensordb diff samples.tdb sim01/step000 sim01/step001
         tensordb diff samples.tdb sim01/step000/data sim02/step000/data --format json
+        tensordb diff samples.tdb --from raw
+        tensordb diff samples.tdb --from raw --to clean
     """
+    addresses = (a, b) if a is not None and b is not None else None
+    if (addresses is None) == (old is None) or (new is not None and old is None) or (old and a is not None):
+        raise click.UsageError("give two addresses, or --from SNAPSHOT [--to SNAPSHOT]")
     with open_read(db) as database:
-        differences = database.diff(a, b)
+        if addresses is not None:
+            differences = database.diff(*addresses)
+        else:
+            assert old is not None
+            with bad_input("--from/--to"):
+                differences = database.diff(snapshot_named(database, old),
+                                            None if new is None else snapshot_named(database, new))
     if fmt == "table":
         for difference in differences:
             click.echo(str(difference))
-    else:
+    elif old is None:
         emit(("path", "change", "a", "b"), [(d.path, d.change, d.a, d.b) for d in differences], fmt)
+    else:
+        emit(("tree", "path", "change", "a", "b"), [(d.tree, d.path, d.change, d.a, d.b) for d in differences], fmt)
     if differences:
         click.get_current_context().exit(1)
 
@@ -322,24 +346,29 @@ def diff(db: str, a: str, b: str, fmt: str) -> None:
 @click.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("query")
+@at_option
 @output_options
 @errors_as_messages
-def sql(db: str, query: str, fmt: str) -> None:
+def sql(db: str, query: str, at: str | None, fmt: str) -> None:
     """Run a read-only SQL query over the metadata of DB.
 
     The public relations are trees(name, root_kind, n_nodes, n_arrays,
     logical_bytes, created, modified), nodes(tree, path, parent_path, key,
     idx, kind, value, array_id) and arrays(array_id, dtype, shape, ndim,
-    size, nbytes, stored_bytes, chunks, codec, refcount); see docs/format.md.
-    Statements that would write are refused. A query that finds nothing prints
+    size, nbytes, stored_bytes, chunks, codec, refcount), and for the
+    history snapshots(id, created, message, parent_id, tags) and
+    snapshot_nodes(snapshot, tree, path, key, kind, value, array_id); see
+    docs/format.md. With --at, trees, nodes and arrays answer as of that
+    snapshot. Statements that would write are refused. A query that finds nothing prints
     its header and "0 rows".
 
     \b
     Example:
         tensordb sql samples.tdb "SELECT tree, value FROM nodes WHERE key = 'time' AND value > 50"
         tensordb sql samples.tdb "SELECT * FROM arrays ORDER BY nbytes DESC LIMIT 5" --format json
+        tensordb sql samples.tdb "SELECT count(*) FROM nodes" --at raw
     """
-    with open_read(db) as database:
+    with open_read(db, at) as database:
         result = database.sql(query)
         if not emit(result.columns, result, fmt) and fmt == "table":
             click.echo("0 rows")

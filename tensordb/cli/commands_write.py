@@ -65,7 +65,7 @@ def rm(db: str, addresses: tuple[str, ...]) -> None:
 def _deepest_first(target: tuple[str, str]) -> tuple[Any, ...]:
     """Sort key; reversed, later list items and deeper nodes come first, so no removal shifts another's path."""
     name, pointer = target
-    return name, [(0, int(t)) if t.isdigit() else (1, t) for t in pointer.split("/")[1:]]
+    return name, [(0, int(t)) if t.isascii() and t.isdigit() else (1, t) for t in pointer.split("/")[1:]]
 
 
 def _source_and_destination(fn: F) -> F:

@@ -100,8 +100,29 @@ def output_options(fn: F) -> F:
     )(fn)
 
 
-def open_read(path: str) -> tensordb.Database:
-    return tensordb.open(path, mode="r")
+def at_option(fn: F) -> F:
+    """``--at SNAPSHOT``: read the database as of a snapshot (its id or a tag)."""
+    return click.option("--at", metavar="SNAPSHOT",
+                        help="Read DB as of this snapshot (its id or a tag; see tensordb log).")(fn)
+
+
+def open_read(path: str, at: str | None = None) -> tensordb.Database:
+    """``path`` read-only: its current state, or its state at snapshot ``at``."""
+    try:
+        return tensordb.open(path, mode="r", at=at)
+    except KeyError as exc:  # only ``at`` can name nothing here
+        raise click.BadParameter(_message(exc), param_hint="'--at'") from None
+
+
+def snapshot_named(database: tensordb.Database, ref: str) -> tensordb.Snapshot:
+    """The snapshot a command-line argument names: a tag, or an id (digits); ``KeyError`` if none."""
+    tagged = database.tags().get(ref)
+    if tagged is not None:
+        return tagged
+    for snapshot in database.history() if (ref.isascii() and ref.isdigit()) else ():
+        if snapshot.id == int(ref):
+            return snapshot
+    raise KeyError(f"{database.filename}: no snapshot or tag {ref!r} (see tensordb log)")
 
 
 def resolve(database: tensordb.Database, address: str) -> tuple[str, str]:

@@ -20,8 +20,12 @@ from .store import Store
 __all__ = ["write_bundle"]
 
 
-def write_bundle(store: Store, target: str) -> None:
-    """Write the bundle of ``store`` to ``target`` (which must not exist)."""
+def write_bundle(store: Store, target: str, keep_history: bool = False) -> None:
+    """Write the bundle of ``store`` to ``target`` (which must not exist).
+
+    Without ``keep_history`` the bundle forgets every snapshot, tag and kept
+    version, and the arrays and chunks only they held.
+    """
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists")
     if os.path.abspath(target) == os.path.abspath(store.filename):
@@ -34,7 +38,7 @@ def write_bundle(store: Store, target: str) -> None:
     store.hooks.trace("bundle-copy")
     try:
         with sqlite_errors(tmp, "writing the bundle"):
-            _inline_pack_chunks(store, tmp)
+            _inline_pack_chunks(store, tmp, keep_history)
         files = store.hooks.files
         try:
             files.fsync_path(tmp)
@@ -50,11 +54,27 @@ def write_bundle(store: Store, target: str) -> None:
         raise
 
 
-def _inline_pack_chunks(store: Store, tmp: str) -> None:
+# Forgetting history: the snapshots first, so that the triggers keep no version of what follows.
+_FORGET_HISTORY = """
+DELETE FROM tag;
+DELETE FROM snapshot;
+DELETE FROM node_history;
+DELETE FROM tree_history;
+UPDATE node SET born = NULL WHERE born IS NOT NULL;
+UPDATE tree SET born = NULL WHERE born IS NOT NULL;
+DELETE FROM array WHERE NOT EXISTS (SELECT 1 FROM node n WHERE n.array_id = array.array_id);
+DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunk_ref r WHERE r.chunk_id = chunk.chunk_id);
+"""
+
+
+def _inline_pack_chunks(store: Store, tmp: str, keep_history: bool) -> None:
     out = apsw.Connection(tmp, vfs=store.hooks.sqlite_vfs)
     try:
+        out.execute("PRAGMA foreign_keys = ON")  # deleted arrays take their chunk_ref rows (a no-op inside BEGIN)
         # No rollback on failure: closing discards the transaction, and the file goes anyway.
         out.execute("BEGIN")
+        if not keep_history:
+            out.execute(_FORGET_HISTORY)
         moved: Any = out.execute("SELECT chunk_id FROM chunk WHERE pack_id IS NOT NULL").fetchall()
         for (chunk_id,) in moved:
             data, _, _ = store.chunks.stored_bytes(int(chunk_id))  # checksum-verified

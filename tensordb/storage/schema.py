@@ -27,7 +27,7 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DDL", "UPGRADES", "prepare", "ch
 #: ``PRAGMA application_id``: the bytes "TDB1".
 APPLICATION_ID = 0x54444231
 #: ``PRAGMA user_version``: the on-disk format version this code writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 META = """
 CREATE TABLE meta(
@@ -42,7 +42,8 @@ CREATE TABLE tree(
     name     TEXT NOT NULL UNIQUE,
     root_id  INTEGER,
     created  TEXT NOT NULL,
-    modified TEXT NOT NULL
+    modified TEXT NOT NULL,
+    born     INTEGER
 );
 """
 
@@ -68,7 +69,8 @@ CREATE TABLE node(
     value,
     exact,
     dtype     TEXT,
-    array_id  INTEGER REFERENCES array(array_id)
+    array_id  INTEGER REFERENCES array(array_id),
+    born      INTEGER
 );
 CREATE UNIQUE INDEX node_by_path ON node(tree_id, path);
 CREATE INDEX node_by_path_across_trees ON node(path);
@@ -188,11 +190,146 @@ SELECT a.array_id AS array_id,
 FROM array a;
 """
 
+# History (format version 2). A snapshot is a row, not a copy: taking one
+# records the id marks of the tree, node and array tables and nothing else.
+# Rows keep their ids when they change, so the first change of a row that the
+# latest snapshot sees (its id is under that snapshot's mark and its version was
+# born before it) copies the old version into *_history, with the epochs
+# [born, died) in which it was current, and stamps the row with the new epoch
+# in `born` (NULL: unchanged since the row was inserted). The epoch of the
+# current state is the latest snapshot's id + 1. A version is visible in
+# snapshot k when its id <= k's mark and born <= k < died (died of a current
+# row: never). Changes are thus paid for once per row and per snapshot, by
+# the triggers below, and a file without snapshots pays one empty look-up.
+#
+# Arrays need no history: an array whose id is under the latest snapshot's
+# array mark is never written in place again (the arrays layer clones it on
+# write, sharing its chunks), so every version a snapshot sees stays as it was.
+HISTORY = """
+CREATE TABLE snapshot(
+    snapshot_id INTEGER PRIMARY KEY,
+    parent_id   INTEGER,
+    created     TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    tree_mark   INTEGER NOT NULL,
+    node_mark   INTEGER NOT NULL,
+    array_mark  INTEGER NOT NULL
+);
+CREATE TABLE tag(
+    name        TEXT PRIMARY KEY,
+    snapshot_id INTEGER NOT NULL REFERENCES snapshot(snapshot_id)
+) WITHOUT ROWID;
+CREATE INDEX tag_by_snapshot ON tag(snapshot_id);
+CREATE TABLE tree_history(
+    tree_id  INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    root_id  INTEGER,
+    created  TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    born     INTEGER NOT NULL,
+    died     INTEGER NOT NULL,
+    PRIMARY KEY (tree_id, died)
+) WITHOUT ROWID;
+CREATE INDEX tree_history_by_died ON tree_history(died);
+CREATE INDEX tree_history_by_name ON tree_history(name);
+CREATE TABLE node_history(
+    node_id   INTEGER NOT NULL,
+    tree_id   INTEGER NOT NULL,
+    parent_id INTEGER,
+    path      TEXT NOT NULL,
+    key       TEXT,
+    pos       INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    value,
+    exact,
+    dtype     TEXT,
+    array_id  INTEGER,
+    born      INTEGER NOT NULL,
+    died      INTEGER NOT NULL,
+    PRIMARY KEY (node_id, died)
+) WITHOUT ROWID;
+CREATE INDEX node_history_by_path ON node_history(tree_id, path);
+CREATE INDEX node_history_by_path_across_trees ON node_history(path);
+CREATE INDEX node_history_by_parent ON node_history(parent_id, pos);
+CREATE INDEX node_history_by_array ON node_history(array_id) WHERE array_id IS NOT NULL;
+CREATE INDEX node_history_by_key_value ON node_history(key, value);
+CREATE INDEX node_history_by_died ON node_history(died, tree_id);
+CREATE INDEX node_changed ON node(born) WHERE born IS NOT NULL;
+
+CREATE TRIGGER tree_keep_update AFTER UPDATE ON tree
+WHEN OLD.tree_id <= (SELECT tree_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
+ AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
+BEGIN
+    INSERT INTO tree_history(tree_id, name, root_id, created, modified, born, died)
+    VALUES (OLD.tree_id, OLD.name, OLD.root_id, OLD.created, OLD.modified, coalesce(OLD.born, 0),
+            (SELECT max(snapshot_id) FROM snapshot) + 1);
+    UPDATE tree SET born = (SELECT max(snapshot_id) FROM snapshot) + 1 WHERE tree_id = OLD.tree_id;
+END;
+CREATE TRIGGER tree_keep_delete AFTER DELETE ON tree
+WHEN OLD.tree_id <= (SELECT tree_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
+ AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
+BEGIN
+    INSERT INTO tree_history(tree_id, name, root_id, created, modified, born, died)
+    VALUES (OLD.tree_id, OLD.name, OLD.root_id, OLD.created, OLD.modified, coalesce(OLD.born, 0),
+            (SELECT max(snapshot_id) FROM snapshot) + 1);
+END;
+CREATE TRIGGER node_keep_update AFTER UPDATE ON node
+WHEN OLD.node_id <= (SELECT node_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
+ AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
+BEGIN
+    INSERT INTO node_history(node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id,
+                             born, died)
+    VALUES (OLD.node_id, OLD.tree_id, OLD.parent_id, OLD.path, OLD.key, OLD.pos, OLD.kind, OLD.value, OLD.exact,
+            OLD.dtype, OLD.array_id, coalesce(OLD.born, 0), (SELECT max(snapshot_id) FROM snapshot) + 1);
+    UPDATE node SET born = (SELECT max(snapshot_id) FROM snapshot) + 1 WHERE node_id = OLD.node_id;
+END;
+CREATE TRIGGER node_keep_delete AFTER DELETE ON node
+WHEN OLD.node_id <= (SELECT node_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
+ AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
+BEGIN
+    INSERT INTO node_history(node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id,
+                             born, died)
+    VALUES (OLD.node_id, OLD.tree_id, OLD.parent_id, OLD.path, OLD.key, OLD.pos, OLD.kind, OLD.value, OLD.exact,
+            OLD.dtype, OLD.array_id, coalesce(OLD.born, 0), (SELECT max(snapshot_id) FROM snapshot) + 1);
+END;
+CREATE TRIGGER node_history_ref_insert AFTER INSERT ON node_history WHEN NEW.array_id IS NOT NULL
+BEGIN UPDATE array SET refcount = refcount + 1 WHERE array_id = NEW.array_id; END;
+CREATE TRIGGER node_history_ref_delete AFTER DELETE ON node_history WHEN OLD.array_id IS NOT NULL
+BEGIN UPDATE array SET refcount = refcount - 1 WHERE array_id = OLD.array_id; END;
+
+CREATE VIEW snapshots AS
+SELECT s.snapshot_id AS id,
+       s.created AS created,
+       s.message AS message,
+       s.parent_id AS parent_id,
+       (SELECT json_group_array(name) FROM (SELECT t.name AS name FROM tag t
+         WHERE t.snapshot_id = s.snapshot_id ORDER BY t.name)) AS tags
+FROM snapshot s;
+
+CREATE VIEW snapshot_nodes AS
+SELECT s.snapshot_id AS snapshot,
+       t.name AS tree,
+       n.path AS path,
+       n.key AS key,
+       n.kind AS kind,
+       n.value AS value,
+       n.array_id AS array_id
+FROM snapshot s
+JOIN (SELECT tree_id, name, coalesce(born, 0) AS born, 9223372036854775807 AS died FROM tree
+      UNION ALL SELECT tree_id, name, born, died FROM tree_history) t
+  ON t.tree_id <= s.tree_mark AND t.born <= s.snapshot_id AND t.died > s.snapshot_id
+JOIN (SELECT node_id, tree_id, path, key, kind, value, array_id, coalesce(born, 0) AS born,
+             9223372036854775807 AS died FROM node
+      UNION ALL SELECT node_id, tree_id, path, key, kind, value, array_id, born, died FROM node_history) n
+  ON n.tree_id = t.tree_id AND n.node_id <= s.node_mark AND n.born <= s.snapshot_id AND n.died > s.snapshot_id;
+"""
+
 #: Every internal table, in creation order (docs/format.md documents each).
-TABLES = ("meta", "tree", "node", "array", "pack", "chunk", "chunk_ref")
+TABLES = ("meta", "tree", "node", "array", "pack", "chunk", "chunk_ref", "snapshot", "tag", "tree_history",
+          "node_history")
 
 #: The statements that create the schema of the current version, in order.
-DDL = (META, TREE, NODE, ARRAY, CHUNK, TRIGGERS, VIEWS)
+DDL = (META, TREE, NODE, ARRAY, CHUNK, TRIGGERS, VIEWS, HISTORY)
 
 UpgradeStep = Callable[[apsw.Connection], None]
 #: Ordered upgrade steps: ``UPGRADES[n]`` turns a version-n file into version n+1.
@@ -211,6 +348,14 @@ def upgrade_step(from_version: int) -> Callable[[UpgradeStep], UpgradeStep]:
         UPGRADES[from_version] = step
         return step
     return register
+
+
+@upgrade_step(1)
+def _add_history(conn: apsw.Connection) -> None:
+    """Format 1 to 2: snapshots, tags and the history of the tree and node tables."""
+    conn.execute("ALTER TABLE tree ADD COLUMN born INTEGER")
+    conn.execute("ALTER TABLE node ADD COLUMN born INTEGER")
+    conn.execute(HISTORY)
 
 
 def _read_identity(conn: apsw.Connection) -> tuple[int, int, int]:
@@ -238,14 +383,19 @@ _SQLITE_INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_s
 _SCHEMA_ROWS = "SELECT type, name, tbl_name, sql FROM sqlite_schema"
 
 
-def _normalise_sql(sql: object) -> str | None:
-    return None if sql is None else re.sub(r"\s+", " ", str(sql)).strip()
+def normalise_sql(sql: object) -> str | None:
+    """SQL text as the schema check compares it: one space between words, none around ``(``, ``)`` and ``,``."""
+    # Spaces around punctuation go too: ALTER TABLE ADD COLUMN (an upgrade step)
+    # writes ", column" where a fresh CREATE TABLE has ",\n    column".
+    if sql is None:
+        return None
+    return re.sub(r" ?([(),]) ?", r"\1", re.sub(r"\s+", " ", str(sql)).strip())
 
 
 def expected_schema() -> dict[tuple[str, str], tuple[str, str | None]]:
     """``{(type, name): (table, normalised SQL)}`` of every schema object this version creates."""
     rows = _schema_rows(DDL)
-    return {(str(kind), str(name)): (str(table), _normalise_sql(sql)) for kind, name, table, sql in rows}
+    return {(str(kind), str(name)): (str(table), normalise_sql(sql)) for kind, name, table, sql in rows}
 
 
 @functools.lru_cache(maxsize=2)
@@ -276,7 +426,7 @@ def check_schema(conn: apsw.Connection, filename: str) -> None:
     for kind, name, table, sql in rows:
         if isinstance(name, str) and name in _SQLITE_INTERNAL and kind == "table":
             continue
-        found[(str(kind), str(name))] = (str(table), _normalise_sql(sql))
+        found[(str(kind), str(name))] = (str(table), normalise_sql(sql))
     expected = expected_schema()
     for key in sorted(set(found) - set(expected)):
         raise CorruptionError(f"{filename}: unexpected {key[0]} {key[1]!r} in the schema (not created by tensordb)")

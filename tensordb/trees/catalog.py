@@ -76,8 +76,10 @@ class TreeCatalog:
         """Delete the tree row (its node rows go first: :meth:`NodeTable.delete_tree`)."""
         self.conn.execute("DELETE FROM tree WHERE tree_id = ?", (tree_id,))
 
-    def set_root(self, tree_id: int, root_id: int) -> None:
-        self.conn.execute(f"UPDATE tree SET root_id = ?, modified = {_NOW} WHERE tree_id = ?", (root_id, tree_id))
+    def set_root(self, tree_id: int, root_id: int, created: str | None = None) -> None:
+        """Point a tree at its root node (``created``: also restore the creation stamp)."""
+        self.conn.execute(f"UPDATE tree SET root_id = ?, created = coalesce(?, created), modified = {_NOW} "
+                          "WHERE tree_id = ?", (root_id, created, tree_id))
 
     def touch(self, tree_id: int) -> None:
         """Stamp a tree as modified now."""

@@ -164,7 +164,7 @@ class NodeTable:
             if isinstance(handle, ArrayIdRef):
                 spec.kind, spec.payload = "array", ("ref", handle.array_id)
             elif isinstance(handle, Array):
-                if handle._db.arrays is self.arrays:
+                if handle._db.arrays.lends_by_id_to(self.arrays):
                     spec.kind, spec.payload = "array", ("ref", handle.array_id)
                 else:  # another database: the bytes must be copied in
                     spec.kind, spec.payload = "array", np.asarray(handle)
@@ -185,7 +185,7 @@ class NodeTable:
         codec: Codec | None = None,
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
-        base = self._next_node_id()
+        base = self.next_node_id()
         array_ids = iter(self._store_arrays([spec.payload for spec in specs if spec.kind == "array"], chunks, codec))
         rows = []
         copies: list[NodeSpec] = []
@@ -244,7 +244,7 @@ class NodeTable:
         min_id = int(self.conn.scalar(
             f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
         ))
-        delta = self._next_node_id() - min_id
+        delta = self.next_node_id() - min_id
         self.conn.execute(
             f"""INSERT INTO node({NODE_COLUMNS})
             SELECT node_id + :delta, :dst_tree,
@@ -260,7 +260,19 @@ class NodeTable:
         )
         return source.node_id + delta
 
-    def _next_node_id(self) -> int:
+    def copy_rows(self, rows_sql: str, dst_tree: int) -> int:
+        """Insert the rows of one whole tree that ``rows_sql`` selects (its columns are :data:`NODE_COLUMNS`)
+        into ``dst_tree``, with fresh ids and arrays by reference; returns the id shift (old id + shift = new id).
+        """
+        first = self.conn.scalar(f"SELECT min(node_id) FROM ({rows_sql})")
+        if first is None:
+            raise CorruptionError("a tree to copy has no node rows")
+        delta = self.next_node_id() - int(first)
+        self.conn.execute(f"INSERT INTO node({NODE_COLUMNS}) SELECT node_id + {delta}, {int(dst_tree)}, "
+                          f"parent_id + {delta}, path, key, pos, kind, value, exact, dtype, array_id FROM ({rows_sql})")
+        return delta
+
+    def next_node_id(self) -> int:
         """The first id never used by a node (ids of deleted nodes are not reused)."""
         return int(self.conn.scalar(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'node'), 0), "

@@ -292,7 +292,7 @@ class NodeOwner:
         row = self._row()
         array_id = int(row.array_id)
         arrays = self.service.arrays
-        if arrays.refcount(array_id) > 1:
+        if arrays.must_copy_before_write(array_id):
             array_id = arrays.clone(arrays.meta(array_id)).array_id
             self.service.nodes.set_array(self.node_id, array_id)
         self.service.touch(row.tree_id)

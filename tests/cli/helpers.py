@@ -26,6 +26,7 @@ FIXTURE_TREE = "bm01-flow-over-cylinder-sample037_510"
 
 
 COMMANDS = {"demo", "import", "export", "ls", "tree", "show", "sql", "stats", "gc", "check", "bundle", "rm", "mv", "cp",
+            "snapshot", "log", "tag", "restore", "expire",
             "diff"}
 
 

@@ -25,9 +25,11 @@ __all__ = ["Scenario", "build", "OPERATIONS", "SINGLE_TRANSACTION", "PRE_COMMIT"
 
 SEED = 20240611
 #: The operations every crash point and every injected fault is tried with.
-OPERATIONS = ("create", "share", "slice", "move", "rename", "delete", "gc", "multi", "rollback", "bundle")
+OPERATIONS = ("create", "share", "slice", "move", "rename", "delete", "gc", "multi", "rollback", "bundle",
+              "snapshot", "restore", "expire")
 #: Operations that are a single write transaction (the crash point says before or after).
-SINGLE_TRANSACTION = frozenset({"create", "share", "slice", "move", "rename", "delete", "multi"})
+SINGLE_TRANSACTION = frozenset({"create", "share", "slice", "move", "rename", "delete", "multi", "snapshot",
+                                "restore"})
 #: Crash points reached before the commit of the transaction they belong to, and after it.
 PRE_COMMIT = frozenset({"begin", "compress", "pack-create", "pack-write", "chunk-row", "rows-written",
                         "pack-fsync", "dir-fsync", "before-commit", "rollback", "compact-copy"})
@@ -62,6 +64,13 @@ class Scenario:
                                    "values": rng.integers(0, 2**63, stop - start, dtype=np.uint64)})
         if kind == "bundle":
             return Op(k, "bundle")
+        live = sorted(self.model.snaps)
+        if kind == "snapshot":  # tagged in the same transaction
+            return Op(k, "snapshot", {"message": "crash", "tag": "crash", "id": live[-1] + 1})
+        if kind == "restore":  # the whole database to the oldest snapshot: every kind of tree change undone
+            return Op(k, "restore", {"snapshot": live[0], "trees": None})
+        if kind == "expire":  # forgets the oldest snapshot, then gc frees what only it held
+            return Op(k, "expire", {"before": live[-1], "gc": True})
         return workload.make_op(SEED, k, self.model, kind)
 
     def run(self, db: tensordb.Database, op: Op, bundle_to: str | None = None) -> None:
@@ -83,12 +92,14 @@ def build(folder: str) -> Scenario:
     before its COMMIT (orphan bytes at the end of that pack, so the next
     writer starts a third pack); three trees, two of them deleted. A gc()
     then compacts the third pack and cuts the orphan tail of the second.
+    Then three snapshots (the second tagged) with slices, a delete, a move
+    and a create between and after them.
     """
     from crash import harness
 
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "scenario.tdb")
-    model: Model = {}
+    model = Model()
     k = 0
 
     def step(db: tensordb.Database, kind: str, **args: Any) -> Op:
@@ -117,6 +128,16 @@ def build(folder: str) -> Scenario:
             step(db, "delete", name=name)
         # nothing was appended after the orphan bytes: the late trees went to a new pack
         assert sorted(os.listdir(db.pack_dir)) == ["00000002.pack", "00000003.pack"], os.listdir(db.pack_dir)
+        # history: three snapshots (the second tagged) with changes between them; the tree
+        # deleted after the first is kept by it alone
+        step(db, "snapshot", message="scenario 1", tag=None, id=1)
+        step(db, "slice")
+        step(db, "delete", name=[n for n in sorted(model) if n not in (first, "s_shared")][0])
+        step(db, "snapshot", message="scenario 2", tag="keep", id=2)
+        step(db, "slice")
+        step(db, "move")
+        step(db, "snapshot", message="scenario 3", tag=None, id=3)
+        step(db, "create")
     return Scenario(folder, model, first)
 
 

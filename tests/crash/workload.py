@@ -15,10 +15,18 @@ Every tree has an inline array (``small``) and a two-chunk array in a pack
 file (``big``); ``share`` builds trees that reference another tree's arrays,
 so slice writes copy-on-write shared arrays, and deletes followed by ``gc``
 make packs sparse enough for compaction.
+
+History is part of the workload: ``snapshot`` (sometimes tagged in the same
+transaction), ``restore`` (the whole database or the trees of a pattern) and
+``expire`` (sometimes followed by ``gc``) are transactions like the others,
+and the model keeps the value of every live snapshot and the tags, so the
+verifier checks history too: the snapshots and tags listed, and every live
+snapshot's trees, before and after gc.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import random
 import select
@@ -35,7 +43,8 @@ import tensordb
 
 __all__ = [
     "Op", "make_op", "apply_db", "apply_model", "replay", "replay_model", "digest", "Verdict", "verify", "build_base",
-    "reader_loop", "KINDS", "ALLOWED_BEFORE_GC", "differs", "verify_bundle",
+    "reader_loop", "KINDS", "ALLOWED_BEFORE_GC", "differs", "verify_bundle", "Model", "history_differs",
+    "snapshots_differ", "snaps_of",
 ]
 
 #: int32 elements of the inline array (2 KiB: one inline chunk).
@@ -46,12 +55,36 @@ BIG_CHUNK = 9000
 BIG_N = 2 * BIG_CHUNK
 
 #: Operation kinds, each one transaction (``gc`` is two: compaction, then the tail cut;
-#: ``rollback`` is a transaction that writes a tree and rolls back, then a ``create``).
-KINDS = ("create", "share", "slice", "move", "rename", "delete", "gc", "multi", "rollback")
+#: ``rollback`` is a transaction that writes a tree and rolls back, then a ``create``;
+#: ``expire`` with ``gc`` is an expire, then a gc).
+KINDS = ("create", "share", "slice", "move", "rename", "delete", "gc", "multi", "rollback", "snapshot", "restore",
+         "expire")
 #: check() findings allowed after a crash and before gc(): reclaimable bytes only.
 ALLOWED_BEFORE_GC = frozenset({"pack-unreferenced-bytes", "pack-orphan-file"})
 
-Model = dict[str, dict[str, Any]]
+
+
+class Model(dict[str, dict[str, Any]]):
+    """Tree name -> value, and the history: ``snaps`` (live snapshot id -> {tree name: value}) and ``tags``.
+
+    Values are never changed in place (every operation builds new dicts and
+    arrays), so a snapshot shares them with the state it was taken from.
+    """
+
+    def __init__(self, trees: Any = (), snaps: dict[int, dict[str, Any]] | None = None,
+                 tags: dict[str, int] | None = None) -> None:
+        super().__init__(trees)
+        self.snaps: dict[int, dict[str, Any]] = dict(snaps or {})
+        self.tags: dict[str, int] = dict(tags or {})
+
+
+def _copy(model: dict[str, dict[str, Any]]) -> Model:
+    """A new Model with the same trees and history (a plain dict has no history)."""
+    return Model(model, getattr(model, "snaps", None), getattr(model, "tags", None))
+
+
+def snaps_of(model: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return getattr(model, "snaps", {})
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,7 @@ def make_op(seed: int, k: int, model: Model, kind: str | None = None) -> Op:
     rng = np.random.default_rng([seed, k])
     names = sorted(model)
     n = len(names)
+    live = sorted(snaps_of(model))
     if kind is None:
         weights = {
             "create": 3.0 if n < 12 else 0.5,
@@ -140,9 +174,12 @@ def make_op(seed: int, k: int, model: Model, kind: str | None = None) -> Op:
             "move": 1.0 if n else 0.0,
             "rename": 0.7 if n else 0.0,
             "delete": max(0.0, n - 5.0),
-            "gc": 1.0,
+            "gc": 0.8,  # with expire followed by gc (below), as often as before history
             "multi": 1.5 if n else 0.0,
             "rollback": 0.5,
+            "snapshot": 1.0 if len(live) < 2 else 0.3,
+            "restore": 0.8 if live else 0.0,
+            "expire": 0.8 * (len(live) - 1) if len(live) > 1 else 0.0,
         }
         total = sum(weights.values())
         kind = str(rng.choice(list(weights), p=[w / total for w in weights.values()]))
@@ -168,6 +205,19 @@ def make_op(seed: int, k: int, model: Model, kind: str | None = None) -> Op:
         others = [x for x in names if x != args["slice"]["name"]]
         args["delete"] = str(rng.choice(others)) if others and rng.random() < 0.7 else None
         return Op(k, kind, args)
+    if kind == "snapshot":
+        return Op(k, kind, {"message": f"op {k}", "tag": f"tag{k}" if rng.random() < 0.3 else None,
+                            "id": (live[-1] if live else 0) + 1})
+    if kind == "restore":
+        snapshot = int(rng.choice(live))
+        candidates = sorted(set(names) | set(snaps_of(model)[snapshot]))
+        pattern = None
+        if candidates and rng.random() < 0.6:
+            name = str(rng.choice(candidates))
+            pattern = name if rng.random() < 0.5 else name[0] + "*"
+        return Op(k, kind, {"snapshot": snapshot, "trees": pattern})
+    if kind == "expire":
+        return Op(k, kind, {"before": int(rng.choice(live[1:])), "gc": bool(rng.random() < 0.3)})
     raise ValueError(f"unknown operation kind {kind!r}")
 
 
@@ -227,6 +277,18 @@ def apply_db(db: tensordb.Database, op: Op, model: Model) -> None:
         except _RolledBack:
             pass
         _db_create(db, a["name"], a["value"])
+    elif op.kind == "snapshot":
+        with db.transaction():
+            snapshot = db.snapshot(a["message"])
+            if a["tag"] is not None:
+                db.tag(a["tag"], snapshot)
+        assert snapshot.id == a["id"], (snapshot, a)
+    elif op.kind == "restore":
+        db.restore(a["snapshot"], trees=a["trees"])
+    elif op.kind == "expire":
+        db.expire(before=a["before"])
+        if a["gc"]:
+            db.gc()
     else:
         raise ValueError(op.kind)
 
@@ -245,7 +307,7 @@ def _model_slice(model: Model, args: dict[str, Any]) -> None:
 
 def apply_model(model: Model, op: Op) -> Model:
     """The model after ``op`` (a new dict; ``model`` is not changed)."""
-    new = dict(model)
+    new = _copy(model)
     a = op.args
     if op.kind in ("create", "rollback"):
         new[a["name"]] = a["value"]
@@ -269,6 +331,21 @@ def apply_model(model: Model, op: Op) -> Model:
         _model_slice(new, a["slice"])
         if a["delete"] is not None:
             del new[a["delete"]]
+    elif op.kind == "snapshot":
+        new.snaps[a["id"]] = dict(model)
+        if a["tag"] is not None:
+            new.tags[a["tag"]] = a["id"]
+    elif op.kind == "restore":
+        old = new.snaps[a["snapshot"]]
+        for name in set(old) | set(model):
+            if a["trees"] is None or fnmatch.fnmatchcase(name, a["trees"]):
+                if name in old:
+                    new[name] = old[name]
+                else:
+                    del new[name]
+    elif op.kind == "expire":
+        tagged = set(new.tags.values())
+        new.snaps = {sid: trees for sid, trees in new.snaps.items() if sid >= a["before"] or sid in tagged}
     return new
 
 
@@ -289,7 +366,7 @@ def replay_model(seed: int, model: Model, ks: range) -> Model:
 
 def build_base(path: str, seed: int, n_ops: int) -> Model:
     """A database at ``path`` after ``n_ops`` workload transactions; returns its model."""
-    model: Model = {}
+    model = Model()
     with tensordb.open(path, mode="w") as db:
         for k in range(n_ops):
             op = make_op(seed, k, model)
@@ -324,11 +401,38 @@ def differs(actual: dict[str, Any], expected: Model) -> str | None:
     return None
 
 
+def history_differs(db: tensordb.Database, expected: dict[str, Any]) -> str | None:
+    """How the snapshots and tags of ``db`` differ from the model's (a plain dict model says nothing of them)."""
+    if not isinstance(expected, Model):
+        return None
+    ids = sorted(s.id for s in db.history())
+    if ids != sorted(expected.snaps):
+        return f"snapshots {ids} != expected {sorted(expected.snaps)}"
+    tags = {name: s.id for name, s in db.tags().items()}
+    if tags != expected.tags:
+        return f"tags {tags} != expected {expected.tags}"
+    return None
+
+
+def snapshots_differ(db: tensordb.Database, expected: dict[str, Any]) -> list[str]:
+    """How the trees of each live snapshot differ from the model's."""
+    problems = []
+    for sid, trees in sorted(snaps_of(expected).items()):
+        with db.at(sid) as view:
+            actual = {name: view[name].load() for name in view}
+        difference = differs(actual, trees)
+        if difference is not None:
+            problems.append(f"snapshot {sid}: {difference}")
+    return problems
+
+
 def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
     """Open the database at ``path`` and check it holds one of ``candidates``, whole and clean.
 
-    Before gc() only reclaimable pack bytes may be reported; gc() must then
-    leave a database with no finding at all and the same content.
+    A candidate's history (snapshots, tags and, checked after gc, the trees
+    of every live snapshot) must be there too. Before gc() only reclaimable pack bytes may
+    be reported; gc() must then leave a database with no finding at all and
+    the same content, history included.
     """
     verdict = Verdict()
     try:
@@ -348,13 +452,15 @@ def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
         if actual is not None:
             differences = []
             for i, candidate in enumerate(candidates):
-                difference = differs(actual, candidate)
+                difference = differs(actual, candidate) or history_differs(db, candidate)
                 if difference is None:
                     verdict.matched = i
                     break
                 differences.append(f"candidate {i}: {difference}")
             else:
                 verdict.problems.append("the database holds none of the allowed states: " + "; ".join(differences))
+        if verdict.matched is not None and not gc:
+            verdict.problems += snapshots_differ(db, candidates[verdict.matched])
         report = db.check()
         for finding in report.findings:
             if finding.code not in ALLOWED_BEFORE_GC or finding.severity != "warning":
@@ -367,6 +473,8 @@ def verify(path: str, candidates: list[Model], *, gc: bool = True) -> Verdict:
                 after_gc = load()
                 if after_gc is not None and differs(after_gc, candidates[verdict.matched]) is not None:
                     verdict.problems.append("gc changed the content")
+                # once, after gc: a snapshot the crash damaged stays damaged, and gc must free nothing it holds
+                verdict.problems += [f"after gc: {p}" for p in snapshots_differ(db, candidates[verdict.matched])]
     except Exception as exc:
         verdict.problems.append(f"verification failed: {type(exc).__name__}: {exc}")
     finally:
@@ -402,7 +510,9 @@ def reader_loop(path: str, seed: int, stop_fd: int, pause: float = 0.001,
 
     Returns (trees read, errors). A tree deleted or renamed between listing and
     loading (PathNotFoundError, or StaleHandleError from the handle) is not an
-    error; tree names are never reused, so the name must then be gone.
+    error; a restore may bring the name back (or rewrite the tree while it
+    loads), so such a failure is an error only if loading the tree again
+    fails too.
     """
     rng = random.Random(seed)
     reads, errors = 0, []
@@ -416,9 +526,14 @@ def reader_loop(path: str, seed: int, stop_fd: int, pause: float = 0.001,
                     try:
                         value = db[name].load()
                     except (tensordb.PathNotFoundError, tensordb.StaleHandleError) as exc:
-                        if name in db:  # names are never reused: it must really be gone
-                            errors.append(f"{name}: {type(exc).__name__} for a tree that exists: {exc}")
-                        continue
+                        if name not in db:
+                            continue
+                        try:  # deleted, then restored meanwhile: it loads now
+                            value = db[name].load()
+                        except (tensordb.PathNotFoundError, tensordb.StaleHandleError):
+                            if name in db:
+                                errors.append(f"{name}: {type(exc).__name__} for a tree that exists: {exc}")
+                            continue
                     reads += 1
                     if not isinstance(value, dict) or value.get("digest") != digest(value):
                         errors.append(f"{name}: digest mismatch (a torn or wrong tree)")

@@ -1,4 +1,4 @@
-"""A file written before the default codec changed opens and reads bit for bit, with its own codec."""
+"""A format-1 file, written before the default codec changed and before history, upgrades and reads bit for bit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from strategies import assert_tree_equal
 
 import tensordb
 from tensordb.codec import DEFAULT_CODEC, Codec
+from tensordb.storage import schema
 from tests.data.old_file_content import expected
+from tests.storage.test_schema import schema_rows
 
 DATA = Path(__file__).parent.parent / "data"
 OLD_CODEC = Codec("zstd", level=5, shuffle="byte")
@@ -33,9 +35,9 @@ def _expected_now() -> dict[str, Any]:
     return value
 
 
-@pytest.mark.parametrize("mode", ["r", "a"])
-def test_old_file_reads_bit_for_bit_with_its_codec(old_file: Path, mode: str) -> None:
-    with tensordb.open(old_file, mode=mode) as db:
+def test_old_file_upgrades_and_reads_bit_for_bit_with_its_codec(old_file: Path) -> None:
+    with tensordb.open(old_file, mode="a") as db:  # a writable open upgrades, in one transaction
+        assert db.history() == []
         for name, value in _expected_now().items():
             assert_tree_equal(db[name].load(), value, name)
         field = db["sample"]["/data/field"]
@@ -57,3 +59,24 @@ def test_new_arrays_in_an_old_file_use_the_new_default(old_file: Path) -> None:
         want[290:300] = 1.0
         assert field.tobytes() == want.tobytes()
         assert np.asarray(db["sample"]["/data/new"]).tobytes() == np.arange(10_000, dtype="f4").tobytes()
+
+
+def test_the_upgraded_old_file_has_a_fresh_files_schema_and_keeps_history(old_file: Path, tmp_path: Path) -> None:
+    with tensordb.open(old_file) as db:
+        first = db.snapshot("after the upgrade")
+        db["sample"]["/time"] = -1
+        assert db.at(first)["sample"].load()["time"] == _expected_now()["sample"]["time"]
+    with tensordb.open(tmp_path / "fresh.tdb", mode="x"):
+        pass
+    def normalised(path: Path) -> set[tuple[Any, ...]]:  # ALTER TABLE ADD COLUMN spaces the text its own way
+        return {(*row[:3], schema.normalise_sql(row[3])) if len(row) == 4 else row for row in schema_rows(path)}
+
+    assert normalised(old_file) == normalised(tmp_path / "fresh.tdb")
+    with tensordb.open(old_file, mode="r") as db:
+        assert [s.message for s in db.history()] == ["after the upgrade"]
+        assert db.check().ok
+
+
+def test_an_old_file_opened_read_only_asks_for_one_writable_open(old_file: Path) -> None:
+    with pytest.raises(tensordb.FormatError, match=r"old\.tdb uses format version 1 and needs an upgrade to"):
+        tensordb.open(old_file, mode="r")
