@@ -39,6 +39,7 @@ __all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state", "sho
 
 _TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
 _NODE_COLUMNS = f"{NODE_COLUMNS}, born"
+_MARK_NAMES = ("tree_mark", "node_mark", "array_mark")
 _TAG_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
@@ -103,7 +104,9 @@ def _public_views_sql(marks: _Marks) -> str:
     a join or a correlated condition into a union: a condition on ``node``
     would build the whole union of a snapshot's rows first. So each view
     reads the two node tables in arms of its own, on their indexes, and looks
-    a root up by key in the ``node`` TEMP view. A parent's path is its
+    a root up by key in the ``node`` TEMP view. The snapshot's trees (one row
+    each) are copied into a TEMP table first, so that a node finds its tree
+    in one look-up and a tree name is an index search. A parent's path is its
     child's without the last segment (a key's own ``/`` is escaped), and list
     items are the children without a key (check() verifies both).
     """
@@ -121,13 +124,18 @@ SELECT t.name AS tree,
        n.kind AS kind,
        n.value AS value,
        n.array_id AS array_id
-FROM tree t JOIN main.{table} n ON n.tree_id = t.tree_id AND {_visible('n', table, marks)}"""
+FROM snapshot_trees t JOIN main.{table} n ON n.tree_id = t.tree_id AND {_visible('n', table, marks)}"""
                                for table in ("node", "node_history"))
     in_snapshot = " OR ".join(f"EXISTS (SELECT 1 FROM main.{t} n WHERE n.array_id = a.array_id AND "
                               f"{_visible('n', t, marks)})" for t in ("node", "node_history"))
     arrays = schema.VIEWS[schema.VIEWS.index("CREATE VIEW arrays"):].replace("CREATE VIEW", "CREATE TEMP VIEW")
     assert arrays.rstrip().endswith("FROM array a;")
     return f"""
+CREATE TEMP TABLE snapshot_trees(tree_id INTEGER PRIMARY KEY, name TEXT NOT NULL, root_id INTEGER,
+                                 created TEXT NOT NULL, modified TEXT NOT NULL);
+INSERT INTO snapshot_trees SELECT tree_id, name, root_id, created, modified FROM tree;
+CREATE INDEX temp.snapshot_trees_by_name ON snapshot_trees(name);
+
 CREATE TEMP VIEW trees AS
 SELECT t.name AS name,
        (SELECT r.kind FROM node r WHERE r.node_id = t.root_id) AS root_kind,
@@ -138,7 +146,7 @@ SELECT t.name AS name,
              "WHERE n.tree_id = t.tree_id AND {visible}")} AS logical_bytes,
        t.created AS created,
        t.modified AS modified
-FROM tree t;
+FROM snapshot_trees t;
 
 CREATE TEMP VIEW nodes AS {nodes};
 
@@ -163,8 +171,8 @@ def show_state(conn: Connection, marks: _Marks, trees: Iterable[str] | None = No
         rows = conn.execute(f"SELECT tree_id FROM ({state_sql('tree', marks)}) WHERE name IN "
                             f"({','.join('?' * len(wanted))})", tuple(wanted)).fetchall()
         tree_ids = [int(t) for (t,) in rows]
-    conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks, tree_ids)}")
-    conn.execute(f"CREATE TEMP VIEW node AS {state_sql('node', marks, tree_ids)}")
+    conn.execute(f"CREATE TEMP VIEW tree AS {state_sql('tree', marks, tree_ids)}; "
+                 f"CREATE TEMP VIEW node AS {state_sql('node', marks, tree_ids)}")
 
 
 class History:
@@ -173,6 +181,7 @@ class History:
     def __init__(self, conn: Connection, filename: str) -> None:
         self.conn = conn
         self.filename = filename
+        self._marks: dict[int, _Marks] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -180,10 +189,18 @@ class History:
         rows = self.conn.execute(
             "SELECT s.snapshot_id, s.created, s.message, s.parent_id, "
             "(SELECT group_concat(name, char(0)) FROM (SELECT name FROM tag t WHERE t.snapshot_id = s.snapshot_id "
-            f"ORDER BY name)) FROM snapshot s {where} ORDER BY s.snapshot_id DESC", params).fetchall()
-        return [Snapshot(self._int(i, "id"), str(created), str(message),
-                         None if parent is None else self._int(parent, f"snapshot {i}: parent_id"),
-                         tuple(str(tags).split("\0")) if tags else ()) for i, created, message, parent, tags in rows]
+            "ORDER BY name)), s.tree_mark, s.node_mark, s.array_mark "
+            f"FROM snapshot s {where} ORDER BY s.snapshot_id DESC", params).fetchall()
+        found = []
+        for i, created, message, parent, tags, *marks in rows:
+            snapshot = Snapshot(self._int(i, "id"), str(created), str(message),
+                                None if parent is None else self._int(parent, f"snapshot {i}: parent_id"),
+                                tuple(str(tags).split("\0")) if tags else ())
+            # a snapshot never changes: its marks are read once, with it
+            self._marks[snapshot.id] = _Marks(snapshot.id, *(
+                self._int(mark, f"snapshot {i}: {name}") for mark, name in zip(marks, _MARK_NAMES)))
+            found.append(snapshot)
+        return found
 
     def _int(self, value: object, what: str) -> int:
         """An id read from the file, which may lie: an integer, or CorruptionError naming the file."""
@@ -219,12 +236,9 @@ class History:
         return found[0]
 
     def marks(self, snapshot: Snapshot) -> _Marks:
-        row = self.conn.one("SELECT tree_mark, node_mark, array_mark FROM snapshot WHERE snapshot_id = ?",
-                            (snapshot.id,))
-        if row is None:
-            raise KeyError(f"{self.filename}: no snapshot {snapshot.id}")
-        return _Marks(snapshot.id, *(self._int(mark, f"snapshot {snapshot.id}: {name}")
-                                     for mark, name in zip(row, ("tree_mark", "node_mark", "array_mark"))))
+        if snapshot.id not in self._marks:
+            self.get(snapshot.id)
+        return self._marks[snapshot.id]
 
     def tags(self) -> dict[str, Snapshot]:
         by_id = {s.id: s for s in self.listing()}
