@@ -302,41 +302,40 @@ class History:
         return forgotten
 
     def restore(self, snapshot: Snapshot, pattern: str | None, trees: TreeService) -> list[str]:
-        """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns their names.
+        """Give the trees named by ``pattern`` (all: None) their rows of ``snapshot``; returns the names changed.
 
         Only trees whose nodes differ are touched. A tree's rows are copied
         from its state with fresh ids (arrays by reference); a tree the
         snapshot lacks is deleted.
         """
         marks = self.marks(snapshot)
-        restored = []
-        for name in sorted(self.changed_trees(snapshot, None)):
-            if pattern is not None and not fnmatchcase(name, pattern):
-                continue
-            old = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
-                                (name,))
-            current = trees.catalog.id_of(name)
-            if old is not None:
-                old = (self._int(old[0], f"tree {name!r}: tree_id"), old[1], old[2])
-            if old is not None and current is not None and self._same_rows(marks, old[0], current):
-                continue
-            restored.append(name)
+        names = [n for n in sorted(self.changed_trees(snapshot, None)) if pattern is None or fnmatchcase(n, pattern)]
+        return [name for name in names if self._restore_tree(marks, name, trees)]
+
+    def _restore_tree(self, marks: _Marks, name: str, trees: TreeService) -> bool:
+        """Give one tree its rows of a snapshot, or delete it; False when it holds them already."""
+        then = self.conn.one(f"SELECT tree_id, root_id, created FROM ({state_sql('tree', marks)}) WHERE name = ?",
+                             (name,))
+        current = trees.catalog.id_of(name)
+        if then is None:
             if current is not None:
-                trees.nodes.delete_tree(current)
-                if old is None:
-                    trees.catalog.delete(current)
-            if old is None:
-                continue
-            source, root_id, created = old
-            if current is None:
-                current = trees.catalog.create(name)
-            rows = f"SELECT {NODE_COLUMNS} FROM ({state_sql('node', marks)}) WHERE tree_id = {int(source)}"
-            try:
-                shift = trees.nodes.copy_rows(rows, current)
-            except CorruptionError as exc:
-                raise CorruptionError(f"{self.filename}: snapshot {snapshot.id}: tree {name!r}: {exc}") from None
-            trees.catalog.set_root(current, self._int(root_id, f"tree {name!r}: root_id") + shift, created=str(created))
-        return restored
+                trees.delete_tree(current)
+            return current is not None
+        where = f"snapshot {marks.snapshot_id}: tree {name!r}"
+        source, root_id = self._int(then[0], f"{where}: tree_id"), self._int(then[1], f"{where}: root_id")
+        if current is None:
+            current = trees.catalog.create(name)
+        elif self._same_rows(marks, source, current):
+            return False
+        else:
+            trees.nodes.delete_tree(current)
+        rows = f"SELECT {NODE_COLUMNS} FROM ({state_sql('node', marks)}) WHERE tree_id = {source}"
+        try:
+            shift = trees.nodes.copy_rows(rows, current)
+        except CorruptionError as exc:
+            raise CorruptionError(f"{self.filename}: {where}: {exc}") from None
+        trees.catalog.set_root(current, root_id + shift, created=str(then[2]))
+        return True
 
     def _same_rows(self, marks: _Marks, old_tree: int, current_tree: int) -> bool:
         """Whether a tree holds the same nodes now as in a snapshot (ids aside; arrays by id: they are frozen)."""
@@ -381,7 +380,7 @@ class History:
                                f"AND (born > {a.snapshot_id} OR {key} > {mark_a})")
             for query in queries:
                 rows = self.conn.execute(f"SELECT DISTINCT * FROM ({query})").fetchall()
-                tree_ids.update(self._int(t, f"{table} history: tree_id") for (t,) in rows)
+                tree_ids.update(self._int(t, f"{table} rows: tree_id") for (t,) in rows)
         return self._names_of(tree_ids, [a] if b is None else [a, b], current=b is None)
 
     def _names_of(self, tree_ids: Iterable[int], states: list[_Marks], current: bool) -> set[str]:
