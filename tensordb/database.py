@@ -11,8 +11,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, MutableMapping
@@ -28,10 +26,10 @@ from .errors import (
     PathNotFoundError,
     ReadOnlyError,
     StaleHandleError,
-    TensorDBError,
     TreeExistsError,
     context,
 )
+from .reopening import reopen_readonly
 from .storage.chunks import Counters
 from .storage.query import ReadOnlyQuery
 from .storage.store import Store
@@ -40,7 +38,7 @@ from .trees.handles import Tree, value_of
 from .trees.nodes import SubtreeHandle
 from .trees.service import TreeService
 from .trees.values import flatten
-from .versions import History, Snapshot, SnapshotRef, show_public_views, show_state
+from .versions import History, Snapshot, SnapshotRef, diff_states, show_public_views, show_state
 
 __all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
 
@@ -341,7 +339,7 @@ class Database(MutableMapping[str, Tree]):
         [('sample037', '/time', 'changed')]
         """
         if b is None or not (isinstance(a, str) and isinstance(b, str)) or self._names_snapshots(a, b):
-            return self._diff_snapshots(a, b)
+            return diff_states(self, self._history.get(a), None if b is None else self._history.get(b))
         with self._store.snapshot():
             return diff_values(self.resolve(a), self.resolve(b))
 
@@ -364,16 +362,6 @@ class Database(MutableMapping[str, Tree]):
             raise ValueError(f"{self.filename}: {a!r} and {b!r} name both snapshots and trees: pass "
                              "db.tags()[name] or snapshot ids to compare snapshots")
         return all(snapshots)
-
-    def _diff_snapshots(self, a: SnapshotRef, b: SnapshotRef | None) -> list[Difference]:
-        old = self._history.get(a)
-        new = None if b is None else self._history.get(b)
-        names = sorted(self._history.changed_trees(old, new))
-        with contextlib.ExitStack() as stack:
-            before = stack.enter_context(self.at(old))
-            after = self if new is None else stack.enter_context(self.at(new))
-            changes = [change for name in names for change in _diff_tree(before, after, name)]
-        return sorted(changes, key=lambda change: (change.tree or "", change.path))
 
     def rename(self, old: str, new: str) -> None:
         """Rename a tree (metadata only). The new name must not exist yet."""
@@ -589,16 +577,6 @@ class Database(MutableMapping[str, Tree]):
 
 # -- read-only SQL -------------------------------------------------------------------
 
-def _diff_tree(before: Database, after: Database, name: str) -> list[Difference]:
-    """The changes of one tree between two states of one file (a tree only one has is one change)."""
-    with before._store.snapshot(), after._store.snapshot():
-        if name not in after:
-            return [Difference("", "removed", "tree", None, tree=name)]
-        if name not in before:
-            return [Difference("", "added", None, "tree", tree=name)]
-        return [dataclasses.replace(d, tree=name) for d in diff_values(before[name], after[name])]
-
-
 class SQLResult:
     """Rows of a read-only query, streamed. ``columns`` names them; iterate for tuples."""
 
@@ -635,69 +613,4 @@ def validate(value: object) -> None:
     flatten(value, (Array, SubtreeHandle))
 
 
-# -- pickled handles reopen read-only, once per process ----------------------------------
-
-_REOPENED: dict[tuple[int, str, int | None], Database] = {}
-
-
-def reopen_readonly(state: tuple[str] | tuple[str, int]) -> Database | _Unreachable:
-    """The read-only Database a pickled handle uses in this process (opened once).
-
-    Unpickling must not raise: a ``multiprocessing`` pool whose worker fails
-    to unpickle a task loses the task and waits forever. A database that
-    cannot be opened here (moved, deleted, damaged) gives a stand-in that
-    raises the reason when the handle is used.
-    """
-    at = state[1] if len(state) > 1 else None
-    key = (os.getpid(), state[0], at)
-    db = _REOPENED.get(key)
-    if db is None or db.closed:
-        try:
-            db = _REOPENED[key] = Database(state[0], mode="r", at=at)
-        except (OSError, TensorDBError, KeyError) as exc:
-            return _Unreachable(state[0], str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
-    return db
-
-
-class _Unreachable:
-    """The database of a pickled handle that could not be reopened: every use raises why."""
-
-    readonly = True
-
-    def __init__(self, filename: str, reason: str) -> None:
-        self.filename = filename
-        self.reason = reason
-
-    def _fail(self) -> StaleHandleError:
-        reason = self.reason if self.reason.startswith(self.filename) else f"{self.filename}: {self.reason}"
-        error = StaleHandleError(
-            f"{reason} (a pickled handle reopens its database by path: was the file moved or deleted?)"
-        )
-        error._tensordb_context = True  # type: ignore[attr-defined]  # names the file already
-        return error
-
-    @property
-    def _trees(self) -> Any:  # Tree and Node handles reach their database through their tree service
-        return self
-
-    @property
-    def host(self) -> Any:
-        return self
-
-    @property
-    def arrays(self) -> ArrayStore:
-        raise self._fail()
-
-    def transaction(self) -> AbstractContextManager[None]:
-        raise self._fail()
-
-    def _reopen_state(self) -> tuple[str]:
-        return (self.filename,)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # protocol probes (copy, pickle, hasattr) get the usual answer
-            raise AttributeError(name)
-        raise self._fail()
-
-
-array_module.reopen_host = reopen_readonly
+array_module.reopen_host = reopen_readonly  # what a pickled Array reopens

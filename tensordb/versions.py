@@ -24,18 +24,26 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
+from .diff import Difference
+from .diff import diff as diff_values
 from .errors import CorruptionError
 from .storage import schema
 from .storage.connection import Connection
 from .trees.nodes import NODE_COLUMNS
 from .trees.service import TreeService
 
-__all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state", "show_public_views"]
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state", "show_public_views", "diff_states"]
 
 _TREE_COLUMNS = "tree_id, name, root_id, created, modified, born"
 _NODE_COLUMNS = f"{NODE_COLUMNS}, born"
@@ -396,3 +404,27 @@ class History:
             rows = self.conn.execute(f"SELECT name FROM ({source}) WHERE tree_id IN ({wanted})").fetchall()
             names.update(str(name) for (name,) in rows)
         return names
+
+
+def diff_states(db: Database, old: Snapshot, new: Snapshot | None) -> list[Difference]:
+    """The changes of every tree from snapshot ``old`` to ``new`` (None: the current state of ``db``).
+
+    Only the trees :meth:`History.changed_trees` names are compared, each
+    through views of the two states; the changes come in (tree, path) order.
+    """
+    names = sorted(db._history.changed_trees(old, new))
+    with contextlib.ExitStack() as stack:
+        before = stack.enter_context(db.at(old))
+        after = db if new is None else stack.enter_context(db.at(new))
+        changes = [change for name in names for change in _diff_tree(before, after, name)]
+    return sorted(changes, key=lambda change: (change.tree or "", change.path))
+
+
+def _diff_tree(before: Database, after: Database, name: str) -> list[Difference]:
+    """The changes of one tree between two states of one file (a tree only one has is one change)."""
+    with before._store.snapshot(), after._store.snapshot():
+        if name not in after:
+            return [Difference("", "removed", "tree", None, tree=name)]
+        if name not in before:
+            return [Difference("", "added", None, "tree", tree=name)]
+        return [dataclasses.replace(d, tree=name) for d in diff_values(before[name], after[name])]

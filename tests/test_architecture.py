@@ -21,7 +21,7 @@ LAYERS = [
     {"storage"},
     {"arrays"},
     {"trees"},
-    {"database", "maintenance", "diff", "relations", "versions"},
+    {"database", "maintenance", "diff", "relations", "versions", "reopening"},
     {"__init__", "pointer", "limits"},
     {"cli", "demo", "io", "interop", "jsonbin", "dask", "zarr", "__main__"},
 ]
