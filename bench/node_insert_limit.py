@@ -22,6 +22,7 @@ import time
 import apsw
 
 from tensordb.storage import schema
+from tensordb.trees.nodes import NODE_COLUMNS
 
 VARIANTS = {
     "every index of the schema": [],
@@ -49,12 +50,12 @@ def insert(data: list[tuple[object, ...]], drop: list[str], folder: str) -> floa
             os.remove(path + suffix)
     conn = apsw.Connection(path)
     conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
-    conn.execute(schema.TREE + schema.ARRAY + schema.NODE)
+    conn.execute(schema.TREE + schema.ARRAY + schema.NODE + schema.HISTORY)  # the history's partial index too
     for name in drop:
         conn.execute(f"DROP INDEX {name}")
     start = time.perf_counter()
     with conn:
-        conn.executemany("INSERT INTO node VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", data)
+        conn.executemany(f"INSERT INTO node({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", data)
     seconds = time.perf_counter() - start
     conn.close()
     return seconds
