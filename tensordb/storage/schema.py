@@ -205,7 +205,7 @@ FROM array a;
 # Arrays need no history: an array whose id is under the latest snapshot's
 # array mark is never written in place again (the arrays layer clones it on
 # write, sharing its chunks), so every version a snapshot sees stays as it was.
-HISTORY = """
+_HISTORY_TABLES = """
 CREATE TABLE snapshot(
     snapshot_id INTEGER PRIMARY KEY,
     parent_id   INTEGER,
@@ -255,43 +255,30 @@ CREATE INDEX node_history_by_array ON node_history(array_id) WHERE array_id IS N
 CREATE INDEX node_history_by_key_value ON node_history(key, value);
 CREATE INDEX node_history_by_died ON node_history(died, tree_id);
 CREATE INDEX node_changed ON node(born) WHERE born IS NOT NULL;
+"""
 
-CREATE TRIGGER tree_keep_update AFTER UPDATE ON tree
-WHEN OLD.tree_id <= (SELECT tree_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
- AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
-BEGIN
-    INSERT INTO tree_history(tree_id, name, root_id, created, modified, born, died)
-    VALUES (OLD.tree_id, OLD.name, OLD.root_id, OLD.created, OLD.modified, coalesce(OLD.born, 0),
-            (SELECT max(snapshot_id) FROM snapshot) + 1);
-    UPDATE tree SET born = (SELECT max(snapshot_id) FROM snapshot) + 1 WHERE tree_id = OLD.tree_id;
-END;
-CREATE TRIGGER tree_keep_delete AFTER DELETE ON tree
-WHEN OLD.tree_id <= (SELECT tree_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
- AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
-BEGIN
-    INSERT INTO tree_history(tree_id, name, root_id, created, modified, born, died)
-    VALUES (OLD.tree_id, OLD.name, OLD.root_id, OLD.created, OLD.modified, coalesce(OLD.born, 0),
-            (SELECT max(snapshot_id) FROM snapshot) + 1);
-END;
-CREATE TRIGGER node_keep_update AFTER UPDATE ON node
-WHEN OLD.node_id <= (SELECT node_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
- AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
-BEGIN
-    INSERT INTO node_history(node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id,
-                             born, died)
-    VALUES (OLD.node_id, OLD.tree_id, OLD.parent_id, OLD.path, OLD.key, OLD.pos, OLD.kind, OLD.value, OLD.exact,
-            OLD.dtype, OLD.array_id, coalesce(OLD.born, 0), (SELECT max(snapshot_id) FROM snapshot) + 1);
-    UPDATE node SET born = (SELECT max(snapshot_id) FROM snapshot) + 1 WHERE node_id = OLD.node_id;
-END;
-CREATE TRIGGER node_keep_delete AFTER DELETE ON node
-WHEN OLD.node_id <= (SELECT node_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)
- AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)
-BEGIN
-    INSERT INTO node_history(node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id,
-                             born, died)
-    VALUES (OLD.node_id, OLD.tree_id, OLD.parent_id, OLD.path, OLD.key, OLD.pos, OLD.kind, OLD.value, OLD.exact,
-            OLD.dtype, OLD.array_id, coalesce(OLD.born, 0), (SELECT max(snapshot_id) FROM snapshot) + 1);
-END;
+
+def _keep_triggers(table: str, key: str, columns: str) -> str:
+    """The two triggers that keep the old version of a ``table`` row the latest snapshot sees.
+
+    On its first update after that snapshot the row's old version goes to
+    ``<table>_history`` and the row is stamped with the current epoch; a
+    delete keeps the version only.
+    """
+    sees = (f"WHEN OLD.{key} <= (SELECT {table}_mark FROM snapshot ORDER BY snapshot_id DESC LIMIT 1)\n"
+            f" AND coalesce(OLD.born, 0) <= (SELECT max(snapshot_id) FROM snapshot)")
+    keep = (f"INSERT INTO {table}_history({columns}, born, died)\n"
+            f"    VALUES ({', '.join('OLD.' + c.strip() for c in columns.split(','))}, coalesce(OLD.born, 0),\n"
+            f"            (SELECT max(snapshot_id) FROM snapshot) + 1);")
+    stamp = (f"UPDATE {table} SET born = (SELECT max(snapshot_id) FROM snapshot) + 1 "
+             f"WHERE {key} = OLD.{key};")
+    return (f"CREATE TRIGGER {table}_keep_update AFTER UPDATE ON {table}\n{sees}\n"
+            f"BEGIN\n    {keep}\n    {stamp}\nEND;\n"
+            f"CREATE TRIGGER {table}_keep_delete AFTER DELETE ON {table}\n{sees}\n"
+            f"BEGIN\n    {keep}\nEND;\n")
+
+
+_HISTORY_REFS_AND_VIEWS = """
 CREATE TRIGGER node_history_ref_insert AFTER INSERT ON node_history WHEN NEW.array_id IS NOT NULL
 BEGIN UPDATE array SET refcount = refcount + 1 WHERE array_id = NEW.array_id; END;
 CREATE TRIGGER node_history_ref_delete AFTER DELETE ON node_history WHEN OLD.array_id IS NOT NULL
@@ -323,6 +310,12 @@ JOIN (SELECT node_id, tree_id, path, key, kind, value, array_id, coalesce(born, 
       UNION ALL SELECT node_id, tree_id, path, key, kind, value, array_id, born, died FROM node_history) n
   ON n.tree_id = t.tree_id AND n.node_id <= s.node_mark AND n.born <= s.snapshot_id AND n.died > s.snapshot_id;
 """
+
+HISTORY = (_HISTORY_TABLES
+           + _keep_triggers("tree", "tree_id", "tree_id, name, root_id, created, modified")
+           + _keep_triggers("node", "node_id", "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, "
+                                               "dtype, array_id")
+           + _HISTORY_REFS_AND_VIEWS)
 
 #: Every internal table, in creation order (docs/format.md documents each).
 TABLES = ("meta", "tree", "node", "array", "pack", "chunk", "chunk_ref", "snapshot", "tag", "tree_history",
