@@ -18,6 +18,8 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 from hypothesis import strategies as st
 
+from tensordb import pointer as json_pointer
+
 __all__ = [
     "BASIC_DTYPE_STRS",
     "DATETIME_UNITS",
@@ -253,6 +255,36 @@ def escape(key: str) -> str:
 def pointer(*parts: str | int) -> str:
     """JSON Pointer (RFC 6901) from unescaped parts: pointer("a", 0, "b/c") == "/a/0/b~1c"."""
     return "".join("/" + (str(p) if isinstance(p, int) else escape(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------- plain trees as models
+
+
+def model_nodes(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """(pointer, value) of every node of a plain tree, root included, depth first."""
+    out = [(path, value)]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += model_nodes(v, path + "/" + escape(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += model_nodes(v, f"{path}/{i}")
+    return out
+
+
+def model_resolve(root: Any, ptr: str) -> Any:
+    """The node of a plain tree at a JSON Pointer."""
+    node = root
+    for p in json_pointer.split(ptr):
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    return node
+
+
+def model_parent(root: Any, ptr: str) -> tuple[Any, Any]:
+    """(parent container, key or index) of a non-root pointer into a plain tree."""
+    *head, last = json_pointer.split(ptr)
+    node = model_resolve(root, pointer(*head))
+    return node, (int(last) if isinstance(node, list) else last)
 
 
 # --------------------------------------------------------------------------- equality

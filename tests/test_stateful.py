@@ -21,7 +21,19 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from strategies import arrays, assert_tree_equal, basic_dtypes, dtypes, escape, keys, scalars, trees
+from strategies import (
+    arrays,
+    assert_tree_equal,
+    basic_dtypes,
+    dtypes,
+    escape,
+    keys,
+    model_nodes,
+    model_parent,
+    model_resolve,
+    scalars,
+    trees,
+)
 
 import tensordb
 
@@ -88,38 +100,6 @@ _KINDS = {
 }
 
 
-def _nodes(value: Any, path: str = "") -> list[tuple[str, Any]]:
-    """(pointer, value) of every node, root included, depth first."""
-    out = [(path, value)]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _nodes(v, path + "/" + escape(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _nodes(v, f"{path}/{i}")
-    return out
-
-
-def _parts(ptr: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]]
-
-
-def _resolve(root: Any, ptr: str) -> Any:
-    node = root
-    for p in _parts(ptr):
-        node = node[int(p)] if isinstance(node, list) else node[p]
-    return node
-
-
-def _parent(root: Any, ptr: str) -> tuple[Any, Any]:
-    """(parent container, key or index) of a non-root pointer."""
-    *head, last = _parts(ptr)
-    node = root
-    for p in head:
-        node = node[int(p)] if isinstance(node, list) else node[p]
-    return node, (int(last) if isinstance(node, list) else last)
-
-
 def _inside(ptr: str, ancestor: str) -> bool:
     return ptr == ancestor or ptr.startswith(ancestor + "/")
 
@@ -167,7 +147,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         if ptr == "":
             self.model[name] = new
         else:
-            parent, key = _parent(self.model[name], ptr)
+            parent, key = model_parent(self.model[name], ptr)
             parent[key] = new
 
     def _run(self, data: st.DataObject, action: Any, update_model: Any) -> None:
@@ -187,7 +167,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         return data.draw(st.sampled_from(sorted(self.model)), label="tree")
 
     def _pick_node(self, data: st.DataObject, pred: Any, label: str) -> tuple[str, str, Any] | None:
-        cands = [(name, p, v) for name in sorted(self.model) for p, v in _nodes(self.model[name]) if pred(p, v)]
+        cands = [(name, p, v) for name in sorted(self.model) for p, v in model_nodes(self.model[name]) if pred(p, v)]
         if not cands:
             return None
         name, ptr, value = data.draw(st.sampled_from(cands), label=label)
@@ -314,11 +294,11 @@ class TensorDBMachine(RuleBasedStateMachine):
             return
         name, sptr, svalue = src
         root = self.model[name]
-        sparent, skey = _parent(root, sptr)
+        sparent, skey = model_parent(root, sptr)
         sparent_ptr = sptr.rsplit("/", 1)[0]
         dicts = [
             (p, v)
-            for p, v in _nodes(root)
+            for p, v in model_nodes(root)
             if isinstance(v, dict)
             and key not in v
             and not _inside(p, sptr)
@@ -550,7 +530,7 @@ class TensorDBMachine(RuleBasedStateMachine):
     @invariant()
     def stats_match_model(self) -> None:
         stats = self.db.stats()
-        all_nodes = [v for value in self.model.values() for _, v in _nodes(value)]
+        all_nodes = [v for value in self.model.values() for _, v in model_nodes(value)]
         assert stats["trees"] == len(self.model)
         assert stats["nodes"] == len(all_nodes)
         arrays_bytes = sum(v.nbytes for v in all_nodes if isinstance(v, np.ndarray))
@@ -564,7 +544,7 @@ class TensorDBMachine(RuleBasedStateMachine):
         got = {(r[0], r[1]): tuple(r[2:]) for r in rows}
         want: dict[tuple[str, str], Any] = {}
         for name, value in self.model.items():
-            for path, v in _nodes(value):
+            for path, v in model_nodes(value):
                 want[(name, path)] = v
         assert set(got) == set(want)
         for (name, path), v in want.items():
@@ -573,7 +553,7 @@ class TensorDBMachine(RuleBasedStateMachine):
             if path == "":
                 assert parent_path is None and key is None and idx is None, where
             else:
-                parent = _resolve(self.model[name], parent_path)
+                parent = model_resolve(self.model[name], parent_path)
                 assert parent_path == path.rsplit("/", 1)[0], where
                 if isinstance(parent, list):
                     assert key is None and idx == int(path.rsplit("/", 1)[1]), where

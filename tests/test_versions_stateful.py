@@ -28,7 +28,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from strategies import assert_tree_equal, escape
+from strategies import assert_tree_equal, escape, model_nodes, model_parent, model_resolve
 
 import tensordb
 
@@ -69,31 +69,6 @@ def copy_value(value: Any) -> Any:
     return value
 
 
-def nodes(value: Any, path: str = "") -> list[tuple[str, Any]]:
-    """(pointer, value) of every node, root included, depth first."""
-    out = [(path, value)]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += nodes(v, path + "/" + escape(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += nodes(v, f"{path}/{i}")
-    return out
-
-
-def parts(ptr: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]]
-
-
-def parent_of(root: Any, ptr: str) -> tuple[Any, Any]:
-    """(parent container, key or index) of a non-root pointer."""
-    *head, last = parts(ptr)
-    node = root
-    for p in head:
-        node = node[int(p)] if isinstance(node, list) else node[p]
-    return node, (int(last) if isinstance(node, list) else last)
-
-
 MISSING = object()
 
 
@@ -129,7 +104,7 @@ class VersionsMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ helpers
 
     def _pick_node(self, data: st.DataObject, pred: Any, label: str) -> tuple[str, str, Any] | None:
-        cands = [(name, p, v) for name in sorted(self.model) for p, v in nodes(self.model[name]) if pred(p, v)]
+        cands = [(name, p, v) for name in sorted(self.model) for p, v in model_nodes(self.model[name]) if pred(p, v)]
         if not cands:
             return None
         return data.draw(st.sampled_from(cands), label=label)
@@ -219,7 +194,7 @@ class VersionsMachine(RuleBasedStateMachine):
             return
         name, ptr, _ = pick
         del self.db[name][ptr]
-        parent, key = parent_of(self.model[name], ptr)
+        parent, key = model_parent(self.model[name], ptr)
         del parent[key]
 
     @precondition(lambda self: self.model)
@@ -231,10 +206,10 @@ class VersionsMachine(RuleBasedStateMachine):
             return
         name, sptr, _ = src
         root = self.model[name]
-        sparent, skey = parent_of(root, sptr)
+        sparent, skey = model_parent(root, sptr)
         if isinstance(sparent, list):
             return  # removing a list item renumbers its siblings: keep it simple
-        dicts = [(p, v) for p, v in nodes(root) if isinstance(v, dict) and key not in v
+        dicts = [(p, v) for p, v in model_nodes(root) if isinstance(v, dict) and key not in v
                  and not (p + "/").startswith(sptr + "/")]
         if not dicts:
             return
@@ -356,7 +331,7 @@ class VersionsMachine(RuleBasedStateMachine):
         self._close_view()
         view = self.db.at(self._ref(data, sid))
         name = data.draw(st.sampled_from(sorted(self.snaps[sid])), label="tree of the view")
-        ptr = data.draw(st.sampled_from([p for p, _ in nodes(self.snaps[sid][name])]), label="node of the view")
+        ptr = data.draw(st.sampled_from([p for p, _ in model_nodes(self.snaps[sid][name])]), label="node of the view")
         handle = view[name][ptr] if ptr else view[name]
         self.view = (sid, view, name + "\0" + ptr, handle)
 
@@ -428,9 +403,7 @@ class VersionsMachine(RuleBasedStateMachine):
             return
         sid, _, where, handle = self.view
         name, ptr = where.split("\0")
-        expected = self.snaps[sid][name]
-        for p in parts(ptr):
-            expected = expected[int(p)] if isinstance(expected, list) else expected[p]
+        expected = model_resolve(self.snaps[sid][name], ptr)
         got = handle[...] if isinstance(handle, tensordb.Array) else handle
         got = got.load() if hasattr(got, "load") else got
         assert_tree_equal(got, expected, path=f"handle {where!r} of snapshot {sid}:")
