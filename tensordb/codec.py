@@ -26,6 +26,7 @@ import glob
 import importlib.util
 import json
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,11 @@ _BLOSC_FORMATS = range(3, 6)  # Blosc2 chunk format versions with that layout
 _EXTENDED = 0x05  # flags bits 0 and 2 both set: an extended (Blosc2) header
 _MEMCPYED = 0x02
 _ZERO_CHUNK = 0x10  # Blosc2 "special value" bits 4-6 = 1: a run of zeros
+# The Blosc2 extended header: version, (lz version), flags, (typesize), nbytes, blocksize, cbytes,
+# six filter ids, compressor id, eight option bytes (filter meta, reserved), special-value flags.
+_HEADER = struct.Struct("<BxBxIII6sB8sB")
+_FILTERS = {name: bytes((code, 0, 0, 0, 0, 0)) for name, code in _SHUFFLES.items()}
+_NO_OPTIONS = bytes(8)
 # Blosc2 buffers hold less than 2 GiB; keep a margin for its header.
 MAX_CHUNK_BYTES = 2**31 - 1024
 # Blosc2's typesize is a byte; wider items (big records) are shuffled as bytes.
@@ -141,11 +147,7 @@ class Codec:
         """
         if len(stored) < _HEADER_BYTES:
             raise CorruptionError(f"compressed chunk too short ({len(stored)} bytes)")
-        head = bytes(stored[:_HEADER_BYTES])
-        version, flags = head[0], head[2]
-        nbytes = int.from_bytes(head[4:8], "little")
-        blocksize = int.from_bytes(head[8:12], "little")
-        cbytes = int.from_bytes(head[12:16], "little")
+        version, flags, nbytes, blocksize, cbytes, filters, codec_id, options, special = _HEADER.unpack_from(stored)
         if nbytes != expected_size or cbytes != len(stored):
             raise CorruptionError(
                 f"compressed chunk header says {nbytes} bytes from {cbytes}, "
@@ -157,19 +159,18 @@ class Codec:
             )
         if not 1 <= blocksize <= max(nbytes, 1):
             raise CorruptionError(f"compressed chunk header declares an invalid block size {blocksize}")
-        codec_id, format_code = head[22], flags >> 5
+        format_code = flags >> 5
         if codec_id != _CODECS[self.name] or format_code not in (_FORMAT_CODES[self.name], 0) or (
             format_code != _FORMAT_CODES[self.name] and not flags & _MEMCPYED
         ):
             raise CorruptionError(
                 f"compressed chunk names compressor {codec_id} (format {format_code}); the array uses {self.name}"
             )
-        filters = tuple(head[16:22])
-        if filters != (_SHUFFLES[self.shuffle], 0, 0, 0, 0, 0):
+        if filters != _FILTERS[self.shuffle]:
             raise CorruptionError(
                 f"compressed chunk names filters {list(filters)}; the array uses shuffle {self.shuffle!r}"
             )
-        if any(head[23:31]) or head[31] not in (0, _ZERO_CHUNK):
+        if options != _NO_OPTIONS or special not in (0, _ZERO_CHUNK):
             raise CorruptionError("compressed chunk header holds options tensordb never writes")
 
     def decode(self, stored: bytes | memoryview, expected_size: int, out: Any = None) -> Any:

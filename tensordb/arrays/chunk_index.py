@@ -23,7 +23,7 @@ from typing import Any
 from ..storage.chunks import ChunkStore
 from ..storage.connection import Connection
 from . import grid as g
-from .meta import ArrayMeta
+from .meta import META_COLUMNS, ArrayMeta, meta_from_row
 
 __all__ = ["ChunkIndex", "CachedArray", "ChunkRecord", "RECORDS_PER_QUERY"]
 
@@ -32,6 +32,8 @@ ChunkRecord = tuple[Any, ...]
 
 #: Chunk records are looked up this many at a time (at most 16 MiB of inline chunks).
 RECORDS_PER_QUERY = 256
+_META_WIDTH = len(META_COLUMNS.split(", "))
+_META_OF_A = ", ".join(f"a.{column}" for column in META_COLUMNS.split(", "))
 # A handle caches at most this many chunk records and this many inline stored bytes.
 _CACHED_RECORDS = 4096
 _CACHED_INLINE_BYTES = 8 * 1024 * 1024
@@ -67,17 +69,29 @@ class ChunkIndex:
         found = {coord: tuple(record) for _, coord, *record in rows if coord is not None}
         return found, int(rows[0][0])
 
-    def records_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, dict[str, ChunkRecord]]:
-        """{array id: {coord key: record}} for the arrays a SQL subquery selects, in one query."""
-        records: dict[int, dict[str, ChunkRecord]] = {}
+    def with_records_where(self, array_ids_sql: str, params: tuple[Any, ...]
+                           ) -> dict[int, tuple[ArrayMeta, dict[str, ChunkRecord]]]:
+        """{array id: (validated record, {coord key: chunk record})} for the arrays a SQL subquery selects.
+
+        One query for both (rows ordered by array, one per stored chunk): a
+        whole subtree's arrays are read with a single statement.
+        """
+        found: dict[int, tuple[ArrayMeta, dict[str, ChunkRecord]]] = {}
+        records: dict[str, ChunkRecord] = {}
+        current = None
         cursor = self.conn.execute(
-            f"SELECT r.array_id, r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM chunk_ref r "
-            f"LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE r.array_id IN ({array_ids_sql})",
+            f"SELECT {_META_OF_A}, r.coord, r.chunk_id, {self.chunks.DATA_COLUMNS} FROM array a "
+            f"LEFT JOIN chunk_ref r ON r.array_id = a.array_id LEFT JOIN chunk c ON c.chunk_id = r.chunk_id "
+            f"WHERE a.array_id IN ({array_ids_sql}) ORDER BY a.array_id",
             params,
         )
-        for array_id, coord, *record in cursor:
-            records.setdefault(array_id, {})[coord] = tuple(record)
-        return records
+        for row in cursor.fetchall():
+            if row[0] != current:
+                current, records = row[0], {}
+                found[current] = meta_from_row(row[:_META_WIDTH]), records
+            if row[_META_WIDTH] is not None:  # None: no chunk stored, every element is the fill value
+                records[row[_META_WIDTH]] = row[_META_WIDTH + 1:]
+        return found
 
     def stored_coords(self, meta: ArrayMeta) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Every (coord key, coords) with a stored chunk (coordinates outside the grid are refused)."""

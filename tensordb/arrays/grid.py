@@ -86,6 +86,14 @@ def coord_key(coords: Sequence[int]) -> str:
     return ".".join(str(c) for c in coords)
 
 
+def origin_key(ndim: int) -> str:
+    """``coord_key((0,) * ndim)``: the key of the first chunk (the only one of a single-chunk grid)."""
+    return _ORIGIN_KEYS[ndim] if ndim < len(_ORIGIN_KEYS) else ".".join("0" * ndim)
+
+
+_ORIGIN_KEYS = tuple(".".join("0" * n) for n in range(33))
+
+
 def parse_coord_key(key: object, grid: tuple[int, ...]) -> tuple[int, ...]:
     """Parse a stored coord key and check it lies inside ``grid``; CorruptionError otherwise."""
     if not isinstance(key, str):

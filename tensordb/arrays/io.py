@@ -74,17 +74,19 @@ class ArrayIO:
         return result[()] if sel.is_scalar else result
 
     def read_whole(self, meta: ArrayMeta, records: Mapping[str, ChunkRecord]) -> np.ndarray[Any, Any]:
-        """The whole array from all its chunk records (see :meth:`ChunkIndex.records_where`)."""
+        """The whole array from all its chunk records (see :meth:`ChunkIndex.with_records_where`)."""
+        out = np.empty(meta.shape, dtype=meta.dtype)
+        if len(records) == 1 and meta.chunks == meta.shape and out.size:  # the common case: one chunk, all of it
+            record = records.get(g.origin_key(len(meta.shape)))  # the only coordinates inside a 1-chunk grid
+            if record is not None:
+                try:
+                    self.chunks.decode(record, meta.codec, out.nbytes, out=out.reshape(-1).view(np.uint8))
+                except CorruptionError as exc:
+                    raise _named(exc, meta, (0,) * len(meta.shape)) from None
+                return out
         grid = meta.grid
         for key in records:
             g.parse_coord_key(key, grid)  # refuse coordinates outside the grid
-        out = np.empty(meta.shape, dtype=meta.dtype)
-        if meta.chunks == meta.shape and len(records) == 1 and out.size:  # the common case: one chunk, all of it
-            coords = (0,) * len(meta.shape)
-            with naming_chunk(meta, coords):
-                self.chunks.decode(records[g.coord_key(coords)], meta.codec, meta.chunk_nbytes,
-                                   out=out.reshape(-1).view(np.uint8))
-            return out
         sel = Selection(Ellipsis, meta.shape, meta.chunks)
         self.gather(meta, sel.projections(), out, records_lookup(records),
                     parallel=self.worth_parallel(meta, sel.nchunks()))
@@ -289,7 +291,11 @@ def naming_chunk(meta: ArrayMeta, coords: tuple[int, ...]) -> Iterator[None]:
     try:
         yield
     except CorruptionError as exc:
-        raise CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}") from None
+        raise _named(exc, meta, coords) from None
+
+
+def _named(exc: CorruptionError, meta: ArrayMeta, coords: tuple[int, ...]) -> CorruptionError:
+    return CorruptionError(f"array {meta.array_id}, chunk {g.coord_key(coords) or '()'}: {exc}")
 
 
 def _source(value: object, meta: ArrayMeta, sel: Selection) -> np.ndarray[Any, Any]:

@@ -115,13 +115,6 @@ class ArrayRecords:
             return None, self.conn.data_version()
         return meta_from_row(row[1:]), int(row[0])
 
-    def where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, ArrayMeta]:
-        """The validated records of the arrays whose ids a SQL subquery selects, in one query."""
-        rows = self.conn.execute(
-            f"SELECT {META_COLUMNS} FROM array WHERE array_id IN ({array_ids_sql})", params
-        ).fetchall()
-        return {int(row[0]): meta_from_row(row) for row in rows}
-
     def must_copy_before_write(self, array_id: int) -> bool:
         """Whether a write must go to a copy: another node holds the array, or a snapshot may see it.
 

@@ -77,15 +77,6 @@ class ArrayStore:
         """Read and validate an array record (its fields are untrusted input)."""
         return self.records.get(array_id)
 
-    def metas_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, ArrayMeta]:
-        """The validated records of the arrays whose ids a SQL subquery selects, in one query."""
-        return self.records.where(array_ids_sql, params)
-
-    def chunk_records_where(self, array_ids_sql: str, params: tuple[Any, ...]
-                            ) -> dict[int, dict[str, ChunkRecord]]:
-        """{array id: {coord key: chunk record}} for the arrays a SQL subquery selects, in one query."""
-        return self.index.records_where(array_ids_sql, params)
-
     def must_copy_before_write(self, array_id: int) -> bool:
         return self.records.must_copy_before_write(array_id)
 
@@ -106,9 +97,10 @@ class ArrayStore:
         """``array[key]`` in the current snapshot or transaction (the caller holds one)."""
         return self.io.read(meta, key, self.io.index_lookup(meta))
 
-    def read_whole(self, meta: ArrayMeta, records: dict[str, ChunkRecord]) -> np.ndarray[Any, Any]:
-        """The whole array from its chunk records (see :meth:`chunk_records_where`)."""
-        return self.io.read_whole(meta, records)
+    def read_where(self, array_ids_sql: str, params: tuple[Any, ...]) -> dict[int, np.ndarray[Any, Any]]:
+        """{array id: whole array} for the arrays a SQL subquery selects (records and chunks: one query)."""
+        return {array_id: self.io.read_whole(meta, records)
+                for array_id, (meta, records) in self.index.with_records_where(array_ids_sql, params).items()}
 
     def read_current(self, cached: CachedArray | None, ref: ArrayRef, key: object,
                      missing: Callable[[], NoReturn]) -> tuple[Any, CachedArray | None]:

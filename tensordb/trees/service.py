@@ -142,10 +142,7 @@ class TreeService:
     def _read_arrays(self, tree_id: int, path: str, lazy: bool) -> dict[int, np.ndarray[Any, Any]]:
         """{array id: values} for the arrays of a subtree (only numpy scalars when ``lazy``)."""
         ids_sql, params = self.nodes.subtree_arrays_sql(tree_id, path, scalars_only=lazy)
-        metas = self.arrays.metas_where(ids_sql, params)
-        records = self.arrays.chunk_records_where(ids_sql, params)
-        return {array_id: self.arrays.read_whole(meta, records.get(array_id, {}))
-                for array_id, meta in metas.items()}
+        return self.arrays.read_where(ids_sql, params)
 
     # -- edits -------------------------------------------------------------------
 
