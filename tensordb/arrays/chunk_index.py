@@ -101,12 +101,9 @@ class ChunkIndex:
             yield key, g.parse_coord_key(key, grid)
 
     def point(self, refs: Iterable[tuple[int, str, int]]) -> None:
-        """Point ``(array id, coord key)`` at chunk ids (inserting or replacing index rows), one statement."""
-        self.conn.executemany(
-            "INSERT INTO chunk_ref(array_id, coord, chunk_id) VALUES (?, ?, ?) "
-            "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id",
-            refs,
-        )
+        """Point ``(array id, coord key)`` at chunk ids (inserting or replacing index rows)."""
+        self.conn.insert_rows("INSERT INTO chunk_ref(array_id, coord, chunk_id)", list(refs),
+                              "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id")
 
     def drop(self, refs: Iterable[tuple[int, str]]) -> None:
         """Remove index rows ``(array id, coord key)``: those chunks read as the fill value from now on."""

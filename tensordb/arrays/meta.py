@@ -88,9 +88,8 @@ class ArrayRecords:
             "coalesce((SELECT max(array_id) FROM array), 0)) + 1"
         ))
         metas = [_new_meta(next_id + i, *spec) for i, spec in enumerate(specs)]
-        self.conn.executemany(
-            "INSERT INTO array(array_id, dtype, shape, chunks, codec, fill_value, size, nbytes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self.conn.insert_rows(
+            "INSERT INTO array(array_id, dtype, shape, chunks, codec, fill_value, size, nbytes)",
             [(m.array_id, dtype_to_text(m.dtype), json.dumps(m.shape), json.dumps(m.chunks), m.codec.to_json(),
               m.fill, m.size, m.nbytes) for m in metas],
         )

@@ -191,11 +191,8 @@ class ChunkStore:
             rows.append((chunk_id, key, checksum(stored), memoryview(raw).nbytes, len(stored), *location))
             self.counters.chunks_written += 1
             self.counters.chunk_bytes_written += len(stored)
-        self.conn.executemany(
-            "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        self.conn.insert_rows(
+            "INSERT INTO chunk(chunk_id, hash, checksum, raw_size, size, data, pack_id, offset)", rows)
         self.conn.hooks.trace("chunk-row")
 
     def _stored_ids(self, keys: list[bytes]) -> dict[bytes, int]:

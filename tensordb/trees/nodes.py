@@ -31,7 +31,7 @@ __all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "SubtreeRef", "ArrayIdRef", 
            "NODE_COLUMNS", "glob_sql"]
 
 NODE_COLUMNS = "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id"
-_INSERT = f"INSERT INTO node({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT INTO node({NODE_COLUMNS})"
 _IN_SUBTREE = "(path = ? OR (path >= ? AND path < ?))"
 # Paths of real nodes are "" or start with "/": this prefix can never collide.
 _SCRATCH = "\x01"
@@ -201,7 +201,7 @@ class NodeTable:
             rows.append((base + i, tree_id, node_parent, path + spec.path, node_key, node_pos, spec.kind,
                          spec.value, spec.exact, spec.dtype, array_id))
         if rows:
-            self.conn.executemany(_INSERT, rows)
+            self.conn.insert_rows(_INSERT, rows)
         root_id = base
         for spec in copies:
             is_root = spec.parent < 0

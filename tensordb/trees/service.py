@@ -308,13 +308,16 @@ class NodeOwner:
 def _check_child(row: NodeRow, made: dict[int, Any], made_paths: dict[int, str]) -> None:
     """A loaded row must be a dict entry or list item of a container loaded before it, at the right path."""
     parent = made.get(row.parent_id) if type(row.parent_id) is int and type(row.pos) is int else None
-    if isinstance(parent, dict) and isinstance(row.key, str):
-        expected = paths.child(made_paths[row.parent_id], row.key)
-    elif isinstance(parent, list) and row.key is None:
-        expected = paths.child(made_paths[row.parent_id], row.pos)
+    key = row.key
+    if type(parent) is dict and type(key) is str:
+        # Most keys need no escaping: skip paths.child's two replaces for them.
+        token = key if "~" not in key and "/" not in key else paths.escape(key)
+    elif type(parent) is list and key is None:
+        token = str(row.pos)
     else:
         raise CorruptionError(f"{row.path}: node {row.node_id} does not hang under a dict or list of its subtree")
-    if row.path != expected:
+    if row.path != made_paths[row.parent_id] + "/" + token:
+        expected = made_paths[row.parent_id] + "/" + token
         raise CorruptionError(f"{row.path}: node {row.node_id} should be at {expected} (parent, key and path disagree)")
 
 
