@@ -90,8 +90,8 @@ class ArrayRecords:
         metas = [_new_meta(next_id + i, *spec) for i, spec in enumerate(specs)]
         self.conn.insert_rows(
             "INSERT INTO array(array_id, dtype, shape, chunks, codec, fill_value, size, nbytes)",
-            [(m.array_id, dtype_to_text(m.dtype), json.dumps(m.shape), json.dumps(m.chunks), m.codec.to_json(),
-              m.fill, m.size, m.nbytes) for m in metas],
+            [(m.array_id, *_record_text(m.dtype, m.shape, m.chunks, m.codec), m.fill, m.size, m.nbytes)
+             for m in metas],
         )
         return metas
 
@@ -221,6 +221,13 @@ def _parse_meta(dtype_text: Any, shape_text: Any, chunks_text: Any, codec_text: 
     if not isinstance(fill, bytes) or len(fill) != dtype.itemsize:
         raise CorruptionError("fill value does not match its dtype")
     return dtype, shape, chunks, codec, fill
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_text(dtype: np.dtype[Any], shape: tuple[int, ...], chunks: tuple[int, ...], codec: Codec
+                 ) -> tuple[str, str, str, str]:
+    """The text columns of an array record (cached: many arrays share dtype, shape and codec)."""
+    return dtype_to_text(dtype), json.dumps(shape), json.dumps(chunks), codec.to_json()
 
 
 def _json_dims(text: object, what: str) -> tuple[int, ...]:
