@@ -16,13 +16,11 @@ designates": a node's row for a Node, the root row for a Tree.
 
 from __future__ import annotations
 
-import html
 from abc import abstractmethod
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, MutableSequence, ValuesView
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, SupportsInt, TypeGuard, cast
 
-from ..arrays.html import html_table, human_size
 from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
@@ -513,12 +511,18 @@ def _pointer(base: str, key: object, kind: str) -> str:
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
 
+# The notebook reprs import html (and its entity table) when first shown, not with the handles.
+
 #: Children listed by a handle's notebook repr before "… N more".
 _HTML_CHILDREN = 50
 
 
 def _html_node(title: str, node: Node) -> str:
     """A collapsed tree: the title, and inside it a table of the node's children."""
+    import html
+
+    from ..arrays.html import html_table
+
     entries: list[tuple[Any, Any]] = node._pairs() if node.kind == "dict" else list(enumerate(node._values()))
     rows = [(key, *_html_cells(value)) for key, value in entries[:_HTML_CHILDREN]]
     more = f"<p>… {len(entries) - _HTML_CHILDREN} more</p>" if len(entries) > _HTML_CHILDREN else ""
@@ -527,6 +531,10 @@ def _html_node(title: str, node: Node) -> str:
 
 
 def _html_leaf(title: str, value: Any) -> str:
+    import html
+
+    from ..arrays.html import html_table
+
     return f"<p>{html.escape(title)}</p>" + html_table([_html_cells(value)], ("kind", "content"))
 
 
@@ -535,6 +543,8 @@ def _html_cells(value: Any) -> tuple[str, str]:
     if isinstance(value, Node):
         return value.kind, f"{len(value)} items"
     if isinstance(value, array_handle_types()):
+        from ..arrays.html import human_size
+
         return "array", f"{value.shape} {value.dtype}, {human_size(value.nbytes)}"
     text = repr(value)
     return type(value).__name__, text if len(text) <= 80 else text[:79] + "…"

@@ -20,9 +20,9 @@ numpy scalars keep their dtype in ``node.dtype``; those without a native SQL
 form (complex, datetime64, timedelta64, records, long double) are stored as
 0-d arrays with ``node.dtype`` set, and come back as numpy scalars.
 
-numpy and the dtype whitelist are imported by the functions that handle numpy
-values, not with this module: opening a database and reading or writing plain
-scalars never needs them (start-up cost).
+numpy, the dtype whitelist and zstd are imported by the functions that handle
+numpy values and long payloads, not with this module: opening a database and
+reading or writing plain scalars never needs them (start-up cost).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..codec import compress_payload, decompress_payload
 from ..errors import CorruptionError
 from .paths import escape
 
@@ -212,6 +211,8 @@ def _encode_float(value: float, spec: NodeSpec) -> None:
 def _encode_payload(data: bytes, original: object, kind: str, spec: NodeSpec) -> None:
     spec.kind = kind
     if len(data) > LARGE_PAYLOAD:
+        from ..codec import compress_payload
+
         spec.exact = compress_payload(data)
     else:
         spec.value = original
@@ -286,6 +287,8 @@ def decode_scalar(kind: str, value: Any, exact: Any, dtype: str | None) -> Any:
             raise CorruptionError(f"float node holds {type(value).__name__}")
     elif kind in ("str", "bytes"):
         if isinstance(exact, bytes) and value is None:
+            from ..codec import decompress_payload
+
             data: Any = decompress_payload(exact)
         elif exact is None and type(value) is (str if kind == "str" else bytes):
             data = value
