@@ -24,7 +24,6 @@ from .storage.connection import check_sqlite_version
 
 check_sqlite_version()
 
-from .codec import Codec  # noqa: E402
 from .errors import (  # noqa: E402
     ClosedError,
     CorruptionError,
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from .arrays.dtypes import dtype_from_text, dtype_to_text
     from .arrays.grid import auto_chunks, iter_blocks
     from .arrays.html import human_size
+    from .codec import Codec
     from .database import Database, MissingPacksWarning, SQLResult, open, validate
     from .diff import Difference
     from .maintenance import CheckReport, Finding
@@ -50,10 +50,12 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The engine (and numpy with it) is imported on first use, not by ``import
-# tensordb``: a command or script that never opens a database, such as
-# ``tensordb --version``, does not pay for it.
+# The engine is imported on first use, not by ``import tensordb``: a command
+# or script that never opens a database, such as ``tensordb --version``, does
+# not pay for it. Opening one does not import numpy either, nor the arrays
+# layer and the codecs: only what works on arrays does (docs/architecture.md).
 _LAZY = {
+    "Codec": "codec",
     "open": "database",
     "Database": "database",
     "SQLResult": "database",

@@ -12,16 +12,13 @@ Example
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import maintenance, relations
-from .arrays import array as array_module
-from .arrays.array import Array, ArrayStore
-from .diff import Difference
-from .diff import diff as diff_values
+from . import relations
 from .errors import (
     PathNotFoundError,
     ReadOnlyError,
@@ -29,16 +26,24 @@ from .errors import (
     TreeExistsError,
     context,
 )
-from .reopening import reopen_readonly
-from .storage.chunks import Counters
 from .storage.query import ReadOnlyQuery
 from .storage.store import Store
 from .trees import bulk, paths
 from .trees.handles import Tree, value_of
 from .trees.nodes import SubtreeHandle
 from .trees.service import TreeService
-from .trees.values import flatten
+from .trees.values import array_handle_types, flatten
 from .versions import History, Snapshot, SnapshotRef, diff_states, show_public_views, show_state
+
+# Opening a database, reading scalars and running SQL import neither numpy nor the
+# arrays layer (numpy's import is most of such a process's start-up): the ArrayStore
+# is set up on first use (Database.arrays), and maintenance and diff, which work on
+# arrays, are imported by the methods that use them.
+if TYPE_CHECKING:
+    from .arrays.store import ArrayStore
+    from .diff import Difference
+    from .maintenance import CheckReport
+    from .storage.chunks import Counters
 
 __all__ = ["Database", "open", "SQLResult", "MissingPacksWarning"]
 
@@ -110,9 +115,9 @@ class Database(MutableMapping[str, Tree]):
             except BaseException:
                 self._store.close()
                 raise
-        self._arrays = ArrayStore(self._store)
-        self._arrays.frozen = self.snapshot_shown is not None
-        self._trees = TreeService(self._store, self._arrays, self)
+        self._arrays: ArrayStore | None = None  # set up on first use: see the arrays property
+        self._arrays_lock = threading.Lock()
+        self._trees = TreeService(self._store, self)
         self._warn_missing_packs()
 
     def _warn_missing_packs(self) -> None:
@@ -130,7 +135,18 @@ class Database(MutableMapping[str, Tree]):
 
     @property
     def arrays(self) -> ArrayStore:
-        return self._arrays
+        """The arrays of this database, set up (and the arrays layer, numpy with it, imported) on first use."""
+        arrays = self._arrays
+        if arrays is None:
+            with self._arrays_lock:  # one ArrayStore, whose read lock all threads share
+                arrays = self._arrays
+                if arrays is None:
+                    from .arrays.store import ArrayStore
+
+                    arrays = ArrayStore(self._store)
+                    arrays.frozen = self.snapshot_shown is not None
+                    self._arrays = arrays
+        return arrays
 
     @property
     def counters(self) -> Counters:
@@ -340,8 +356,10 @@ class Database(MutableMapping[str, Tree]):
         """
         if b is None or not (isinstance(a, str) and isinstance(b, str)) or self._names_snapshots(a, b):
             return diff_states(self, self._history.get(a), None if b is None else self._history.get(b))
+        from .diff import diff
+
         with self._store.snapshot():
-            return diff_values(self.resolve(a), self.resolve(b))
+            return diff(self.resolve(a), self.resolve(b))
 
     def _names_snapshots(self, a: str, b: str) -> bool:
         def is_snapshot(ref: str) -> bool:
@@ -529,19 +547,25 @@ class Database(MutableMapping[str, Tree]):
         """
         if self.readonly and not dry_run:
             raise ReadOnlyError(f"{self.filename}: database is open read-only")
+        from . import maintenance
+
         with context(self.filename):
             return maintenance.gc(self._store, dry_run)
 
-    def check(self) -> maintenance.CheckReport:
+    def check(self) -> CheckReport:
         """Verify structure, reference counts and every chunk's checksum and content key.
 
         Returns a report with ``ok`` and ``findings`` (empty when healthy);
         raises only if the file cannot be read at all.
         """
+        from . import maintenance
+
         return maintenance.check(self._store)
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes: trees, nodes, arrays, chunks, logical vs stored bytes, dedup ratio, packs."""
+        from . import maintenance
+
         return maintenance.stats(self._store)
 
     def bundle(self, path: str | os.PathLike[str], *, history: bool = False) -> None:
@@ -550,6 +574,8 @@ class Database(MutableMapping[str, Tree]):
         It carries the current state only, unless ``history=True``: then every
         snapshot and tag too.
         """
+        from . import maintenance
+
         with context(self.filename):
             maintenance.bundle(self._store, os.fspath(path), history)
 
@@ -610,7 +636,4 @@ def validate(value: object) -> None:
     Traceback (most recent call last):
     TypeError: /a: values of type set cannot be stored
     """
-    flatten(value, (Array, SubtreeHandle))
-
-
-array_module.reopen_host = reopen_readonly  # what a pickled Array reopens
+    flatten(value, (*array_handle_types(), SubtreeHandle))

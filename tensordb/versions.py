@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from .diff import Difference
-from .diff import diff as diff_values
 from .errors import CorruptionError
 from .storage import schema
 from .storage.connection import Connection
@@ -42,6 +40,7 @@ from .trees.service import TreeService
 
 if TYPE_CHECKING:
     from .database import Database
+    from .diff import Difference
 
 __all__ = ["Snapshot", "SnapshotRef", "History", "state_sql", "show_state", "show_public_views", "diff_states"]
 
@@ -422,9 +421,11 @@ def diff_states(db: Database, old: Snapshot, new: Snapshot | None) -> list[Diffe
 
 def _diff_tree(before: Database, after: Database, name: str) -> list[Difference]:
     """The changes of one tree between two states of one file (a tree only one has is one change)."""
+    from .diff import Difference, diff  # deferred: it imports numpy, a start-up cost opening a database need not pay
+
     with before._store.snapshot(), after._store.snapshot():
         if name not in after:
             return [Difference("", "removed", "tree", None, tree=name)]
         if name not in before:
             return [Difference("", "added", None, "tree", tree=name)]
-        return [dataclasses.replace(d, tree=name) for d in diff_values(before[name], after[name])]
+        return [dataclasses.replace(d, tree=name) for d in diff(before[name], after[name])]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import importlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -61,17 +61,10 @@ class ArrayHost(Protocol):
     def _reopen_state(self) -> Any: ...
 
 
-#: Set by the database layer: turns a pickled database state into a read-only host.
-reopen_host: Callable[[Any], ArrayHost] | None = None
-
-
 def reopen(db_state: Any) -> ArrayHost:
-    """The read-only host a pickled handle reopens (in a worker, the database layer may not be imported yet)."""
-    if reopen_host is None:
-        importlib.import_module("tensordb.database")  # its import sets reopen_host
-    if reopen_host is None:
-        raise RuntimeError("tensordb is not fully imported")
-    return reopen_host(db_state)
+    """The read-only host a pickled handle reopens: the database layer's, imported by name (the layer above)."""
+    host: ArrayHost = importlib.import_module("tensordb.reopening").reopen_readonly(db_state)
+    return host
 
 
 class Array:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import blake3
 import xxhash
 
-from ..codec import Codec
 from ..errors import CorruptionError
 from .connection import Connection
 from .packs import PackStore
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+    from ..codec import Codec
 
 __all__ = ["ChunkStore", "Counters", "content_key", "checksum", "thread_pool", "THREADS",
            "DEFAULT_INLINE_THRESHOLD"]

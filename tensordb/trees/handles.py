@@ -16,23 +16,21 @@ designates": a node's row for a Node, the root row for a Tree.
 
 from __future__ import annotations
 
-import html
 from abc import abstractmethod
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, MutableSequence, ValuesView
 from contextlib import AbstractContextManager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, SupportsInt, TypeGuard, cast
 
-import numpy as np
-
-from ..arrays import array as array_module
-from ..arrays.array import Array
-from ..arrays.html import html_table, human_size
-from ..codec import Codec
 from ..errors import CorruptionError, PathNotFoundError, StaleHandleError, TensorDBError, context
 from . import paths
 from .nodes import ArrayIdRef, NodeRow, NodeTable, SubtreeHandle
 from .service import TreeService, array_id_of, list_index
+from .values import array_handle_types, numpy_if_loaded
 from .views import NodeItemsView, NodeKeysView, NodeValuesView
+
+if TYPE_CHECKING:
+    from ..arrays.array import Array
+    from ..codec import Codec
 
 __all__ = ["Tree", "Node", "DictNode", "ListNode", "ContainerHandle", "value_of"]
 
@@ -95,7 +93,7 @@ class ContainerHandle(SubtreeHandle):
         if row.kind not in ("dict", "list") and not (isinstance(key, str) and key == ""):
             # a tree's root may be a single value: only "" designates something in it
             raise TypeError(f"{row.path or '(root)'}: a single {row.kind}, not a dict or list, has no children")
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and row.kind == "list":
+        if _is_int(key) and row.kind == "list":
             key = list_index(int(key), self._ops.nodes.count_children(row.node_id), False, row.path)
         path = _pointer(row.path, key, row.kind)
         if not existing:
@@ -180,6 +178,8 @@ class ContainerHandle(SubtreeHandle):
         >>> arr = tree.create_array("/big", shape=(100_000, 512), dtype="f4", chunks=(1024, 512))
         >>> arr[0:1024] = np.ones((1024, 512), "f4")
         """
+        import numpy as np  # deferred: start-up cost (see tensordb.trees.values.numpy_if_loaded)
+
         row, path = self._resolve(key)
         shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
         with self._context(row), self._ops.transaction():
@@ -482,15 +482,25 @@ def _reopen(db_state: Any) -> TreeService:
     The database (or, if it cannot be reopened, a stand-in whose every use
     raises why) keeps its tree service as ``_trees``.
     """
+    from ..arrays import array as array_module  # deferred: start-up cost
+
     host: Any = array_module.reopen(db_state)
     return cast(TreeService, host._trees)
+
+
+def _is_int(key: object) -> TypeGuard[SupportsInt]:
+    """Whether ``key`` is a list index: an int or numpy integer, not a bool."""
+    if isinstance(key, int):
+        return not isinstance(key, bool)
+    numpy = numpy_if_loaded()
+    return numpy is not None and isinstance(key, numpy.integer)
 
 
 def _pointer(base: str, key: object, kind: str) -> str:
     """The absolute path that ``node[key]`` designates."""
     if paths.is_pointer(key):
         return base + paths.join(paths.split(str(key)))
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    if _is_int(key):
         if kind != "list":
             raise TypeError(f"{base or '(root)'}: a {kind} is indexed by str keys, not ints")
         return paths.child(base, int(key))
@@ -501,12 +511,18 @@ def _pointer(base: str, key: object, kind: str) -> str:
     raise TypeError(f"invalid index {key!r}: use a str key, an int list index or a JSON Pointer")
 
 
+# The notebook reprs import html (and its entity table) when first shown, not with the handles.
+
 #: Children listed by a handle's notebook repr before "… N more".
 _HTML_CHILDREN = 50
 
 
 def _html_node(title: str, node: Node) -> str:
     """A collapsed tree: the title, and inside it a table of the node's children."""
+    import html
+
+    from ..arrays.html import html_table
+
     entries: list[tuple[Any, Any]] = node._pairs() if node.kind == "dict" else list(enumerate(node._values()))
     rows = [(key, *_html_cells(value)) for key, value in entries[:_HTML_CHILDREN]]
     more = f"<p>… {len(entries) - _HTML_CHILDREN} more</p>" if len(entries) > _HTML_CHILDREN else ""
@@ -515,6 +531,10 @@ def _html_node(title: str, node: Node) -> str:
 
 
 def _html_leaf(title: str, value: Any) -> str:
+    import html
+
+    from ..arrays.html import html_table
+
     return f"<p>{html.escape(title)}</p>" + html_table([_html_cells(value)], ("kind", "content"))
 
 
@@ -522,7 +542,9 @@ def _html_cells(value: Any) -> tuple[str, str]:
     """(kind, content) of one child as the notebook table shows it."""
     if isinstance(value, Node):
         return value.kind, f"{len(value)} items"
-    if isinstance(value, Array):
+    if isinstance(value, array_handle_types()):
+        from ..arrays.html import human_size
+
         return "array", f"{value.shape} {value.dtype}, {human_size(value.nbytes)}"
     text = repr(value)
     return type(value).__name__, text if len(text) <= 80 else text[:79] + "…"

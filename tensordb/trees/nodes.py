@@ -15,17 +15,20 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-
-from ..arrays.array import Array, ArrayStore
-from ..codec import Codec
 from ..errors import CorruptionError, PathNotFoundError
 from ..storage.connection import Connection
 from . import paths
-from .values import NodeSpec, flatten
+from .values import NodeSpec, array_handle_types, flatten
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..arrays.array import ArrayStore
+    from ..codec import Codec
 
 __all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "SubtreeRef", "ArrayIdRef", "EditSlot", "ManyTrees",
            "NODE_COLUMNS", "glob_sql"]
@@ -116,11 +119,19 @@ def _subtree_params(path: str) -> tuple[str, str, str]:
 
 
 class NodeTable:
-    """Node-table operations for one database."""
+    """Node-table operations for one database.
 
-    def __init__(self, conn: Connection, arrays: ArrayStore) -> None:
+    ``arrays`` gives the database's ArrayStore, which is set up (numpy with
+    it) only when a value holds an array.
+    """
+
+    def __init__(self, conn: Connection, arrays: Callable[[], ArrayStore]) -> None:
         self.conn = conn
-        self.arrays = arrays
+        self._arrays = arrays
+
+    @property
+    def arrays(self) -> ArrayStore:
+        return self._arrays()
 
     # -- reading -----------------------------------------------------------------
 
@@ -156,18 +167,19 @@ class NodeTable:
 
     def prepare(self, value: object, base: str = "") -> list[NodeSpec]:
         """Validate a value bound for ``base`` and resolve its handles, before anything is written."""
-        specs = flatten(value, (Array, SubtreeHandle, ArrayIdRef), base)
+        array_types = array_handle_types()
+        specs = flatten(value, (*array_types, SubtreeHandle, ArrayIdRef), base)
         for spec in specs:
             if spec.kind != "handle":
                 continue
             handle = spec.payload
             if isinstance(handle, ArrayIdRef):
                 spec.kind, spec.payload = "array", ("ref", handle.array_id)
-            elif isinstance(handle, Array):
+            elif isinstance(handle, array_types):
                 if handle._db.arrays.lends_by_id_to(self.arrays):
                     spec.kind, spec.payload = "array", ("ref", handle.array_id)
                 else:  # another database: the bytes must be copied in
-                    spec.kind, spec.payload = "array", np.asarray(handle)
+                    spec.kind, spec.payload = "array", handle.read()
             else:
                 owner, tree_id, path = handle._subtree_ref()
                 spec.payload = ("subtree", owner, tree_id, path, handle)
@@ -216,10 +228,12 @@ class NodeTable:
     def _store_arrays(self, payloads: list[Any], chunks: tuple[int, ...] | None, codec: Codec | None) -> list[int]:
         """The array ids for array payloads: ("ref", id) is shared, not copied; ndarrays are stored."""
         values: list[np.ndarray[Any, Any]] = [p for p in payloads if not isinstance(p, tuple)]
+        if not values:  # references only (or nothing): the ArrayStore is not needed
+            return [int(p[1]) for p in payloads]
         metas = iter(self.arrays.create_many([
             (data.shape, data.dtype, chunks if chunks is not None and len(chunks) == data.ndim else None, codec, None)
             for data in values
-        ]) if values else [])
+        ]))
         stored = [(next(metas), data) for data in values]
         self.arrays.write_arrays(stored)
         by_value = iter(meta.array_id for meta, _ in stored)

@@ -1,9 +1,10 @@
 """The tree service: the edits and reads behind the handles, over the tree and node tables.
 
 One :class:`TreeService` per database. It is given what it works on, the
-storage :class:`~tensordb.storage.store.Store` and the database's
-:class:`~tensordb.arrays.store.ArrayStore`, plus the host that
-:class:`~tensordb.arrays.array.Array` handles live in, and knows nothing of
+storage :class:`~tensordb.storage.store.Store`, and the host that
+:class:`~tensordb.arrays.array.Array` handles live in, whose ``arrays`` is the
+database's :class:`~tensordb.arrays.store.ArrayStore` (set up, and numpy
+imported, on first use: scalars and structure never need it). It knows nothing of
 the Tree and Node handles (:mod:`.handles`) built on it. Statements go
 through the two tables' modules: :mod:`.catalog` (the ``tree`` table) and
 :mod:`.nodes` (the ``node`` table). Errors are raised bare; handles add the
@@ -13,13 +14,8 @@ file and tree.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..arrays.array import Array, ArrayHost
-from ..arrays.store import ArrayRef, ArrayStore
-from ..codec import Codec
 from ..errors import CorruptionError, PathNotFoundError, ReadOnlyError, StaleHandleError
 from ..storage.store import Store
 from . import paths
@@ -27,21 +23,32 @@ from .catalog import TreeCatalog
 from .nodes import ManyTrees, NodeRow, NodeTable
 from .values import NodeSpec, decode_scalar
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..arrays.array import Array, ArrayHost
+    from ..arrays.store import ArrayRef, ArrayStore
+    from ..codec import Codec
+
 __all__ = ["TreeService", "NodeOwner", "array_id_of", "list_index"]
 
 
 class TreeService:
     """Tree-level operations shared by the handles of one database."""
 
-    def __init__(self, store: Store, arrays: ArrayStore, host: ArrayHost) -> None:
+    def __init__(self, store: Store, host: ArrayHost) -> None:
         self.store = store
         self.conn = store.conn
         self.filename = store.filename
-        self.arrays = arrays
         self.host = host
         self.catalog = TreeCatalog(store.conn)
-        self.nodes = NodeTable(store.conn, arrays)
+        self.nodes = NodeTable(store.conn, lambda: host.arrays)
         self.many = ManyTrees(store.conn)
+
+    @property
+    def arrays(self) -> ArrayStore:
+        """The database's ArrayStore (its host sets it up on first use)."""
+        return self.host.arrays
 
     def transaction(self) -> AbstractContextManager[None]:
         """An atomic block (a savepoint when nested); ReadOnlyError in a read-only database."""
@@ -79,6 +86,8 @@ class TreeService:
 
     def array_handle(self, array_id: int, node_id: int) -> Array:
         """The lazy handle on the array a node holds."""
+        from ..arrays.array import Array  # deferred, with numpy: start-up cost (see the module docstring)
+
         return Array(self.host, array_id, NodeOwner(self, node_id))
 
     def scalar_of(self, row: NodeRow) -> Any:
@@ -91,8 +100,9 @@ class TreeService:
     def load(self, tree_id: int, path: str, lazy: bool) -> Any:
         """The subtree at ``path`` as plain Python values.
 
-        One query for the structure; unless ``lazy``, one for the records of
-        its arrays and one for their chunk records.
+        One query for the structure; if it holds arrays to read (unless
+        ``lazy``: numpy scalars only), one for their records and one for their
+        chunk records.
         """
         with self.snapshot():
             rows = self.nodes.subtree(tree_id, path)
@@ -100,7 +110,8 @@ class TreeService:
                 raise PathNotFoundError(f"{path or '(root)'}: no such path")
             if rows[0].path != path:
                 raise CorruptionError(f"{path or '(root)'}: the node rows of this subtree have no root")
-            arrays = self._read_arrays(tree_id, path, lazy)
+            to_read = any(row.kind == "array" and (not lazy or row.dtype is not None) for row in rows)
+            arrays = self._read_arrays(tree_id, path, lazy) if to_read else {}
             made: dict[int, Any] = {}
             made_paths: dict[int, str] = {}
             children: dict[int, list[tuple[int, str | None, Any]]] = {}

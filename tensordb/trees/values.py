@@ -19,23 +19,31 @@ str/bytes over 64 KiB          NULL                         zstd frame (BLOB)
 numpy scalars keep their dtype in ``node.dtype``; those without a native SQL
 form (complex, datetime64, timedelta64, records, long double) are stored as
 0-d arrays with ``node.dtype`` set, and come back as numpy scalars.
+
+numpy, the dtype whitelist and zstd are imported by the functions that handle
+numpy values and long payloads, not with this module: opening a database and
+reading or writing plain scalars never needs them (start-up cost).
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import sys
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..arrays.dtypes import check_storable_dtype, dtype_from_text
-from ..codec import compress_payload, decompress_payload
 from ..errors import CorruptionError
 from .paths import escape
 
-__all__ = ["NodeSpec", "flatten", "decode_scalar", "CONTAINER_KINDS", "SCALAR_KINDS", "KINDS"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..arrays.array import Array
+
+__all__ = ["NodeSpec", "flatten", "decode_scalar", "numpy_if_loaded", "array_handle_types", "CONTAINER_KINDS",
+           "SCALAR_KINDS", "KINDS"]
 
 CONTAINER_KINDS = ("dict", "list")
 SCALAR_KINDS = ("null", "bool", "int", "float", "str", "bytes")
@@ -44,6 +52,23 @@ KINDS = (*CONTAINER_KINDS, *SCALAR_KINDS, "array")
 #: str/bytes payloads larger than this are stored compressed, out of ``node.value``.
 LARGE_PAYLOAD = 64 * 1024
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def numpy_if_loaded() -> ModuleType | None:
+    """numpy if something imported it already, else None.
+
+    Importing numpy is most of the start-up of a process that reads scalars or
+    runs SQL, and a value can be a numpy array or scalar only once numpy is
+    imported: type checks of the values users pass ask this instead of importing it.
+    """
+    return sys.modules.get("numpy")
+
+
+def array_handle_types() -> tuple[type[Array], ...]:
+    """``(tensordb.Array,)`` once its module (and numpy with it) is imported, else ``()``: no handle exists before."""
+    module = sys.modules.get("tensordb.arrays.array")
+    handle = getattr(module, "Array", None)
+    return (handle,) if isinstance(handle, type) else ()
 
 
 @dataclass(slots=True)
@@ -127,11 +152,13 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
         _encode_payload(item.encode("utf-8"), item, "str", spec)
     elif kind is bytes:
         _encode_payload(item, item, "bytes", spec)
-    elif isinstance(item, np.generic):
+    elif (numpy := numpy_if_loaded()) is not None and isinstance(item, numpy.generic):
         _encode_numpy_scalar(item, spec)
-    elif isinstance(item, np.ndarray):
-        if isinstance(item, np.ma.MaskedArray) or type(item) is np.matrix:
+    elif numpy is not None and isinstance(item, numpy.ndarray):
+        if isinstance(item, numpy.ma.MaskedArray) or type(item) is numpy.matrix:
             raise TypeError(f"{type(item).__name__} cannot be stored exactly; pass a plain numpy array")
+        from ..arrays.dtypes import check_storable_dtype
+
         check_storable_dtype(item.dtype)
         spec.kind, spec.payload = "array", item
     elif handle_types and isinstance(item, handle_types):
@@ -147,6 +174,8 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
 
 def _as_numpy(item: Any) -> np.ndarray[Any, Any]:
     """An array-like (``__array__``) as a plain numpy array; object results are refused."""
+    import numpy as np
+
     name = type(item).__name__
     try:
         array = np.asarray(item)
@@ -182,12 +211,18 @@ def _encode_float(value: float, spec: NodeSpec) -> None:
 def _encode_payload(data: bytes, original: object, kind: str, spec: NodeSpec) -> None:
     spec.kind = kind
     if len(data) > LARGE_PAYLOAD:
+        from ..codec import compress_payload
+
         spec.exact = compress_payload(data)
     else:
         spec.value = original
 
 
 def _encode_numpy_scalar(item: Any, spec: NodeSpec) -> None:
+    import numpy as np
+
+    from ..arrays.dtypes import check_storable_dtype
+
     dtype = item.dtype
     check_storable_dtype(dtype)
     spec.dtype = dtype.str
@@ -252,6 +287,8 @@ def decode_scalar(kind: str, value: Any, exact: Any, dtype: str | None) -> Any:
             raise CorruptionError(f"float node holds {type(value).__name__}")
     elif kind in ("str", "bytes"):
         if isinstance(exact, bytes) and value is None:
+            from ..codec import decompress_payload
+
             data: Any = decompress_payload(exact)
         elif exact is None and type(value) is (str if kind == "str" else bytes):
             data = value
@@ -276,6 +313,8 @@ def _is_decimal(text: str) -> bool:
 
 
 def _scalar_dtype(dtype: str, kind: str) -> np.dtype[Any]:
+    from ..arrays.dtypes import dtype_from_text
+
     dt = dtype_from_text(dtype)  # the whitelist of stored dtypes, no eval
     if dt.fields is not None or dt.subdtype is not None or dt.kind not in _SCALAR_DTYPE_KINDS[kind]:
         raise CorruptionError(f"invalid scalar dtype {dtype!r} for a {kind} node")
@@ -283,6 +322,8 @@ def _scalar_dtype(dtype: str, kind: str) -> np.dtype[Any]:
 
 
 def _numpy_scalar(value: Any, dtype: str, kind: str) -> Any:
+    import numpy as np
+
     dt = _scalar_dtype(dtype, kind)
     if dt.kind == "U":
         return np.str_(value)
@@ -308,4 +349,6 @@ def _nan_from_bits(exact: Any, dtype: str | None) -> Any:
     dt = _scalar_dtype(dtype, "float")
     if len(raw) != dt.itemsize:
         raise CorruptionError(f"invalid NaN bits {exact!r} for {dtype}")
+    import numpy as np
+
     return np.frombuffer(raw, dtype=dt)[0]

@@ -35,7 +35,8 @@ def test_glob_patterns_are_pointers() -> None:
 @pytest.fixture
 def tables(tmp_path: Path) -> Iterator[tuple[Store, TreeCatalog, NodeTable]]:
     store = Store(str(tmp_path / "n.tdb"), "a")
-    yield store, TreeCatalog(store.conn), NodeTable(store.conn, ArrayStore(store))
+    arrays = ArrayStore(store)
+    yield store, TreeCatalog(store.conn), NodeTable(store.conn, lambda: arrays)
     store.close()
 
 

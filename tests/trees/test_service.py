@@ -1,4 +1,4 @@
-"""The tree service works from what it is given: a storage Store, its ArrayStore and a host for Array handles."""
+"""The tree service works from what it is given: a storage Store and a host holding its ArrayStore."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Host:
 def service(tmp_path: Path) -> Iterator[TreeService]:
     store = Store(str(tmp_path / "s.tdb"), "a")
     arrays = ArrayStore(store)
-    yield TreeService(store, arrays, Host(store, arrays))
+    yield TreeService(store, Host(store, arrays))
     store.close()
 
 
@@ -69,5 +69,5 @@ def test_a_read_only_store_refuses_edits(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "r.tdb"), "r")
     arrays = ArrayStore(store)
     with pytest.raises(ReadOnlyError, match="r.tdb: database is open read-only"):
-        TreeService(store, arrays, Host(store, arrays)).assign("t", 1)
+        TreeService(store, Host(store, arrays)).assign("t", 1)
     store.close()
