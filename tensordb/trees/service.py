@@ -101,8 +101,7 @@ class TreeService:
         """The subtree at ``path`` as plain Python values.
 
         One query for the structure; if it holds arrays to read (unless
-        ``lazy``: numpy scalars only), one for their records and one for their
-        chunk records.
+        ``lazy``: numpy scalars only), one for their records and chunk records.
         """
         with self.snapshot():
             rows = self.nodes.subtree(tree_id, path)
