@@ -1,6 +1,6 @@
 """Read-only SQL for ``db.sql()``: one statement, checked before it runs and authorised while it steps.
 
-The statement is inspected first (``apsw.ext.query_info``): more than one
+The statement is prepared first, without running it: more than one
 statement, or one that is not read-only, is refused. While it is prepared or
 stepped, an authoriser allows reads only, so that nothing the query runs
 (a view, a pragma) can write. Errors name the database file.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 
@@ -77,15 +77,49 @@ def _deny_writes(action: int, p1: str | None, p2: str | None, dbname: str | None
     return apsw.SQLITE_DENY
 
 
+class _Prepared(NamedTuple):
+    """What SQLite says of the first statement of a query, prepared but not run."""
+
+    first: str
+    remaining: str | None  # the text after the first statement
+    is_readonly: bool
+    has_vdbe: bool  # False for blanks, comments and semicolons alone
+    description: tuple[tuple[str, str | None], ...]
+
+
+def _prepare_first(conn: apsw.Connection, query: str, params: Any = None) -> _Prepared:
+    """Prepare the first statement of ``query`` without running it.
+
+    apsw calls a cursor's exec tracer once a statement is prepared and
+    bound; returning False stops it before the first step. (That is how
+    ``apsw.ext.query_info`` works; importing apsw.ext costs 30 ms.)
+    """
+    found: list[_Prepared] = []
+
+    def tracer(cursor: apsw.Cursor, first: str, bindings: Any) -> bool:
+        remaining = query[len(first):] if len(query) > len(first) else None
+        found.append(_Prepared(first, remaining, cursor.is_readonly, cursor.has_vdbe, cursor.get_description()))
+        return False
+
+    cursor = conn.cursor()
+    cursor.exec_trace = tracer
+    try:
+        cursor.execute(query, params, can_cache=False)
+    except apsw.ExecTraceAbort:
+        pass
+    return found[0]
+
+
 def _has_statement(conn: apsw.Connection, sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, semicolons and comments."""
-    import apsw.ext  # 30-60 ms to import: only db.sql() needs it
-
     while sql:
-        details = apsw.ext.query_info(conn, sql)
-        if details.has_vdbe:
+        try:
+            prepared = _prepare_first(conn, sql)
+        except apsw.BindingsError:  # it has parameters: a statement
             return True
-        sql = details.query_remaining or ""
+        if prepared.has_vdbe:
+            return True
+        sql = prepared.remaining or ""
     return False
 
 
@@ -97,10 +131,8 @@ class ReadOnlyQuery:
         self._conn = conn.conn
         self._filename = conn.filename
         with self._read_only(query):
-            import apsw.ext  # 30-60 ms to import: only db.sql() needs it
-
-            details = apsw.ext.query_info(self._conn, query, params or None)
-            if details.query_remaining and _has_statement(self._conn, details.query_remaining):
+            details = _prepare_first(self._conn, query, params or None)
+            if details.remaining and _has_statement(self._conn, details.remaining):
                 raise TensorDBError(f"{self._filename}: SQL runs one statement at a time")
             if not details.is_readonly:
                 raise ReadOnlyError(f"{self._filename}: SQL runs read-only queries only ({_verb(query)} writes)")
@@ -108,7 +140,7 @@ class ReadOnlyQuery:
             self._rows = self._cursor.execute(query, params)
             self.columns = self._columns(details)
 
-    def _columns(self, details: Any) -> tuple[str, ...]:
+    def _columns(self, details: _Prepared) -> tuple[str, ...]:
         try:
             return tuple(d[0] for d in self._cursor.get_description())
         except apsw.ExecutionCompleteError:  # no rows: the prepared statement still names its columns
