@@ -115,10 +115,23 @@ class ContainerHandle(SubtreeHandle):
 
     # -- access ----------------------------------------------------------------------------
 
+    def _top_level_row(self, key: object) -> NodeRow | None:
+        """The row at ``"/" + key`` when that can only be the dict entry ``key`` of a tree's root (one query).
+
+        None when it cannot tell (not a tree, a key that could be a list
+        index or needs escaping, no such row): the caller then resolves
+        ``key`` the long way, which also names what is wrong.
+        """
+        return None
+
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):
             items = self._values()
             return [items[i] for i in range(*key.indices(len(items)))]
+        found = self._top_level_row(key)
+        if found is not None:
+            with self._context(found):
+                return value_of(self._ops, found)
         row, path, found = self._lookup(key)
         with self._context(row):
             if found is None:
@@ -365,6 +378,12 @@ class Tree(ContainerHandle):
     def __init__(self, ops: TreeService, tree_id: int) -> None:
         self._ops = ops
         self._tree_id = tree_id
+
+    def _top_level_row(self, key: object) -> NodeRow | None:
+        if type(key) is str and key and not key.isdigit() and "/" not in key and "~" not in key:
+            self._ops.conn.ensure_usable()
+            return self._ops.nodes.root_entry(self._tree_id, "/" + key)
+        return None
 
     def _row(self) -> NodeRow:
         self._ops.conn.ensure_usable()

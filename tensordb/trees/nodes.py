@@ -35,6 +35,7 @@ __all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "SubtreeRef", "ArrayIdRef", 
 
 NODE_COLUMNS = "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id"
 _INSERT = f"INSERT INTO node({NODE_COLUMNS})"
+_N_COLUMNS = ", ".join(f"n.{column}" for column in NODE_COLUMNS.split(", "))
 _IN_SUBTREE = "(path = ? OR (path >= ? AND path < ?))"
 # Paths of real nodes are "" or start with "/": this prefix can never collide.
 _SCRATCH = "\x01"
@@ -141,6 +142,14 @@ class NodeTable:
 
     def row_at(self, tree_id: int, path: str) -> NodeRow | None:
         found = self.conn.one(f"SELECT {NODE_COLUMNS} FROM node WHERE tree_id = ? AND path = ?", (tree_id, path))
+        return NodeRow(*found) if found else None
+
+    def root_entry(self, tree_id: int, path: str) -> NodeRow | None:
+        """The row at ``path`` if it is an entry of the tree's root and that root is a dict."""
+        found = self.conn.one(
+            f"SELECT {_N_COLUMNS} FROM node n JOIN node r ON r.node_id = n.parent_id "
+            "WHERE n.tree_id = ? AND n.path = ? AND r.tree_id = n.tree_id AND r.path = '' AND r.kind = 'dict'",
+            (tree_id, path))
         return NodeRow(*found) if found else None
 
     def children(self, node_id: int) -> list[NodeRow]:
