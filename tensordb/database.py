@@ -70,7 +70,7 @@ def open(path: str | os.PathLike[str], mode: str = "a", *, inline_threshold: int
     inline_threshold : int, optional
         Compressed chunks of at most this many bytes are stored inside the
         SQLite file, larger ones in pack files. Defaults to the value stored
-        in the database (64 KiB when it is created).
+        in the database (4 KiB when it is created).
     at : Snapshot, int or str, optional
         Open a read-only view of the database as of this snapshot (a
         :class:`Snapshot`, its id or a tag); ``mode`` must then be ``"r"``

@@ -178,6 +178,9 @@ class ArrayIO:
         """
         writer = ChunkWriter(self, replacing=False)
         for meta, data in pairs:
+            if meta.chunks == meta.shape:  # one chunk: the whole value
+                writer.add(meta, (0,) * data.ndim, data)
+                continue
             for coords in g.iter_grid(meta.grid):
                 block = data[chunk_region(coords, meta.shape, meta.chunks) + (Ellipsis,)]  # an array even when 0-d
                 if block.shape != meta.chunks:

@@ -169,13 +169,23 @@ _VERSIONED_META = f"SELECT (SELECT data_version FROM pragma_data_version), {META
 
 def _new_meta(array_id: int, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...] | None,
               codec: Codec | None, fill_value: object) -> ArrayMeta:
-    check_storable_dtype(dtype)
-    shape = g.check_shape(shape, dtype.itemsize)
-    chunks = g.auto_chunks(shape, dtype.itemsize) if chunks is None else g.check_chunks(chunks, shape, dtype.itemsize)
     codec = codec or DEFAULT_CODEC
     if not isinstance(codec, Codec):
         raise TypeError(f"codec must be a tensordb.Codec, got {type(codec).__name__}")
+    try:
+        shape, chunks = _layout(dtype, shape, chunks)
+    except TypeError:  # unhashable: a list given as shape or chunks
+        shape, chunks = _layout.__wrapped__(dtype, shape, chunks)
     return ArrayMeta(array_id, dtype, shape, chunks, codec, _fill_bytes(dtype, fill_value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout(dtype: np.dtype[Any], shape: Sequence[int], chunks: Sequence[int] | None
+            ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The validated shape and chunk shape of a new array (cached: a bulk write repeats a few layouts)."""
+    check_storable_dtype(dtype)
+    dims = g.check_shape(shape, dtype.itemsize)
+    return dims, g.auto_chunks(dims, dtype.itemsize) if chunks is None else g.check_chunks(chunks, dims, dtype.itemsize)
 
 
 def _fill_bytes(dtype: np.dtype[Any], fill_value: object) -> bytes:

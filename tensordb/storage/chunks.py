@@ -34,7 +34,7 @@ __all__ = ["ChunkStore", "Counters", "content_key", "checksum", "thread_pool", "
            "DEFAULT_INLINE_THRESHOLD"]
 
 #: Compressed chunks of at most this many bytes are stored inline in SQLite.
-DEFAULT_INLINE_THRESHOLD = 64 * 1024
+DEFAULT_INLINE_THRESHOLD = 4096
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,16 @@ def _count_write(db: tensordb.Database, write: Any) -> int:
 # --------------------------------------------------------------------------- whole values
 
 
+@pytest.fixture
+def inline_db(db_path: Path) -> Iterator[tensordb.Database]:
+    """A database storing every chunk inline: the first chunk stored in a pack costs a statement of its own."""
+    with tensordb.open(db_path, inline_threshold=1 << 20) as database:
+        yield database
+
+
 @pytest.mark.parametrize("how", ["setitem", "set"])
-def test_whole_value_writes_store_chunks_in_batches(db: tensordb.Database, how: str) -> None:
+def test_whole_value_writes_store_chunks_in_batches(inline_db: tensordb.Database, how: str) -> None:
+    db = inline_db
     db["t"] = {}
     tree = db["t"]
 
