@@ -34,6 +34,14 @@ ChunkRecord = tuple[Any, ...]
 RECORDS_PER_QUERY = 256
 _META_WIDTH = len(META_COLUMNS.split(", "))
 _META_OF_A = ", ".join(f"a.{column}" for column in META_COLUMNS.split(", "))
+# The data version as a scalar subquery (as a join, SQLite would scan the array table); LIMIT 2: a
+# damaged file's extra rows for a one-chunk array are noticed, never all read.
+_META_VERSIONED = (
+    "SELECT (SELECT data_version FROM pragma_data_version), a.chunks = a.shape, " + _META_OF_A + ", "
+    "r.coord, r.chunk_id, {data} FROM array a "
+    "LEFT JOIN chunk_ref r ON r.array_id = a.array_id AND a.chunks = a.shape "
+    "LEFT JOIN chunk c ON c.chunk_id = r.chunk_id WHERE a.array_id = ({{}}) LIMIT 2"
+).format(data=ChunkStore.DATA_COLUMNS)
 # A handle caches at most this many chunk records and this many inline stored bytes.
 _CACHED_RECORDS = 4096
 _CACHED_INLINE_BYTES = 8 * 1024 * 1024
@@ -92,6 +100,26 @@ class ChunkIndex:
             if row[_META_WIDTH] is not None:  # None: no chunk stored, every element is the fill value
                 records[row[_META_WIDTH]] = row[_META_WIDTH + 1:]
         return found
+
+    def meta_versioned(self, array_id_sql: str, params: tuple[Any, ...]
+                       ) -> tuple[ArrayMeta | None, int, dict[str, ChunkRecord | None]]:
+        """(the record of the array a SQL subquery names, or None; the data version; prefetched chunk records).
+
+        One statement. For a one-chunk array (its ``chunks`` text equals its
+        ``shape``), the record of that chunk comes with it ({origin key:
+        record, or None when unwritten}), so that a first read of a small
+        array runs a single statement; otherwise nothing is prefetched.
+        """
+        rows = self.conn.execute(_META_VERSIONED.format(array_id_sql), params).fetchall()
+        if not rows:
+            return None, self.conn.data_version(), {}
+        version, single, *meta_columns = rows[0][:_META_WIDTH + 2]
+        meta = meta_from_row(tuple(meta_columns))
+        coord, record = rows[0][_META_WIDTH + 2], rows[0][_META_WIDTH + 3:]
+        origin = g.origin_key(len(meta.shape))
+        if single != 1 or len(rows) != 1 or meta.chunks != meta.shape or coord not in (None, origin):
+            return meta, int(version), {}
+        return meta, int(version), {origin: None if coord is None else record}
 
     def stored_coords(self, meta: ArrayMeta) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Every (coord key, coords) with a stored chunk (coordinates outside the grid are refused)."""

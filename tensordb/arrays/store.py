@@ -137,7 +137,12 @@ class ArrayStore:
         generation = self.conn.write_generation
         if cached is not None and cached.generation == generation:
             return cached, False
-        return CachedArray(*self._fetch(ref, missing), generation), True
+        meta, version, prefetched = self.index.meta_versioned(*ref)
+        if meta is None:
+            missing()
+        cached = CachedArray(meta, version, generation)
+        cached.remember(list(prefetched), {k: r for k, r in prefetched.items() if r is not None})
+        return cached, True
 
     def _read_cached(self, cached: CachedArray, key: object, checked: bool) -> Any:
         """Read through the cache; _Changed when a commit since it was filled shows up."""
@@ -168,14 +173,10 @@ class ArrayStore:
         return result
 
     def _meta_of(self, ref: ArrayRef, missing: Callable[[], NoReturn]) -> ArrayMeta:
-        return self._fetch(ref, missing)[0]
-
-    def _fetch(self, ref: ArrayRef, missing: Callable[[], NoReturn]) -> tuple[ArrayMeta, int]:
-        """(the record of the array ``ref`` names, the data version it was read at)."""
-        meta, version = self.records.get_versioned(*ref)
+        meta, _ = self.records.get_versioned(*ref)
         if meta is None:
             missing()
-        return meta, version
+        return meta
 
     # -- writing -----------------------------------------------------------------
 

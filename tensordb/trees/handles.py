@@ -115,12 +115,12 @@ class ContainerHandle(SubtreeHandle):
 
     # -- access ----------------------------------------------------------------------------
 
-    def _top_level_row(self, key: object) -> NodeRow | None:
-        """The row at ``"/" + key`` when that can only be the dict entry ``key`` of a tree's root (one query).
+    def _direct_row(self, key: object) -> NodeRow | None:
+        """The row ``self[key]`` designates, when one query can find it (only a Tree can).
 
-        None when it cannot tell (not a tree, a key that could be a list
-        index or needs escaping, no such row): the caller then resolves
-        ``key`` the long way, which also names what is wrong.
+        None when it cannot tell (a key that could be a list index or needs
+        escaping, no such row): the caller then resolves ``key`` the long
+        way, which also names what is wrong.
         """
         return None
 
@@ -128,7 +128,7 @@ class ContainerHandle(SubtreeHandle):
         if isinstance(key, slice):
             items = self._values()
             return [items[i] for i in range(*key.indices(len(items)))]
-        found = self._top_level_row(key)
+        found = self._direct_row(key)
         if found is not None:
             with self._context(found):
                 return value_of(self._ops, found)
@@ -379,8 +379,13 @@ class Tree(ContainerHandle):
         self._ops = ops
         self._tree_id = tree_id
 
-    def _top_level_row(self, key: object) -> NodeRow | None:
-        if type(key) is str and key and not key.isdigit() and "/" not in key and "~" not in key:
+    def _direct_row(self, key: object) -> NodeRow | None:
+        if type(key) is not str or not key:
+            return None
+        if key[0] == "/":  # a pointer: paths are stored in canonical form, so a row at it is its node
+            self._ops.conn.ensure_usable()
+            return self._ops.nodes.row_at(self._tree_id, key)
+        if not key.isdigit() and "/" not in key and "~" not in key:  # only a dict root has an entry "/<key>"
             self._ops.conn.ensure_usable()
             return self._ops.nodes.root_entry(self._tree_id, "/" + key)
         return None

@@ -1,8 +1,8 @@
 """Tests of tensordb.arrays.store: statements per slice, and handle caches that never serve stale data.
 
-A first slice of a fresh handle costs at most 3 SQL statements, a repeated
-slice of an open handle at most 1 (counted with an apsw exec tracer, so the
-property cannot regress silently). Between two reads of one handle, writes
+A first slice of a fresh handle costs at most 3 SQL statements (1 for an
+array of one chunk), a repeated slice of an open handle at most 1 (counted
+with an apsw exec tracer, so the property cannot regress silently). Between two reads of one handle, writes
 by another connection, another process, this connection, gc's compaction or
 a rolled-back transaction must all show (or not) exactly as committed.
 """
@@ -49,6 +49,39 @@ def test_statements_per_slice(db_path: Path, inline_threshold: int | None) -> No
     assert len(repeated) <= 1, repeated
     assert len(other_box) <= 1, other_box
     assert len(shape) <= 1, shape
+
+
+@pytest.mark.parametrize("inline_threshold", [None, 0], ids=["inline", "packs"])
+@pytest.mark.parametrize("written", [True, False], ids=["written", "fill"])
+def test_a_one_chunk_array_is_read_with_one_statement(db_path: Path, inline_threshold: int | None,
+                                                      written: bool) -> None:
+    data = np.arange(12, dtype="f8").reshape(3, 4) if written else np.zeros((3, 4))
+    with tensordb.open(db_path, inline_threshold=inline_threshold) as db:
+        db["t"] = {"a": data}
+    with tensordb.open(db_path, mode="r") as db:
+        handle = db["t"]["a"]
+        with statements(db) as first:
+            np.testing.assert_array_equal(handle[...], data)
+        with statements(db) as repeated:
+            np.testing.assert_array_equal(handle[1], data[1])
+    assert len(first) == 1, first
+    assert len(repeated) <= 1, repeated
+
+
+def test_a_one_chunk_array_with_a_stray_index_row_reads_its_own_chunk(db_path: Path) -> None:
+    """A damaged file's second index row for a one-chunk array is not taken for its chunk."""
+    import apsw
+
+    data = np.arange(12, dtype="f8").reshape(3, 4)
+    with tensordb.open(db_path) as db:
+        db["t"] = {"a": data}
+        array_id = db["t"]["a"].array_id
+    raw = apsw.Connection(str(db_path))
+    raw.execute("INSERT INTO chunk_ref(array_id, coord, chunk_id) "
+                "SELECT array_id, '9.9', chunk_id FROM chunk_ref WHERE array_id = ?", (array_id,))
+    raw.close()
+    with tensordb.open(db_path, mode="r") as db:
+        np.testing.assert_array_equal(db["t"]["a"][...], data)
 
 
 def test_a_write_by_another_connection_shows_in_an_open_handle(db_path: Path) -> None:

@@ -127,3 +127,30 @@ def test_trees_and_nodes_pickle_and_reopen_read_only(tmp_path: Path) -> None:
         assert list(tree.keys()) == ["a"] and tree.load() == {"a": {"b": [1, 2]}} and list(node) == [1, 2]
         with pytest.raises(tensordb.ReadOnlyError):
             node.append(3)
+
+
+@pytest.mark.parametrize("key", ["time", "/time", "/data/x", "/data/items/1"])
+def test_a_tree_reads_a_key_or_a_pointer_with_one_statement(db: tensordb.Database, key: str) -> None:
+    db["t"] = {"time": 1.5, "data": {"x": "a", "items": [1, 2]}}
+    tree = db["t"]
+    seen: list[str] = []
+    raw = db._store.conn.conn
+    raw.exec_trace = lambda _cursor, sql, _bindings: seen.append(sql) or True
+    try:
+        value = tree[key]
+    finally:
+        raw.exec_trace = None
+    assert value == {"time": 1.5, "/time": 1.5, "/data/x": "a", "/data/items/1": 2}[key]
+    assert len(seen) == 1, seen
+
+
+@pytest.mark.parametrize(("root", "key", "expected"), [
+    ({"/x": 1}, "/x", 1),  # a pointer that designates nothing falls back to the literal key
+    ({"x": {"y": 2}, "x/y": 3}, "x/y", 3),  # a key with a slash is a key, not a pointer
+    ({"a~b": 4}, "a~b", 4),
+    ({"7": 5}, "7", 5),  # a digit key of a dict root
+])
+def test_keys_that_one_query_cannot_resolve_still_resolve(db: tensordb.Database, root: dict[str, object],
+                                                          key: str, expected: object) -> None:
+    db["t"] = root
+    assert db["t"][key] == expected
