@@ -277,6 +277,12 @@ class _CLib:
         return ctx
 
     def _dctx(self, nthreads: int) -> int:
+        try:  # the common case first: a context this thread made already
+            return self._local.dctx[nthreads]  # type: ignore[no-any-return]
+        except (AttributeError, KeyError):
+            return self._new_dctx(nthreads)
+
+    def _new_dctx(self, nthreads: int) -> int:
         contexts: dict[int, int] = self._local.__dict__.setdefault("dctx", {})
         ctx = contexts.get(nthreads)
         if ctx is None:
@@ -358,7 +364,7 @@ def _address(buffer: Any, nbytes: int, writable: bool = False) -> int | bytes:
         return view.tobytes() if nbytes else b""
     if nbytes == 0:
         return b""
-    return ctypes.addressof(ctypes.c_char.from_buffer(view.cast("B")))
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))  # checked through the view just above
 
 
 @functools.cache
