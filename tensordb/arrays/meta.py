@@ -258,6 +258,8 @@ _MAX_DIMS_TEXT = 1024
 
 def is_fill(raw: np.ndarray[Any, Any], meta: ArrayMeta) -> bool:
     """Whether a chunk's raw bytes hold nothing but the fill value (such chunks are not stored)."""
+    if raw.size and raw[0] != meta.fill[0]:  # most data chunks: decided by their first byte
+        return False
     if not any(meta.fill):
         return not raw.any()
     pattern = np.frombuffer(meta.fill, dtype=np.uint8)

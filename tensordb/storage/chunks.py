@@ -13,6 +13,7 @@ arrays' shapes or trees: a chunk is bytes with a reference count.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,10 +118,15 @@ def thread_pool() -> ThreadPoolExecutor:
 
 def content_key(fingerprint: bytes, raw: Any) -> bytes:
     """BLAKE3-256 of ``fingerprint``, a NUL byte, and the raw chunk bytes."""
-    h = blake3.blake3(fingerprint)
-    h.update(b"\0")
+    h = _hashed_prefix(fingerprint).copy()
     h.update(raw)
     return h.digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _hashed_prefix(fingerprint: bytes) -> Any:
+    """The hasher state after ``fingerprint`` and its NUL byte (a few codecs and item sizes repeat)."""
+    return blake3.blake3(fingerprint + b"\0")
 
 
 def checksum(stored: bytes | memoryview) -> int:
