@@ -118,13 +118,13 @@ def thread_pool() -> ThreadPoolExecutor:
 
 def content_key(fingerprint: bytes, raw: Any) -> bytes:
     """BLAKE3-256 of ``fingerprint``, a NUL byte, and the raw chunk bytes."""
-    h = _hashed_prefix(fingerprint).copy()
+    h: blake3.blake3 = _hashed_prefix(fingerprint).copy()
     h.update(raw)
     return h.digest()
 
 
 @functools.lru_cache(maxsize=64)
-def _hashed_prefix(fingerprint: bytes) -> Any:
+def _hashed_prefix(fingerprint: bytes) -> blake3.blake3:
     """The hasher state after ``fingerprint`` and its NUL byte (a few codecs and item sizes repeat)."""
     return blake3.blake3(fingerprint + b"\0")
 
