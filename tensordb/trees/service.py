@@ -21,7 +21,7 @@ from ..storage.store import Store
 from . import paths
 from .catalog import TreeCatalog
 from .nodes import ManyTrees, NodeRow, NodeTable
-from .values import NodeSpec, decode_scalar
+from .values import NodeSpec, collector_paused, decode_scalar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,6 +159,11 @@ class TreeService:
     def set(self, tree_id: int, path: str, value: object, chunks: tuple[int, ...] | None = None,
             codec: Codec | None = None) -> int:
         """Set or replace the value at ``path`` (its parent must exist); returns the node id."""
+        with collector_paused():
+            return self._set(tree_id, path, value, chunks, codec)
+
+    def _set(self, tree_id: int, path: str, value: object, chunks: tuple[int, ...] | None,
+             codec: Codec | None) -> int:
         specs = self.nodes.prepare(value, path)
         with self.transaction():
             if path == "":

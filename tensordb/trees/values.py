@@ -27,9 +27,12 @@ reading or writing plain scalars never needs them (start-up cost).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,24 @@ class NodeSpec:
     exact: Any = None
     dtype: str | None = None
     payload: Any = None  # an ndarray to store, or a handle (Array/Node/Tree) to reference
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a value is flattened and stored.
+
+    The value's objects all stay alive meanwhile, yet every collection that
+    the new node specs trigger traverses them again: 15% of the time of
+    writing a 220,000-node tree. A collector the caller disabled stays so.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def flatten(value: object, handle_types: tuple[type, ...] = (), base: str = "") -> list[NodeSpec]:

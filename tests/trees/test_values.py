@@ -115,3 +115,18 @@ def test_array_likes_converting_to_objects_are_refused(tmp_path: Path, data: obj
         with pytest.raises(TypeError, match="/x: a value of type _ArrayLike converts to an object array"):
             db["t"]["x"] = _ArrayLike(data)
         assert db["t"].load() == {"kept": 1} and db.check().ok
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_write_leaves_the_garbage_collector_as_it_found_it(db: tensordb.Database, enabled: bool) -> None:
+    import gc
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        db["t"] = {"a": [1, 2, {"b": np.arange(3)}]}
+        assert gc.isenabled() is enabled
+        with pytest.raises(TypeError):
+            db["t"]["/a/0"] = {"bad": object()}
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
