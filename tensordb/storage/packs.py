@@ -56,6 +56,8 @@ from .hooks import FileOps
 __all__ = ["PackStore", "PacksAppeared", "PACK_NAME", "HEADER", "GATE_NAME"]
 
 HEADER = b"TDBPACK1" + bytes(8)
+#: Seconds a reader trusts that the pack folder has no gate file before looking again.
+_GATE_RECHECK = 0.05
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -82,6 +84,7 @@ class PackStore:
         self.dir = pack_dir_for(db_filename)
         self._dir_fd: int | None = None  # the sidecar folder, for flock(2)
         self._gate_fd: int | None = None  # the gate file in it (see exclusive())
+        self._no_gate_until = 0.0  # no gate file was found: look again only after this (monotonic) time
         self._read_locked = False
         self._lockless = False  # inside reading() while there was no folder to lock
         self.max_pack_bytes = MAX_PACK_BYTES
@@ -470,10 +473,15 @@ class PackStore:
     def _gate(self, create: bool) -> int | None:
         """The gate file's descriptor (a regular file, never followed through a link), or None."""
         if self._gate_fd is None:
+            if not create and time.monotonic() < self._no_gate_until:
+                return None
             flags = (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY
             try:
                 fd = os.open(os.path.join(self.dir, GATE_NAME), flags | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, 0o666)
             except OSError:
+                # Most folders never get a gate: looking for it before every read cost a failed
+                # open(). A gc that creates one waits longer than this for readers to notice it.
+                self._no_gate_until = time.monotonic() + _GATE_RECHECK
                 return None
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
