@@ -238,7 +238,7 @@ def test_a_transaction_sqlite_rolled_back_cannot_go_on(fault_vfs: iofs.FaultVFS,
         db["keep"] = {"x": 1}
     rule = iofs.FaultRule(kind="sqlite-write", n=1, armed=False)
     _install(fault_vfs, rule)
-    db = tensordb.open(path)
+    db = tensordb.open(path, inline_threshold=1 << 20)  # the arrays' bytes go through SQLite's cache
     rng = np.random.default_rng(3)
     try:
         rule.armed = True
