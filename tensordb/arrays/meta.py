@@ -102,18 +102,6 @@ class ArrayRecords:
             raise StaleHandleError(f"array {array_id} no longer exists (deleted and garbage-collected)")
         return meta_from_row(row)
 
-    def get_versioned(self, array_id_sql: str, params: tuple[Any, ...]) -> tuple[ArrayMeta | None, int]:
-        """(the record of the array a SQL subquery names, or None; the connection's data version), one statement.
-
-        The data version (SQLite's ``PRAGMA data_version``) comes from the
-        same read as the record, so it tells whether later reads see the same
-        commit.
-        """
-        row = self.conn.one(_VERSIONED_META.format(array_id_sql), params)
-        if row is None:
-            return None, self.conn.data_version()
-        return meta_from_row(row[1:]), int(row[0])
-
     def must_copy_before_write(self, array_id: int) -> bool:
         """Whether a write must go to a copy: another node holds the array, or a snapshot may see it.
 
@@ -160,11 +148,6 @@ class ArrayRecords:
                 (array_id,),
             )
         )
-
-
-# A scalar subquery for the version: as a join, SQLite would scan the array table.
-_VERSIONED_META = f"SELECT (SELECT data_version FROM pragma_data_version), {META_COLUMNS} FROM array " \
-                  "WHERE array_id = ({})"
 
 
 def _new_meta(array_id: int, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...] | None,

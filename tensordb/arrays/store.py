@@ -173,7 +173,7 @@ class ArrayStore:
         return result
 
     def _meta_of(self, ref: ArrayRef, missing: Callable[[], NoReturn]) -> ArrayMeta:
-        meta, _ = self.records.get_versioned(*ref)
+        meta, _, _ = self.index.meta_versioned(*ref)
         if meta is None:
             missing()
         return meta
