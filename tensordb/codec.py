@@ -180,7 +180,12 @@ class Codec:
         self.check_header(stored, expected_size)
         if out is None:
             out = bytearray(expected_size)
-        _blosc().decompress(stored, out, expected_size, _threads_for(expected_size))
+        if stored[2] & _MEMCPYED and not stored[31] and len(stored) == _HEADER_BYTES + expected_size:
+            # Blosc2 stored these bytes as they are, after the header (chunks
+            # too small or too noisy to compress): copy them without a call into Blosc2.
+            _raw_view(out, expected_size)[:] = memoryview(stored)[_HEADER_BYTES:]
+        else:
+            _blosc().decompress(stored, out, expected_size, _threads_for(expected_size))
         return out
 
     def decode_span(self, stored: bytes | memoryview, expected_size: int, start: int, stop: int
@@ -349,6 +354,14 @@ class _PyBlosc2:
         whole = bytearray(nbytes)
         self.decompress(stored, whole, nbytes, 1)
         out[:] = whole[start * typesize: start * typesize + len(out)]
+
+
+def _raw_view(buffer: Any, nbytes: int) -> memoryview:
+    """The first ``nbytes`` of a writable contiguous buffer, as bytes."""
+    view = memoryview(buffer)
+    if view.readonly or not view.c_contiguous or view.nbytes < nbytes:
+        raise ValueError("Blosc2 needs a writable contiguous buffer of the declared size")
+    return view.cast("B")[:nbytes]
 
 
 def _address(buffer: Any, nbytes: int, writable: bool = False) -> int | bytes:

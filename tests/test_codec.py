@@ -63,3 +63,21 @@ def test_the_python_package_fallback_decodes_like_the_c_library() -> None:
     part = bytearray(400)
     fallback.getitem(stored, 250, 100, part)
     assert bytes(part) == raw[250:350].tobytes()
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=repr)
+@pytest.mark.parametrize("raw", [np.arange(24, dtype="<i4").view(np.uint8),  # below the size worth compressing
+                                 np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8)],  # noise
+                         ids=["tiny", "noise"])
+def test_a_chunk_blosc2_stored_as_is_is_copied_out_exactly(codec: Codec, raw: np.ndarray) -> None:
+    stored = codec.encode(raw, 1)
+    assert stored[2] & 0x02 and len(stored) == 32 + raw.nbytes  # Blosc2's "memcpyed" flag: the copy path
+    assert bytes(codec.decode(stored, raw.nbytes)) == raw.tobytes()
+    out = np.zeros(raw.nbytes // 4, "<i4")
+    codec.decode(stored, raw.nbytes, out=out)
+    assert out.tobytes() == raw.tobytes()
+    assert bytes(blosc2.decompress2(stored)) == raw.tobytes()  # what Blosc2 itself reads there
+    with pytest.raises(CorruptionError, match="header says"):
+        codec.decode(stored[:-1], raw.nbytes)
+    with pytest.raises(ValueError, match="writable"):
+        codec.decode(stored, raw.nbytes, out=bytes(raw.nbytes))

@@ -50,7 +50,7 @@ db.close()
 db = tensordb.open(path, mode="r")
 rows = db.sql("SELECT tree, value FROM nodes WHERE path = '/time' ORDER BY tree").fetchall()
 assert rows == [("s0", 0.0), ("s1", 1.5), ("s2", 3.0)], rows
-assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(6,)]
+assert db.sql("SELECT count(*) FROM arrays").fetchall() == [(9,)]
 db.close()
 """,
     "a scalar-only subtree loaded": """
@@ -147,6 +147,7 @@ def _build(path: Path) -> None:
                 "data": {"inlet": {"p": np.arange(4.0) + i, "unit": "m/s"}, "outlet": [1, 2, None]},
                 "scale": np.float32(0.5),
                 "grid": np.zeros((3, 3), "i4"),
+                "ramp": np.arange(1000.0),  # compressed: check() calls into Blosc2 (tiny chunks are copied)
             }
 
 

@@ -11,8 +11,7 @@ import functools
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,9 +31,12 @@ ArraySpec = tuple[tuple[int, ...], np.dtype[Any], tuple[int, ...] | None, Codec 
 META_COLUMNS = "array_id, dtype, shape, chunks, codec, fill_value, size, nbytes"
 
 
-@dataclass(frozen=True)
-class ArrayMeta:
-    """The metadata of one stored array (a row of the ``array`` table)."""
+class ArrayMeta(NamedTuple):
+    """The metadata of one stored array (a row of the ``array`` table).
+
+    A named tuple rather than a frozen dataclass: a whole-tree read builds one
+    per array, and a tuple is built in a third of the time.
+    """
 
     array_id: int
     dtype: np.dtype[Any]
