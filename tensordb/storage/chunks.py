@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import blake3
@@ -38,7 +37,6 @@ __all__ = ["ChunkStore", "Counters", "content_key", "checksum", "thread_pool", "
 DEFAULT_INLINE_THRESHOLD = 4096
 
 
-@dataclass
 class Counters:
     """Storage events, for tests and tools that must count rather than time.
 
@@ -49,16 +47,20 @@ class Counters:
     and ``pack_reads``: pack file traffic.
     """
 
-    chunks_decoded: int = 0
-    chunks_partly_decoded: int = 0
-    chunks_written: int = 0
-    chunk_bytes_written: int = 0
-    chunks_deduplicated: int = 0
-    pack_bytes_written: int = 0
-    pack_reads: int = 0
+    def __init__(self) -> None:
+        self.chunks_decoded = 0
+        self.chunks_partly_decoded = 0
+        self.chunks_written = 0
+        self.chunk_bytes_written = 0
+        self.chunks_deduplicated = 0
+        self.pack_bytes_written = 0
+        self.pack_reads = 0
 
     def snapshot(self) -> dict[str, int]:
         return dict(vars(self))
+
+    def __repr__(self) -> str:
+        return f"Counters({', '.join(f'{name}={value}' for name, value in vars(self).items())})"
 
 
 # Look-ups of content keys are batched (SQLite allows 32,766 parameters).

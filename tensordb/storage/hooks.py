@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["FileOps", "StorageHooks", "TRACE_STEPS", "install", "installed"]
 
@@ -91,11 +91,10 @@ def _trace_nothing(step: str) -> None:
     return None
 
 
-@dataclass(frozen=True)
-class StorageHooks:
+class StorageHooks(NamedTuple):
     """The file operations, step tracer and SQLite VFS of a store (see the module docstring)."""
 
-    files: FileOps = field(default_factory=FileOps)
+    files: FileOps = FileOps()  # stateless: one instance serves every store
     trace: Callable[[str], None] = _trace_nothing
     sqlite_vfs: str | None = None
 

@@ -16,7 +16,6 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import CorruptionError, PathNotFoundError
@@ -57,11 +56,13 @@ class NodeRow(NamedTuple):
     array_id: Any
 
 
-@dataclass(frozen=True)
 class ArrayIdRef:
     """A stored array to reference by id (used by create_array)."""
 
-    array_id: int
+    __slots__ = ("array_id",)
+
+    def __init__(self, array_id: int) -> None:
+        self.array_id = array_id
 
 
 class SubtreeHandle(ABC):

@@ -33,7 +33,6 @@ import math
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -74,19 +73,21 @@ def array_handle_types() -> tuple[type[Array], ...]:
     return (handle,) if isinstance(handle, type) else ()
 
 
-@dataclass(slots=True)
 class NodeSpec:
     """One node to insert. ``parent`` indexes the spec list (-1 for the root of the value)."""
 
-    parent: int
-    key: str | None
-    pos: int
-    path: str  # relative to the value's root ("" for the root)
-    kind: str
-    value: Any = None
-    exact: Any = None
-    dtype: str | None = None
-    payload: Any = None  # an ndarray to store, or a handle (Array/Node/Tree) to reference
+    __slots__ = ("parent", "key", "pos", "path", "kind", "value", "exact", "dtype", "payload")
+
+    def __init__(self, parent: int, key: str | None, pos: int, path: str, kind: str) -> None:
+        self.parent = parent
+        self.key = key
+        self.pos = pos
+        self.path = path  # relative to the value's root ("" for the root)
+        self.kind = kind
+        self.value: Any = None
+        self.exact: Any = None
+        self.dtype: str | None = None
+        self.payload: Any = None  # an ndarray to store, or a handle (Array/Node/Tree) to reference
 
 
 @contextlib.contextmanager

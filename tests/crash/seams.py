@@ -22,7 +22,6 @@ worker that is a fresh interpreter imports this module and does the same.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from collections.abc import Callable
@@ -39,7 +38,7 @@ PLANTED_BUGS = ("commit-before-pack-flush", "no-pack-fsync")
 
 def use(**changes: Any) -> StorageHooks:
     """Replace fields (``files``, ``trace``, ``sqlite_vfs``) of the installed hooks; returns the previous hooks."""
-    return hooks.install(dataclasses.replace(hooks.installed(), **changes))
+    return hooks.install(hooks.installed()._replace(**changes))
 
 
 def restore(previous: StorageHooks) -> None:
