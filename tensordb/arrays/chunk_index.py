@@ -17,6 +17,7 @@ another version.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -134,8 +135,19 @@ class ChunkIndex:
                               "ON CONFLICT(array_id, coord) DO UPDATE SET chunk_id = excluded.chunk_id")
 
     def drop(self, refs: Iterable[tuple[int, str]]) -> None:
-        """Remove index rows ``(array id, coord key)``: those chunks read as the fill value from now on."""
-        self.conn.executemany("DELETE FROM chunk_ref WHERE array_id = ? AND coord = ?", refs)
+        """Remove index rows ``(array id, coord key)``: those chunks read as the fill value from now on.
+
+        One statement per array (its coordinates as a JSON list, looked up
+        through the primary key), not one per row: each row's delete fires
+        the reference-count trigger, and a statement per row would pay a
+        statement journal for each (as :meth:`Connection.insert_rows` explains).
+        """
+        by_array: dict[int, list[str]] = {}
+        for array_id, key in refs:
+            by_array.setdefault(array_id, []).append(key)
+        for array_id, keys in by_array.items():
+            self.conn.execute("DELETE FROM chunk_ref WHERE array_id = ? AND coord IN (SELECT value FROM json_each(?))",
+                              (array_id, json.dumps(keys)))
 
 
 class CachedArray:

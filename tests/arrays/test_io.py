@@ -129,9 +129,13 @@ def test_writing_the_fill_value_drops_chunks(db: tensordb.Database) -> None:
     a = db["t"].create_array("/x", shape=(32, 32), dtype="i4", chunks=(8, 8), fill_value=7)
     a[...] = np.arange(32 * 32, dtype="i4").reshape(32, 32)
     assert len(list(db.arrays.chunk_coords(db.arrays.meta(a.array_id)))) == 16
-    a[0:16, :] = 7
+    with statements(db) as seen:
+        a[0:16, :] = 7
+    assert sum(sql.startswith("DELETE FROM chunk_ref") for sql in seen) == 1  # eight index rows, one statement
     assert len(list(db.arrays.chunk_coords(db.arrays.meta(a.array_id)))) == 8
     np.testing.assert_array_equal(a[0:16, :], np.full((16, 32), 7, "i4"))
+    np.testing.assert_array_equal(a[16:, :], np.arange(16 * 32, 32 * 32, dtype="i4").reshape(16, 32))
+    assert db.check().ok  # the chunks' reference counts followed
 
 
 # --------------------------------------------------------------------------- streaming
