@@ -28,10 +28,10 @@ import json
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import CorruptionError
+from .frozen import Frozen
 
 __all__ = ["Codec", "DEFAULT_CODEC", "compress_payload", "decompress_payload", "MAX_CHUNK_BYTES",
            "partial_decoding_available"]
@@ -59,8 +59,7 @@ MAX_CHUNK_BYTES = 2**31 - 1024
 _MAX_TYPESIZE = 255
 
 
-@dataclass(frozen=True)
-class Codec:
+class Codec(Frozen):
     """How the chunks of an array are compressed (Blosc2).
 
     The default, LZ4 level 5 with bit shuffle, was chosen by measurement on
@@ -83,17 +82,19 @@ class Codec:
     Codec(name='zstd', level=5, shuffle='bit')
     """
 
-    name: str = "lz4"
-    level: int = 5
-    shuffle: str = "bit"
+    __slots__ = ("name", "level", "shuffle")
+    name: str
+    level: int
+    shuffle: str
 
-    def __post_init__(self) -> None:
-        if self.name not in _CODECS:
-            raise ValueError(f"unknown codec {self.name!r}; expected one of {sorted(_CODECS)}")
-        if isinstance(self.level, bool) or not isinstance(self.level, int) or not 0 <= self.level <= 9:
-            raise ValueError(f"codec level must be an int from 0 to 9, got {self.level!r}")
-        if self.shuffle not in _SHUFFLES:
-            raise ValueError(f"unknown shuffle {self.shuffle!r}; expected one of {sorted(_SHUFFLES)}")
+    def __init__(self, name: str = "lz4", level: int = 5, shuffle: str = "bit") -> None:
+        if name not in _CODECS:
+            raise ValueError(f"unknown codec {name!r}; expected one of {sorted(_CODECS)}")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+            raise ValueError(f"codec level must be an int from 0 to 9, got {level!r}")
+        if shuffle not in _SHUFFLES:
+            raise ValueError(f"unknown shuffle {shuffle!r}; expected one of {sorted(_SHUFFLES)}")
+        self._assign(name, level, shuffle)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "level": self.level, "shuffle": self.shuffle}

@@ -16,7 +16,7 @@ PACKAGE = Path(tensordb.__file__).resolve().parent
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    {"errors"},
+    {"errors", "frozen"},
     {"codec"},
     {"storage"},
     {"arrays"},

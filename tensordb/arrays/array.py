@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 
@@ -337,8 +336,7 @@ class Array:
         self._cache = None
 
 
-@dataclass(frozen=True)
-class _DetachedOwner:
+class _DetachedOwner(NamedTuple):
     """The location of a handle that was pickled: good for messages, not for writes."""
 
     tree: str | None

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from itertools import product
 from typing import Any, NamedTuple, TypeAlias
 
@@ -381,8 +380,7 @@ def _index_array(arr: np.ndarray[Any, Any], axis: int, dim: int) -> IntArray:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ChunkProjection:
+class ChunkProjection(NamedTuple):
     """How one chunk contributes to a selection.
 
     ``chunk_sel`` has one selector per array axis (int, slice or 1-d ``np.intp``
