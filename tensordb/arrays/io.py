@@ -50,6 +50,7 @@ __all__ = ["ArrayIO", "ChunkWriter", "Lookup", "naming_chunk"]
 #: Looks up the records of up to RECORDS_PER_QUERY coord keys; an unwritten chunk is absent or None.
 Lookup = Callable[[list[str]], Mapping[str, ChunkRecord | None]]
 
+_ALL = slice(None)
 # Writes hand chunks to the chunk store in batches of about this many raw bytes.
 _WRITE_BATCH_BYTES = 16 * 1024 * 1024
 # Reads of more than two chunks at least this big verify and decode them on every core.
@@ -67,6 +68,11 @@ class ArrayIO:
 
     def read(self, meta: ArrayMeta, key: object, lookup: Lookup) -> Any:
         """``array[key]`` as numpy would return it (orthogonal indexing)."""
+        if (key is Ellipsis or type(key) is slice and key == _ALL) and meta.chunks == meta.shape and meta.size:
+            origin = g.origin_key(len(meta.shape))  # all of a one-chunk array: no selection to work out
+            record = lookup([origin]).get(origin)
+            if record is not None:
+                return self._decode_whole(meta, record)
         sel = Selection(key, meta.shape, meta.chunks)
         out = np.empty(sel.out_shape, dtype=meta.dtype)
         self.gather(meta, sel.projections(), out, lookup, parallel=self.worth_parallel(meta, sel.nchunks()))
@@ -75,21 +81,26 @@ class ArrayIO:
 
     def read_whole(self, meta: ArrayMeta, records: Mapping[str, ChunkRecord]) -> np.ndarray[Any, Any]:
         """The whole array from all its chunk records (see :meth:`ChunkIndex.with_records_where`)."""
-        out = np.empty(meta.shape, dtype=meta.dtype)
-        if len(records) == 1 and meta.chunks == meta.shape and out.size:  # the common case: one chunk, all of it
+        if len(records) == 1 and meta.chunks == meta.shape and meta.size:  # the common case: one chunk, all of it
             record = records.get(g.origin_key(len(meta.shape)))  # the only coordinates inside a 1-chunk grid
             if record is not None:
-                try:
-                    self.chunks.decode(record, meta.codec, out.nbytes, out=out.reshape(-1).view(np.uint8))
-                except CorruptionError as exc:
-                    raise _named(exc, meta, (0,) * len(meta.shape)) from None
-                return out
+                return self._decode_whole(meta, record)
+        out = np.empty(meta.shape, dtype=meta.dtype)
         grid = meta.grid
         for key in records:
             g.parse_coord_key(key, grid)  # refuse coordinates outside the grid
         sel = Selection(Ellipsis, meta.shape, meta.chunks)
         self.gather(meta, sel.projections(), out, records_lookup(records),
                     parallel=self.worth_parallel(meta, sel.nchunks()))
+        return out
+
+    def _decode_whole(self, meta: ArrayMeta, record: ChunkRecord) -> np.ndarray[Any, Any]:
+        """A one-chunk array, decoded straight into its result."""
+        out = np.empty(meta.shape, dtype=meta.dtype)
+        try:
+            self.chunks.decode(record, meta.codec, out.nbytes, out=out.reshape(-1).view(np.uint8))
+        except CorruptionError as exc:
+            raise _named(exc, meta, (0,) * len(meta.shape)) from None
         return out
 
     @staticmethod

@@ -235,3 +235,22 @@ def test_reads_decode_each_chunk_once(db: tensordb.Database, key: Any) -> None:
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(np.asarray(a), data)
 
+
+
+@pytest.mark.parametrize("value", [np.arange(12.0).reshape(3, 4), np.arange(7, dtype="i2"), np.array(2.5, "f8"),
+                                   np.zeros((2, 0), "u1")], ids=["2-d", "1-d", "0-d", "empty"])
+@pytest.mark.parametrize("key", [Ellipsis, slice(None)], ids=["...", ":"])
+def test_a_whole_one_chunk_array_reads_like_numpy(db: tensordb.Database, value: np.ndarray, key: Any) -> None:
+    if value.ndim == 0 and key is not Ellipsis:
+        pytest.skip("numpy refuses a slice of a 0-d array")
+    db["t"] = {"x": value, "unwritten": None}
+    db["t"].create_array("/unwritten", value.shape, value.dtype, fill_value=3)
+    a, fresh = db["t"]["x"], db["t"]["unwritten"]
+    before = db.counters.chunks_decoded
+    got = a[key]
+    assert type(got) is np.ndarray and got.dtype == value.dtype and got.shape == value[key].shape
+    np.testing.assert_array_equal(got, value[key])
+    assert db.counters.chunks_decoded - before == (1 if value.size else 0)
+    got[...] = 0  # a copy of its own
+    np.testing.assert_array_equal(a[key], value[key])
+    np.testing.assert_array_equal(fresh[key], np.full(value.shape, 3, value.dtype)[key])
