@@ -155,7 +155,7 @@ class NodeTable:
 
     def children(self, node_id: int) -> list[NodeRow]:
         cursor = self.conn.execute(f"SELECT {NODE_COLUMNS} FROM node WHERE parent_id = ? ORDER BY pos", (node_id,))
-        return [NodeRow(*r) for r in cursor]
+        return list(map(NodeRow._make, cursor))
 
     def count_children(self, node_id: int) -> int:
         return int(self.conn.scalar("SELECT count(*) FROM node WHERE parent_id = ?", (node_id,)))
@@ -165,7 +165,7 @@ class NodeTable:
             f"SELECT {NODE_COLUMNS} FROM node WHERE tree_id = ? AND {_IN_SUBTREE} ORDER BY path",
             (tree_id, *_subtree_params(path)),
         )
-        return [NodeRow(*r) for r in cursor]
+        return list(map(NodeRow._make, cursor))
 
     def subtree_arrays_sql(self, tree_id: int, path: str, scalars_only: bool = False) -> tuple[str, tuple[Any, ...]]:
         """A subquery selecting the array ids of a subtree (only numpy scalars' with ``scalars_only``)."""
