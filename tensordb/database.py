@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from .errors import (
     TreeExistsError,
     context,
 )
+from .reopening import reopen_readonly
 from .storage.query import ReadOnlyQuery
 from .storage.store import Store
 from .trees import bulk, paths
@@ -158,10 +159,11 @@ class Database(MutableMapping[str, Tree]):
         """The sidecar folder holding this database's pack files."""
         return self._store.packs.dir
 
-    def _reopen_state(self) -> tuple[str] | tuple[str, int]:
+    def _reopen_state(self) -> tuple[Callable[..., Any], tuple[str] | tuple[str, int]]:
+        """What a pickled handle keeps of its database: the function that reopens it, and its arguments."""
         if self.snapshot_shown is not None:
-            return (os.path.abspath(self.filename), self.snapshot_shown.id)
-        return (os.path.abspath(self.filename),)
+            return reopen_readonly, (os.path.abspath(self.filename), self.snapshot_shown.id)
+        return reopen_readonly, (os.path.abspath(self.filename),)
 
     @property
     def closed(self) -> bool:

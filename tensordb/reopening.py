@@ -75,8 +75,8 @@ class Unreachable:
     def transaction(self) -> AbstractContextManager[None]:
         raise self._fail()
 
-    def _reopen_state(self) -> tuple[str]:
-        return (self.filename,)
+    def _reopen_state(self) -> tuple[Any, tuple[str]]:
+        return reopen_readonly, (self.filename,)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # protocol probes (copy, pickle, hasattr) get the usual answer

@@ -11,7 +11,6 @@ chunk is rewritten).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple, NoReturn, Protocol
 
@@ -59,8 +58,14 @@ class ArrayHost(Protocol):
 
 
 def reopen(db_state: Any) -> ArrayHost:
-    """The read-only host a pickled handle reopens: the database layer's, imported by name (the layer above)."""
-    host: ArrayHost = importlib.import_module("tensordb.reopening").reopen_readonly(db_state)
+    """The read-only host a pickled handle reopens.
+
+    ``db_state`` is what the host's ``_reopen_state()`` gave: the database
+    layer's reopening function and its arguments. The function is pickled by
+    reference, so unpickling imports the layer above without this one naming it.
+    """
+    reopener, args = db_state
+    host: ArrayHost = reopener(args)
     return host
 
 

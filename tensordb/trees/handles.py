@@ -506,9 +506,8 @@ def _reopen(db_state: Any) -> TreeService:
     The database (or, if it cannot be reopened, a stand-in whose every use
     raises why) keeps its tree service as ``_trees``.
     """
-    from ..arrays import array as array_module  # deferred: start-up cost
-
-    host: Any = array_module.reopen(db_state)
+    reopener, args = db_state  # see arrays.array.reopen
+    host: Any = reopener(args)
     return cast(TreeService, host._trees)
 
 
