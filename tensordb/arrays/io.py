@@ -68,39 +68,33 @@ class ArrayIO:
 
     def read(self, meta: ArrayMeta, key: object, lookup: Lookup) -> Any:
         """``array[key]`` as numpy would return it (orthogonal indexing)."""
-        if (key is Ellipsis or type(key) is slice and key == _ALL) and meta.chunks == meta.shape and meta.size:
-            origin = g.origin_key(len(meta.shape))  # all of a one-chunk array: no selection to work out
-            record = lookup([origin]).get(origin)
-            if record is not None:
-                return self._decode_whole(meta, record)
+        if meta.chunks == meta.shape and meta.size and (
+            key is Ellipsis or type(key) is slice and key == _ALL and meta.shape  # a 0-d array refuses [:]
+        ):
+            return self.read_whole(meta, lookup([g.origin_key(len(meta.shape))]))  # all of a one-chunk array
         sel = Selection(key, meta.shape, meta.chunks)
         out = np.empty(sel.out_shape, dtype=meta.dtype)
         self.gather(meta, sel.projections(), out, lookup, parallel=self.worth_parallel(meta, sel.nchunks()))
         result = out.reshape(sel.final_shape)
         return result[()] if sel.is_scalar else result
 
-    def read_whole(self, meta: ArrayMeta, records: Mapping[str, ChunkRecord]) -> np.ndarray[Any, Any]:
-        """The whole array from all its chunk records (see :meth:`ChunkIndex.with_records_where`)."""
-        if len(records) == 1 and meta.chunks == meta.shape and meta.size:  # the common case: one chunk, all of it
-            record = records.get(g.origin_key(len(meta.shape)))  # the only coordinates inside a 1-chunk grid
-            if record is not None:
-                return self._decode_whole(meta, record)
+    def read_whole(self, meta: ArrayMeta, records: Mapping[str, ChunkRecord | None]) -> np.ndarray[Any, Any]:
+        """The whole array from all its chunk records (see :meth:`ChunkIndex.with_records_where`; None: unwritten)."""
         out = np.empty(meta.shape, dtype=meta.dtype)
+        if len(records) == 1 and meta.chunks == meta.shape and out.size:  # the common case: one chunk, all of it
+            record = records.get(g.origin_key(len(meta.shape)))  # the only coordinates inside a 1-chunk grid
+            if record is not None:  # decoded straight into the result: no selection to work out
+                try:
+                    self.chunks.decode(record, meta.codec, out.nbytes, out=out.reshape(-1).view(np.uint8))
+                except CorruptionError as exc:
+                    raise _named(exc, meta, (0,) * len(meta.shape)) from None
+                return out
         grid = meta.grid
         for key in records:
             g.parse_coord_key(key, grid)  # refuse coordinates outside the grid
         sel = Selection(Ellipsis, meta.shape, meta.chunks)
         self.gather(meta, sel.projections(), out, records_lookup(records),
                     parallel=self.worth_parallel(meta, sel.nchunks()))
-        return out
-
-    def _decode_whole(self, meta: ArrayMeta, record: ChunkRecord) -> np.ndarray[Any, Any]:
-        """A one-chunk array, decoded straight into its result."""
-        out = np.empty(meta.shape, dtype=meta.dtype)
-        try:
-            self.chunks.decode(record, meta.codec, out.nbytes, out=out.reshape(-1).view(np.uint8))
-        except CorruptionError as exc:
-            raise _named(exc, meta, (0,) * len(meta.shape)) from None
         return out
 
     @staticmethod
@@ -294,7 +288,7 @@ class ChunkWriter:
             storing()
 
 
-def records_lookup(records: Mapping[str, ChunkRecord]) -> Lookup:
+def records_lookup(records: Mapping[str, ChunkRecord | None]) -> Lookup:
     """A :data:`Lookup` answering from records read already."""
     return lambda keys: records
 

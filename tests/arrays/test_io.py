@@ -256,3 +256,12 @@ def test_a_whole_one_chunk_array_reads_like_numpy(db: tensordb.Database, value: 
     got[...] = 0  # a copy of its own
     np.testing.assert_array_equal(a[key], value[key])
     np.testing.assert_array_equal(fresh[key], np.full(value.shape, 3, value.dtype)[key])
+
+
+def test_a_0d_array_refuses_a_slice_like_numpy(db: tensordb.Database) -> None:
+    db["t"] = {"x": np.array(2.5)}
+    with pytest.raises(IndexError):
+        np.array(2.5)[:]
+    with pytest.raises(IndexError):
+        db["t"]["x"][:]
+    assert db["t"]["x"][...] == np.array(2.5)
