@@ -357,24 +357,27 @@ class _PyBlosc2:
         out[:] = whole[start * typesize: start * typesize + len(out)]
 
 
+def _checked_view(buffer: Any, nbytes: int, writable: bool) -> memoryview:
+    """A view of a buffer that holds ``nbytes`` contiguous bytes (and can be written, if asked)."""
+    view = memoryview(buffer)
+    if view.nbytes < nbytes or not view.c_contiguous:
+        raise ValueError("Blosc2 needs a contiguous buffer of the declared size")
+    if writable and view.readonly:
+        raise ValueError("Blosc2 output buffer is read-only: it must be writable")
+    return view
+
+
 def _raw_view(buffer: Any, nbytes: int) -> memoryview:
     """The first ``nbytes`` of a writable contiguous buffer, as bytes."""
-    view = memoryview(buffer)
-    if view.readonly or not view.c_contiguous or view.nbytes < nbytes:
-        raise ValueError("Blosc2 needs a writable contiguous buffer of the declared size")
-    return view.cast("B")[:nbytes]
+    return _checked_view(buffer, nbytes, writable=True).cast("B")[:nbytes]
 
 
 def _address(buffer: Any, nbytes: int, writable: bool = False) -> int | bytes:
     """A pointer to a buffer's bytes for ctypes, without copying where the buffer allows it."""
     if isinstance(buffer, bytes):
         return buffer  # ctypes passes a bytes object's own storage
-    view = memoryview(buffer)
-    if view.nbytes < nbytes or not view.c_contiguous:
-        raise ValueError("Blosc2 needs a contiguous buffer of the declared size")
+    view = _checked_view(buffer, nbytes, writable)
     if view.readonly:
-        if writable:
-            raise ValueError("Blosc2 output buffer is read-only")
         return view.tobytes() if nbytes else b""
     if nbytes == 0:
         return b""
