@@ -37,6 +37,29 @@ def test_database_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
         assert conn.scalar("PRAGMA foreign_keys") == 1
 
 
+@pytest.mark.parametrize("mode", ["a", "r"])
+def test_a_cached_join_with_parameters_is_not_compiled_again(tmp_path: Path, mode: str) -> None:
+    # SQLite asks the authoriser while it compiles: a statement run again from
+    # the cache must not ask. (Built with STAT4, SQLite recompiles such
+    # statements at every run unless the planner's stability guarantee is on.)
+    with tensordb.open(tmp_path / "j.tdb") as db:
+        db["t"] = {"a": 1, "b": 2}
+        db.sql("SELECT 1").fetchall()  # PRAGMA optimize at close leaves stat1/stat4 behind
+    join = "SELECT n.path FROM node n JOIN node r ON r.node_id = n.parent_id WHERE n.tree_id = ? AND n.path = ?"
+    with tensordb.open(tmp_path / "j.tdb", mode) as db:
+        conn = db._store.conn
+        compiled: list[int] = []
+        conn.conn.authorizer = lambda *args: compiled.append(args[0]) or apsw.SQLITE_OK  # expires the cache
+        try:
+            assert conn.one(join, (1, "/a")) == ("/a",)
+            assert compiled, "the first run compiles the statement"
+            compiled.clear()
+            assert conn.one(join, (1, "/b")) == ("/b",)
+        finally:
+            conn.conn.authorizer = None
+        assert compiled == []
+
+
 def test_writers_hold_the_write_lock_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "lock.tdb"
     with tensordb.open(path) as db:
