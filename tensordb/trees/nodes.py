@@ -35,7 +35,9 @@ __all__ = ["NodeRow", "NodeTable", "SubtreeHandle", "SubtreeRef", "ArrayIdRef", 
 NODE_COLUMNS = "node_id, tree_id, parent_id, path, key, pos, kind, value, exact, dtype, array_id"
 _INSERT = f"INSERT INTO node({NODE_COLUMNS})"
 _N_COLUMNS = ", ".join(f"n.{column}" for column in NODE_COLUMNS.split(", "))
-_IN_SUBTREE = "(path = ? OR (path >= ? AND path < ?))"
+# One index range, [path, path + "0"), less what sorts between path and path + "/" (siblings such as
+# path + ".x"): an OR of two ranges would be planned as two searches whose rows need sorting.
+_IN_SUBTREE = "path >= ? AND path < ? AND (path = ? OR path >= ?)"
 # Paths of real nodes are "" or start with "/": this prefix can never collide.
 _SCRATCH = "\x01"
 
@@ -115,9 +117,9 @@ def _nbytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def _subtree_params(path: str) -> tuple[str, str, str]:
+def _subtree_params(path: str) -> tuple[str, str, str, str]:
     lo, hi = paths.subtree_bounds(path)
-    return path, lo, hi
+    return path, hi, path, lo
 
 
 class NodeTable:
@@ -264,9 +266,9 @@ class NodeTable:
         source = self.row_at(src_tree, src_path)
         if source is None:
             raise PathNotFoundError(f"{src_path or '(root)'}: the source subtree no longer exists")
-        params = _subtree_params(src_path)
+        lo, hi = paths.subtree_bounds(src_path)
         min_id = int(self.conn.scalar(
-            f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
+            f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *_subtree_params(src_path))
         ))
         delta = self.next_node_id() - min_id
         self.conn.execute(
@@ -277,10 +279,10 @@ class NodeTable:
                    CASE WHEN node_id = :root THEN :key ELSE key END,
                    CASE WHEN node_id = :root THEN :pos ELSE pos END,
                    kind, value, exact, dtype, array_id
-            FROM node WHERE tree_id = :src_tree AND (path = :p OR (path >= :lo AND path < :hi))""",
+            FROM node WHERE tree_id = :src_tree AND path >= :p AND path < :hi AND (path = :p OR path >= :lo)""",
             {"delta": delta, "dst_tree": dst_tree, "root": source.node_id, "parent": parent_id,
              "dst_path": dst_path, "src_len": _nbytes(src_path), "key": key, "pos": pos, "src_tree": src_tree,
-             "p": params[0], "lo": params[1], "hi": params[2]},
+             "p": src_path, "lo": lo, "hi": hi},
         )
         return source.node_id + delta
 
