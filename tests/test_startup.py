@@ -185,6 +185,20 @@ def test_what_works_on_arrays_imports_numpy_on_demand(tmp_path: Path, scenario: 
     assert loaded <= set(report[scenario])
 
 
+def test_arrays_written_and_read_leave_numpy_ma_unloaded(tmp_path: Path) -> None:
+    """numpy imports numpy.ma on first use (10 ms of a fresh process); refusing masked arrays must not."""
+    code = ("import sys, numpy as np, tensordb\n"
+            "with tensordb.open(sys.argv[1], 'w') as db:\n"
+            "    db['t'] = {'a': np.arange(5000.0), 'b': [np.float32(1), np.zeros((3, 3))]}\n"
+            "    assert db['t'].load()['a'][-1] == 4999.0 and db['t']['a'][1:3].tolist() == [1.0, 2.0]\n"
+            "print('numpy.ma' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.tdb")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_a_pickled_array_handle_reopens_its_database_in_a_fresh_process(tmp_path: Path) -> None:
     """Pickled handles reopen through the database layer, which a fresh process has not imported yet."""
     import pickle

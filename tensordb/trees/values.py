@@ -177,7 +177,7 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
     elif (numpy := numpy_if_loaded()) is not None and isinstance(item, numpy.generic):
         _encode_numpy_scalar(item, spec)
     elif numpy is not None and isinstance(item, numpy.ndarray):
-        if isinstance(item, numpy.ma.MaskedArray) or type(item) is numpy.matrix:
+        if type(item) is not numpy.ndarray and _is_masked_or_matrix(item, numpy):
             raise TypeError(f"{type(item).__name__} cannot be stored exactly; pass a plain numpy array")
         from ..arrays.dtypes import check_storable_dtype
 
@@ -192,6 +192,12 @@ def _encode_leaf(item: Any, spec: NodeSpec, handle_types: tuple[type, ...]) -> N
             item, (complex,)
         ) or type(item).__module__ == "datetime" else ""
         raise TypeError(f"values of type {type(item).__name__} cannot be stored{hint}")
+
+
+def _is_masked_or_matrix(item: Any, numpy: Any) -> bool:
+    # numpy imports numpy.ma on first use (10 ms); a masked array exists only once it is imported.
+    masked = sys.modules.get("numpy.ma")
+    return (masked is not None and isinstance(item, masked.MaskedArray)) or isinstance(item, numpy.matrix)
 
 
 def _as_numpy(item: Any) -> np.ndarray[Any, Any]:

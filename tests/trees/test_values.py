@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,16 @@ def test_array_likes_converting_to_objects_are_refused(tmp_path: Path, data: obj
         with pytest.raises(TypeError, match="/x: a value of type _ArrayLike converts to an object array"):
             db["t"]["x"] = _ArrayLike(data)
         assert db["t"].load() == {"kept": 1} and db.check().ok
+
+
+@pytest.mark.parametrize("make", [lambda: np.ma.masked_array([1.0, 2.0], mask=[False, True]),
+                                  lambda: np.matrix([[1, 2], [3, 4]])], ids=["masked", "matrix"])
+def test_masked_arrays_and_matrices_are_refused(tmp_path: Path, make: Callable[[], object]) -> None:
+    with tensordb.open(tmp_path / "m.tdb") as db:
+        db["t"] = {"kept": 1}
+        with pytest.raises(TypeError, match="/x: .* cannot be stored exactly; pass a plain numpy array"):
+            db["t"]["x"] = make()
+        assert db["t"].load() == {"kept": 1}
 
 
 @pytest.mark.parametrize("enabled", [True, False])
