@@ -199,6 +199,22 @@ def test_arrays_written_and_read_leave_numpy_ma_unloaded(tmp_path: Path) -> None
     assert done.stdout.strip() == "False"
 
 
+def test_tensordb_ls_imports_neither_numpy_nor_the_progress_display(tmp_path: Path) -> None:
+    """Listing trees is a start-up-bound command: numpy and rich.progress cost it about 140 ms."""
+    path = tmp_path / "runs.tdb"
+    _build(path)
+    code = ("import sys\nfrom tensordb.cli.app import main\n"
+            "try:\n    main(['ls', sys.argv[1]])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(sorted(m for m in ('numpy', 'rich.progress', 'tensordb.demo') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    listing, loaded = done.stdout.rstrip().rsplit("\n", 1)
+    assert "s0" in listing and "s2" in listing
+    assert loaded == "[]"
+
+
 def test_a_pickled_array_handle_reopens_its_database_in_a_fresh_process(tmp_path: Path) -> None:
     """Pickled handles reopen through the database layer, which a fresh process has not imported yet."""
     import pickle

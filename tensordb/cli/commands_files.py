@@ -9,12 +9,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import Progress
 
 import tensordb
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from .common import (
     EXPECTED,

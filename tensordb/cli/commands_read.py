@@ -8,7 +8,6 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import click
-import numpy as np
 from rich.text import Text
 from rich.tree import Tree as RichTree
 
@@ -36,6 +35,7 @@ from .output import (
     emit,
     emit_mapping,
     figure,
+    is_numpy_scalar,
     kind_of,
     plain,
     progress_display,
@@ -134,7 +134,7 @@ def _describe(key: Any, value: Any) -> tuple[Any, ...]:
         return key, value.kind, len(value), None, None, None
     if isinstance(value, tensordb.Array):
         return key, "array", None, list(value.shape), str(value.dtype), None
-    return key, kind_of(value), None, None, str(value.dtype) if isinstance(value, np.generic) else None, plain(value)
+    return key, kind_of(value), None, None, str(value.dtype) if is_numpy_scalar(value) else None, plain(value)
 
 
 @click.command()
@@ -232,7 +232,7 @@ def _label(value: Any, sharing: dict[int, tuple[int, int]]) -> Text:
         if note:
             text.append("  " + note, "magenta")
         return text
-    if isinstance(value, np.generic):
+    if is_numpy_scalar(value):
         return Text.assemble((cut(str(value), MAX_TEXT), "yellow"), (f"  {value.dtype}", "dim"))
     return Text(cut(scalar_text(value), MAX_TEXT), "yellow")
 
@@ -288,6 +288,8 @@ def show(db: str, address: str, slice_text: str | None, stats: bool, at: str | N
         if slice_text is None and value.nbytes > MAX_PRINT_BYTES:
             raise click.ClickException(f"{address_of(name, pointer)}: the array holds "
                                        f"{tensordb.human_size(value.nbytes)}; pass --slice to print part of it")
+        import numpy as np
+
         with bad_input():  # out of bounds, too many indices; the message names the file, tree and path
             data = np.asarray(value[key])
         note = _sharing_note(value.array_id, _sharing(database, [value.array_id]))

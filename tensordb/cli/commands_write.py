@@ -8,7 +8,6 @@ import click
 from rich.console import Console
 
 import tensordb
-from tensordb.demo import run_demo
 
 from .common import F, bad_input, errors_as_messages, lookup
 
@@ -30,6 +29,8 @@ def demo(path: str, sims: int, steps: int, force: bool) -> None:
         tensordb demo /tmp/demo.tdb
         tensordb demo /tmp/demo.tdb --sims 2 --steps 3 --force
     """
+    from tensordb.demo import run_demo  # numpy: only the demo needs it
+
     run_demo(path, sims, steps, say=Console(highlight=False).print, force=force)
 
 

@@ -8,18 +8,25 @@ import csv
 import json
 import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import tensordb
 
+if TYPE_CHECKING:  # numpy and rich.progress cost a command that lists or shows 140 ms: imported on use
+    from rich.progress import Progress
+
 #: Longest text shown in a table cell or a tree label before it is cut with "…".
 MAX_TEXT = 80
+
+
+def is_numpy_scalar(value: Any) -> bool:
+    """Whether ``value`` is a numpy scalar, without importing numpy (a command that lists or shows does not)."""
+    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
+    return numpy is not None and isinstance(value, numpy.generic)
 
 
 def kind_of(value: Any) -> str:
@@ -27,8 +34,8 @@ def kind_of(value: Any) -> str:
         return value.kind
     if isinstance(value, tensordb.Array):
         return "array"
-    if isinstance(value, np.generic):  # a numpy scalar: its dtype says more
-        return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(value.dtype.kind, value.dtype.name)
+    if is_numpy_scalar(value):  # its dtype says more
+        return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(value.dtype.kind, str(value.dtype.name))
     for kind, types in (("null", type(None)), ("bool", bool), ("int", int), ("float", float), ("str", str),
                         ("bytes", bytes), ("dict", dict), ("list", list)):
         if isinstance(value, types):
@@ -46,7 +53,7 @@ def plain(value: Any) -> Any:
         return {"array": {"shape": list(value.shape), "dtype": str(value.dtype)}}
     if isinstance(value, bytes):
         return {"bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, np.generic):
+    if is_numpy_scalar(value):
         item = value.item()
         return plain(item) if isinstance(item, (bool, int, float, str, bytes)) else str(value)
     return value
@@ -74,6 +81,8 @@ def progress_display(quiet: bool, bar: bool = True) -> Progress:
 
     ``bar=False`` gives a spinner with the elapsed time, for work whose size is not known up front.
     """
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     display = console(stderr=True)
     columns: tuple[Any, ...] = (
         (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()) if bar

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
-
-import numpy as np
-from rich.progress import Progress
+from typing import TYPE_CHECKING, Any
 
 import tensordb
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from .output import plain
 
@@ -134,6 +134,8 @@ def array_stats(array: tensordb.Array, full: tuple[Any, ...], progress: Progress
 
     ``full`` is a key checked by :func:`stats_key`.
     """
+    import numpy as np
+
     dtype = array.dtype
     shape = array.shape
     count = nans = 0
