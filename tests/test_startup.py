@@ -152,12 +152,16 @@ def _build(path: Path) -> None:
             }
 
 
-def _run(path: Path, scenarios: dict[str, str]) -> dict[str, list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(scenarios), json.dumps(HEAVY)],
-                          capture_output=True, text=True, env=env, timeout=120)
+def _python(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh interpreter that imports this checkout's tensordb; its standard output."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
-    report: dict[str, list[str]] = json.loads(done.stdout)
+    return done.stdout
+
+
+def _run(path: Path, scenarios: dict[str, str]) -> dict[str, list[str]]:
+    report: dict[str, list[str]] = json.loads(_python(CHILD, str(path), json.dumps(scenarios), json.dumps(HEAVY)))
     return report
 
 
@@ -192,11 +196,7 @@ def test_arrays_written_and_read_leave_numpy_ma_unloaded(tmp_path: Path) -> None
             "    db['t'] = {'a': np.arange(5000.0), 'b': [np.float32(1), np.zeros((3, 3))]}\n"
             "    assert db['t'].load()['a'][-1] == 4999.0 and db['t']['a'][1:3].tolist() == [1.0, 2.0]\n"
             "print('numpy.ma' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.tdb")], capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert _python(code, str(tmp_path / "m.tdb")).strip() == "False"
 
 
 def test_tensordb_ls_imports_neither_numpy_nor_the_progress_display(tmp_path: Path) -> None:
@@ -206,11 +206,7 @@ def test_tensordb_ls_imports_neither_numpy_nor_the_progress_display(tmp_path: Pa
     code = ("import sys\nfrom tensordb.cli.app import main\n"
             "try:\n    main(['ls', sys.argv[1]])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
             "print(sorted(m for m in ('numpy', 'rich.progress', 'tensordb.demo') if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    listing, loaded = done.stdout.rstrip().rsplit("\n", 1)
+    listing, loaded = _python(code, str(path)).rstrip().rsplit("\n", 1)
     assert "s0" in listing and "s2" in listing
     assert loaded == "[]"
 
@@ -225,11 +221,7 @@ def test_a_pickled_array_handle_reopens_its_database_in_a_fresh_process(tmp_path
         state = pickle.dumps([db["s1"]["/data/inlet/p"], db["s2"]])
     code = ("import pickle, sys; a, tree = pickle.loads(bytes.fromhex(sys.argv[1])); "
             "print(a[...].tolist(), tree['time'])")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code, state.hex()], capture_output=True, text=True, env=env,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["[1.0,", "2.0,", "3.0,", "4.0]", "3.0"]
+    assert _python(code, state.hex()).split() == ["[1.0,", "2.0,", "3.0,", "4.0]", "3.0"]
 
 
 def test_array_writes_and_reads_import_no_dataclasses(tmp_path: Path) -> None:
@@ -242,6 +234,4 @@ with tensordb.open({str(tmp_path / "a.tdb")!r}, "w") as db:
     assert db["t"]["x"][10:12].tolist() == [10.0, 11.0] and db["t"].load()["y"].sum() == 64 * 64
 assert "dataclasses" not in sys.modules, "dataclasses was imported"
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
+    _python(code)
