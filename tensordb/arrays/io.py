@@ -175,8 +175,9 @@ class ArrayIO:
                 writer.add(meta, p.coords, chunk)
         writer.flush()
 
-    def write_whole(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> None:
-        """Fill new, empty arrays with whole values.
+    def start_write_whole(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> Callable[[], None]:
+        """Fill new, empty arrays with whole values, in two steps: the last batch's compression
+        starts now, and calling the result stores it (see :meth:`ChunkWriter.start_flush`).
 
         Chunks of many arrays share batches (a source larger than memory, a
         memmap, is streamed a batch at a time).
@@ -193,7 +194,7 @@ class ArrayIO:
                     chunk[tuple(slice(0, b) for b in block.shape)] = block
                     block = chunk
                 writer.add(meta, coords, block)
-        writer.flush()
+        return writer.start_flush()
 
     def clear_outside(self, meta: ArrayMeta, shape: tuple[int, ...], coords: list[tuple[int, ...]]) -> None:
         """Reset what lies outside ``shape`` in these (edge) chunks to the fill value, a batch at a time."""
@@ -264,8 +265,14 @@ class ChunkWriter:
 
     def flush(self) -> None:
         """Store everything added so far."""
+        self.start_flush()()
+
+    def start_flush(self) -> Callable[[], None]:
+        """:meth:`flush` in two steps: the last batch's compression starts on the pool now, and
+        calling the result stores it. In between, the caller may run other statements, but
+        store no chunks and change none of the values added."""
         self._send()
-        self._finish()
+        return self._finish
 
     def _send(self) -> None:
         """Finish storing the batch sent before, then start on this one (hashes and compression on the pool)."""

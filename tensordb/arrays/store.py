@@ -180,9 +180,10 @@ class ArrayStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def write_arrays(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> None:
-        """Fill new, empty arrays with whole values (chunks of many arrays share batches)."""
-        self.io.write_whole(pairs)
+    def start_write_arrays(self, pairs: Iterable[tuple[ArrayMeta, np.ndarray[Any, Any]]]) -> Callable[[], None]:
+        """Fill new, empty arrays with whole values (chunks of many arrays share batches); the last
+        batch is stored when the result is called (see :meth:`ArrayIO.start_write_whole`)."""
+        return self.io.start_write_whole(pairs)
 
     def write(self, meta: ArrayMeta, key: object, value: object) -> None:
         """``array[key] = value``: rewrites only the chunks the selection touches."""

@@ -65,9 +65,10 @@ class Counters:
 
 # Look-ups of content keys are batched (SQLite allows 32,766 parameters).
 _KEYS_PER_QUERY = 500
-# Chunks this big are compressed by the pool (Blosc2 releases the GIL); handing
-# a smaller one to a thread costs more than compressing it here.
-_PARALLEL_CHUNK_BYTES = 4096
+# Chunks go to the pool (Blosc2 releases the GIL) in groups of at least this many
+# raw bytes: a hand-off to a thread costs about as much as compressing a few KiB,
+# so a write smaller than one group is compressed in the calling thread.
+_POOL_TASK_BYTES = 32 * 1024
 # Chunks this big are hashed by the pool (BLAKE3 releases the GIL for big inputs).
 _PARALLEL_HASH_BYTES = 256 * 1024
 #: Threads of the (de)compression pool.
@@ -76,21 +77,35 @@ _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _start_compressing(items: list[tuple[Any, Codec, int]]) -> Callable[[], list[bytes]]:
-    """Compress chunks ``(raw, codec, typesize)``: big ones on the pool, from now on; the result waits for them."""
-    def encode(item: tuple[Any, Codec, int]) -> bytes:
-        raw, codec, typesize = item
-        return codec.encode(raw, typesize)
+    """Compress chunks ``(raw, codec, typesize)`` on the pool, from now on; the result waits for them.
 
+    Every chunk is handed over, small ones grouped, so that the caller's
+    next statements (the node rows of the same write, say) run meanwhile.
+    """
+    sizes = [memoryview(raw).nbytes for raw, _, _ in items]
+    if sum(sizes) < _POOL_TASK_BYTES:
+        done = _encode_all(items)
+        return lambda: done
     pool = thread_pool()
-    handed = {i: pool.submit(encode, item) for i, item in enumerate(items)
-              if memoryview(item[0]).nbytes >= _PARALLEL_CHUNK_BYTES} if len(items) > 1 else {}
-    results = [b"" if i in handed else encode(item) for i, item in enumerate(items)]  # meanwhile, the small ones
+    futures = [pool.submit(_encode_all, group) for group in _grouped(items, sizes, _POOL_TASK_BYTES)]
+    return lambda: [stored for future in futures for stored in future.result()]
 
-    def wait() -> list[bytes]:
-        for i, future in handed.items():
-            results[i] = future.result()
-        return results
-    return wait
+
+def _encode_all(items: Sequence[tuple[Any, Codec, int]]) -> list[bytes]:
+    return [codec.encode(raw, typesize) for raw, codec, typesize in items]
+
+
+def _grouped(items: Sequence[Any], sizes: Sequence[int], min_size: int) -> list[Sequence[Any]]:
+    """``items`` in order, cut into runs of at least ``min_size`` in total (the last run may hold less)."""
+    groups, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        total += size
+        if total >= min_size:
+            groups.append(items[start:i + 1])
+            start, total = i + 1, 0
+    if start < len(items):
+        groups.append(items[start:])
+    return groups
 
 
 def _content_keys(items: Sequence[tuple[Any, Codec, int]]) -> list[bytes]:

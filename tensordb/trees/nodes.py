@@ -210,7 +210,9 @@ class NodeTable:
     ) -> int:
         """Write prepared specs as the subtree at ``path``; returns the new root node id."""
         base = self.next_node_id()
-        array_ids = iter(self._store_arrays([spec.payload for spec in specs if spec.kind == "array"], chunks, codec))
+        ids, store_chunks = self._start_storing_arrays([spec.payload for spec in specs if spec.kind == "array"],
+                                                       chunks, codec)
+        array_ids = iter(ids)
         rows = []
         copies: list[NodeSpec] = []
         for i, spec in enumerate(specs):
@@ -226,6 +228,7 @@ class NodeTable:
                          spec.value, spec.exact, spec.dtype, array_id))
         if rows:
             self.conn.insert_rows(_INSERT, rows)
+        store_chunks()  # the pool compressed them while the node rows went in
         root_id = base
         for spec in copies:
             is_root = spec.parent < 0
@@ -237,19 +240,21 @@ class NodeTable:
                 root_id = new_id
         return root_id
 
-    def _store_arrays(self, payloads: list[Any], chunks: tuple[int, ...] | None, codec: Codec | None) -> list[int]:
-        """The array ids for array payloads: ("ref", id) is shared, not copied; ndarrays are stored."""
+    def _start_storing_arrays(self, payloads: list[Any], chunks: tuple[int, ...] | None, codec: Codec | None
+                              ) -> tuple[list[int], Callable[[], None]]:
+        """The array ids for array payloads: ("ref", id) is shared, not copied; ndarrays are stored,
+        their last chunks when the function returned is called."""
         values: list[np.ndarray[Any, Any]] = [p for p in payloads if not isinstance(p, tuple)]
         if not values:  # references only (or nothing): the ArrayStore is not needed
-            return [int(p[1]) for p in payloads]
+            return [int(p[1]) for p in payloads], lambda: None
         metas = iter(self.arrays.create_many([
             (data.shape, data.dtype, chunks if chunks is not None and len(chunks) == data.ndim else None, codec, None)
             for data in values
         ]))
         stored = [(next(metas), data) for data in values]
-        self.arrays.write_arrays(stored)
+        store_chunks = self.arrays.start_write_arrays(stored)
         by_value = iter(meta.array_id for meta, _ in stored)
-        return [int(p[1]) if isinstance(p, tuple) else next(by_value) for p in payloads]
+        return [int(p[1]) if isinstance(p, tuple) else next(by_value) for p in payloads], store_chunks
 
     def _insert_copy(self, payload: Any, tree_id: int, parent_id: int | None, path: str, key: str | None,
                      pos: int) -> int:

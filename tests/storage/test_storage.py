@@ -10,6 +10,7 @@ import pytest
 
 from tensordb.codec import Codec
 from tensordb.errors import CorruptionError, FormatError, ReadOnlyError
+from tensordb.storage import chunks
 from tensordb.storage.chunks import DEFAULT_INLINE_THRESHOLD, Counters, checksum, content_key
 from tensordb.storage.packs import HEADER
 from tensordb.storage.store import Store
@@ -319,7 +320,7 @@ def test_rollback_of_first_pack(store_path: str) -> None:
 
 
 def test_put_many_deduplicates_within_the_batch_and_against_stored_chunks(store: Store) -> None:
-    """Small chunks (compressed here) and big ones (compressed by the pool), repeated and already stored."""
+    """Small chunks and big ones (grouped for the pool), repeated and already stored."""
     rng = np.random.default_rng(7)
     raws = [rng.integers(0, 4, size=n, dtype="uint8").tobytes() for n in (10, 300, 5000, 70_000, 200_000)]
     with store.transaction():
@@ -335,3 +336,27 @@ def test_put_many_deduplicates_within_the_batch_and_against_stored_chunks(store:
         assert bytes(store.chunks.get(chunk_id, CODEC, len(raw))) == raw
     # the big ones went to pack files (inline threshold 1000), the small ones inline
     assert count(store, "SELECT count(*) FROM chunk WHERE pack_id IS NOT NULL") == 3
+
+
+@pytest.mark.parametrize("total", [900, 300_000])
+def test_put_many_gives_each_chunk_its_own_bytes(store: Store, total: int) -> None:
+    """Chunks of different sizes, compressed in the caller (a small write) or by the pool in groups."""
+    rng = np.random.default_rng(total)
+    sizes = rng.integers(1, 2 * total // 200, size=200)
+    raws = [rng.integers(0, 4, size=int(n), dtype="uint8").tobytes() for n in sizes]
+    with store.transaction():
+        ids = store.chunks.put_many([(raw, CODEC, 1) for raw in raws])
+    assert len(set(ids)) == len(set(raws))
+    for chunk_id, raw in zip(ids, raws):
+        assert bytes(store.chunks.get(chunk_id, CODEC, len(raw))) == raw
+
+
+@pytest.mark.parametrize(("sizes", "groups"), [
+    ([], []),
+    ([3, 3, 3, 3], [[0, 1, 2, 3]]),
+    ([10, 1, 20], [[0], [1, 2]]),
+    ([4, 4, 4, 1], [[0, 1, 2], [3]]),
+    ([1, 1], [[0, 1]]),
+])
+def test_chunks_go_to_the_pool_in_runs_of_a_minimum_size(sizes: list[int], groups: list[list[int]]) -> None:
+    assert chunks._grouped(list(range(len(sizes))), sizes, 10) == groups

@@ -65,3 +65,28 @@ def test_values_from_another_database_are_copied_in(tmp_path: Path) -> None:
         two["t"] = {"d": one["t"]["d"], "p": one["t"]["p"]}
         assert two["t"].load()["d"] == {"q": [1]} and list(two["t"]["p"][:]) == [0, 1, 2, 3, 4]
         assert two.check().ok
+
+
+def test_a_write_failing_after_its_node_rows_leaves_nothing(tmp_path: Path) -> None:
+    """A tree's chunks are stored after its node rows (the pool compresses them meanwhile): a failure
+    there undoes the whole write, node rows included, and what was stored before stays."""
+    from tensordb.storage import hooks
+
+    def fail_at_compress(step: str) -> None:
+        if step == "compress":
+            raise OSError("no space left on device")
+
+    kept = {"a": np.arange(50_000, dtype="f4"), "n": 1}
+    with tensordb.open(tmp_path / "f.tdb") as db:
+        db["kept"] = kept
+    previous = hooks.install(hooks.installed()._replace(trace=fail_at_compress))
+    try:
+        with tensordb.open(tmp_path / "f.tdb") as db, pytest.raises(OSError, match="no space"):
+            db["new"] = {"b": np.arange(60_000, dtype="f8"), "c": [np.ones(7), np.zeros(300)], "s": "x"}
+    finally:
+        hooks.install(previous)
+    with tensordb.open(tmp_path / "f.tdb") as db:
+        assert list(db) == ["kept"]
+        assert np.array_equal(db["kept"]["a"][...], kept["a"]) and db["kept"]["n"] == 1
+        assert db.sql("SELECT count(*) FROM node WHERE tree_id NOT IN (SELECT tree_id FROM tree)").fetchall() == [(0,)]
+        assert db.check().ok
