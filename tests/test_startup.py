@@ -199,13 +199,14 @@ def test_arrays_written_and_read_leave_numpy_ma_unloaded(tmp_path: Path) -> None
     assert _python(code, str(tmp_path / "m.tdb")).strip() == "False"
 
 
-def test_tensordb_ls_imports_neither_numpy_nor_the_progress_display(tmp_path: Path) -> None:
-    """Listing trees is a start-up-bound command: numpy and rich.progress cost it about 140 ms."""
+def test_tensordb_ls_to_a_pipe_imports_neither_numpy_nor_rich(tmp_path: Path) -> None:
+    """Listing trees is a start-up-bound command: numpy and rich cost it about 140 ms and 35 ms, and
+    rich's table 100 ms more for 200 rows (a pipe gets plain text)."""
     path = tmp_path / "runs.tdb"
     _build(path)
     code = ("import sys\nfrom tensordb.cli.app import main\n"
             "try:\n    main(['ls', sys.argv[1]])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "print(sorted(m for m in ('numpy', 'rich.progress', 'tensordb.demo') if m in sys.modules))")
+            "print(sorted(m for m in ('numpy', 'rich', 'tensordb.demo') if m in sys.modules))")
     listing, loaded = _python(code, str(path)).rstrip().rsplit("\n", 1)
     assert "s0" in listing and "s2" in listing
     assert loaded == "[]"

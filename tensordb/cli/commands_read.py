@@ -5,11 +5,9 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.text import Text
-from rich.tree import Tree as RichTree
 
 import tensordb
 
@@ -43,6 +41,10 @@ from .output import (
     shape_text,
 )
 from .slices import array_stats, parse_slice, stats_key
+
+if TYPE_CHECKING:  # rich draws `tensordb tree` only: the other commands do not import it
+    from rich.text import Text
+    from rich.tree import Tree as RichTree
 
 #: Children shown per container by ``tensordb tree`` before "… N more".
 MAX_CHILDREN = 200
@@ -166,6 +168,9 @@ def tree(db: str, address: str, depth: int | None, at: str | None) -> None:
         if isinstance(value, tensordb.Node):
             value = value.load(lazy=True)  # the structure in one query; arrays stay lazy handles
         sharing = _sharing(database, [a.array_id for a in _arrays_in(value, depth)])
+        from rich.text import Text
+        from rich.tree import Tree as RichTree
+
         root = RichTree(Text.assemble((address_of(name, pointer), "bold"), "  ", _label(value, sharing)))
         _grow(root, value, sharing, depth)
         console().print(root)
@@ -209,6 +214,8 @@ def _arrays_in(value: Any, depth: int | None) -> Iterator[tensordb.Array]:
 
 
 def _grow(branch: RichTree, value: Any, sharing: dict[int, tuple[int, int]], depth: int | None) -> None:
+    from rich.text import Text
+
     if depth == 0 or not isinstance(value, (dict, list)):
         return
     items = list(value.items() if isinstance(value, dict) else enumerate(value))
@@ -221,6 +228,8 @@ def _grow(branch: RichTree, value: Any, sharing: dict[int, tuple[int, int]], dep
 
 
 def _label(value: Any, sharing: dict[int, tuple[int, int]]) -> Text:
+    from rich.text import Text
+
     if isinstance(value, (dict, list)):
         return Text(f"{kind_of(value)} ({len(value)} item{'' if len(value) == 1 else 's'})", "dim")
     if isinstance(value, tensordb.Array):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
 
 import tensordb
 
 from .common import F, bad_input, errors_as_messages, lookup
+from .output import console
 
 
 @click.command()
@@ -31,7 +31,7 @@ def demo(path: str, sims: int, steps: int, force: bool) -> None:
     """
     from tensordb.demo import run_demo  # numpy: only the demo needs it
 
-    run_demo(path, sims, steps, say=Console(highlight=False).print, force=force)
+    run_demo(path, sims, steps, say=console().print, force=force)
 
 
 

@@ -96,7 +96,8 @@ def output_options(fn: F) -> F:
     """``--format table|csv|json``, shared by the commands that print rows."""
     return click.option(
         "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-        help="table (rich, for people), csv (RFC 4180) or json (a list of objects).",
+        help="table (for people: drawn on a terminal, plain columns in a pipe), csv (RFC 4180) or json "
+             "(a list of objects).",
     )(fn)
 
 

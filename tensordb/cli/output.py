@@ -11,12 +11,11 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 import tensordb
 
-if TYPE_CHECKING:  # numpy and rich.progress cost a command that lists or shows 140 ms: imported on use
+if TYPE_CHECKING:  # numpy and rich cost a command that lists to a pipe about 200 ms: imported on use
+    from rich.console import Console
     from rich.progress import Progress
 
 #: Longest text shown in a table cell or a tree label before it is cut with "…".
@@ -105,6 +104,8 @@ def tail(text: str, limit: int = 60) -> str:
 
 def console(stderr: bool = False) -> Console:
     """A rich console: colours on a terminal only; no wrapping when piped."""
+    from rich.console import Console
+
     result = Console(stderr=stderr, highlight=False)
     if not result.is_terminal:
         result.width = 10_000
@@ -124,7 +125,12 @@ def cell(value: Any, size: bool = False) -> str:
 
 
 def emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes: Collection[str] = ()) -> int:
-    """Print rows as a rich table, CSV or a JSON list of objects (CSV and JSON stream); return how many."""
+    """Print rows as a table, CSV or a JSON list of objects (CSV and JSON stream); return how many.
+
+    A table is drawn by rich on a terminal. To a pipe or a file it is plain
+    text, as ``docker ps`` prints: a header line, then one line per row,
+    columns padded with spaces, no box and no colour, for ``grep`` and ``less``.
+    """
     count = 0
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -142,12 +148,33 @@ def emit(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, sizes:
             separator = ",\n  "
         sys.stdout.write("]\n" if separator == "\n  " else "\n]\n")
     else:
-        table = Table(*columns, show_edge=False, header_style="bold")
-        for row in rows:
-            table.add_row(*(cell(v, c in sizes) for c, v in zip(columns, row)))
-            count += 1
-        console().print(table)
+        cells = [[cell(v, c in sizes) for c, v in zip(columns, row)] for row in rows]
+        count = len(cells)
+        if sys.stdout.isatty():
+            _rich_table(columns, cells)
+        else:
+            _plain_table(columns, cells)
     return count
+
+
+def _rich_table(columns: Sequence[str], cells: list[list[str]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*columns, show_edge=False, header_style="bold")
+    for row in cells:
+        table.add_row(*map(Text, row))  # Text: brackets in names and values are not rich markup
+    console().print(table)
+
+
+def _plain_table(columns: Sequence[str], cells: list[list[str]]) -> None:
+    lines = [list(columns), *([c.translate(_ONE_LINE) for c in row] for row in cells)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    sys.stdout.writelines("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in lines)
+
+
+#: A plain table's row is one line: the characters that would break it are written as escapes.
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def figure(value: Any, size: bool = False) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +68,15 @@ def fails(*args: Any, code: int = 1) -> str:
 
 
 def table(output: str) -> list[list[str]]:
-    """The body rows of a rich table printed without colours."""
-    return [[cell.strip() for cell in line.split("│")] for line in output.splitlines() if "│" in line]
+    """The rows of a table printed to a pipe, cut at the columns of its header (the first line of
+    lower-case column names), up to a blank line or the end."""
+    lines = output.splitlines()
+    header = next(i for i, line in enumerate(lines) if re.fullmatch(r"[a-z_]+(  +[a-z_]+)*", line))
+    starts = [m.start() for m in re.finditer(r"\S+", lines[header])]
+    rows = []
+    for line in itertools.takewhile(str.strip, lines[header + 1:]):
+        rows.append([line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])])
+    return rows
 
 
 def array_object(data: np.ndarray, buffer: str | None = None) -> dict[str, Any]:

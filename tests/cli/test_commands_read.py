@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +164,7 @@ def test_sql_table_csv_json(sample: Path) -> None:
     assert rows == [{"tree": "sim01/step003", "value": 3}, {"tree": "s1", "value": 51}]
     assert json.loads(ok("sql", sample, "SELECT 1 WHERE 0", "--format", "json").stdout) == []
     empty = ok("sql", sample, "SELECT tree, path FROM nodes WHERE key = 'nothing'").stdout.splitlines()
-    assert re.fullmatch(r"\s*tree\s+┃\s+path\s*", empty[0]) and empty[-1] == "0 rows"
+    assert empty == ["tree  path", "0 rows"]
     assert ok("sql", sample, "SELECT tree, path FROM nodes WHERE 0", "--format", "csv").stdout == "tree,path\n"
     nulls = list(csv.reader(io.StringIO(ok("sql", sample, "SELECT NULL AS n, x'00ff' AS b, 'a,b' AS s",
                                            "--format", "csv").stdout)))
