@@ -62,10 +62,10 @@ _MAX_TYPESIZE = 255
 class Codec(Frozen):
     """How the chunks of an array are compressed (Blosc2).
 
-    The default, LZ4 level 5 with bit shuffle, was chosen by measurement on
-    mesh fields and on a large smooth field (docs/format.md): it compresses
-    about 2.5x and decompresses about 1.5x faster than zstd level 1, for about
-    10% more bytes on disk.
+    The default, LZ4 level 5 with byte shuffle, was chosen by measurement on
+    the arrays of the mesh benchmark and on a large smooth field
+    (docs/format.md): reading them back is 2 to 6 times as fast as with bit
+    shuffle or zstd, for 4 to 7% more bytes than bit shuffle.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ class Codec(Frozen):
     level: int
     shuffle: str
 
-    def __init__(self, name: str = "lz4", level: int = 5, shuffle: str = "bit") -> None:
+    def __init__(self, name: str = "lz4", level: int = 5, shuffle: str = "byte") -> None:
         if name not in _CODECS:
             raise ValueError(f"unknown codec {name!r}; expected one of {sorted(_CODECS)}")
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:

@@ -59,7 +59,7 @@ def test_the_python_package_fallback_decodes_like_the_c_library() -> None:
     fallback = _PyBlosc2()
     raw = np.arange(10_000, dtype="<i4")
     stored = fallback.compress(raw, raw.nbytes, _CODECS["lz4"], 5, _SHUFFLES["bit"], 4, 1)
-    assert bytes(Codec().decode(stored, raw.nbytes)) == raw.tobytes()
+    assert bytes(Codec("lz4", 5, "bit").decode(stored, raw.nbytes)) == raw.tobytes()
     part = bytearray(400)
     fallback.getitem(stored, 250, 100, part)
     assert bytes(part) == raw[250:350].tobytes()

@@ -32,7 +32,7 @@ def test_fields_cannot_be_changed_or_added(value: object) -> None:
 
 
 def test_a_codec_is_validated_and_differs_by_any_field() -> None:
-    assert Codec() == Codec("lz4", 5, "bit") != Codec("lz4", 5, "byte")
-    assert len({Codec(), Codec("lz4", 5, "bit"), Codec("zstd")}) == 2
+    assert Codec() == Codec("lz4", 5, "byte") != Codec("lz4", 5, "bit")
+    assert len({Codec(), Codec("lz4", 5, "byte"), Codec("zstd")}) == 2
     with pytest.raises(ValueError, match="unknown codec"):
         Codec("snappy")

@@ -1,4 +1,5 @@
-"""A format-1 file, written before the default codec changed and before history, upgrades and reads bit for bit."""
+"""Files written before the default codec changed (a format-1 file: before history and upgrades too) read
+bit for bit."""
 
 from __future__ import annotations
 
@@ -80,3 +81,20 @@ def test_the_upgraded_old_file_has_a_fresh_files_schema_and_keeps_history(old_fi
 def test_an_old_file_opened_read_only_asks_for_one_writable_open(old_file: Path) -> None:
     with pytest.raises(tensordb.FormatError, match=r"old\.tdb uses format version 1 and needs an upgrade to"):
         tensordb.open(old_file, mode="r")
+
+
+def test_arrays_written_with_the_previous_default_keep_it_and_read_bit_for_bit(tmp_path: Path) -> None:
+    """LZ4 level 5 with bit shuffle was the default before byte shuffle: such arrays keep their codec."""
+    previous = Codec("lz4", level=5, shuffle="bit")
+    field = np.random.default_rng(5).standard_normal((600, 500)).astype("f4")
+    with tensordb.open(tmp_path / "p.tdb", mode="w") as db:
+        db["t"] = {}
+        db["t"].set("/f", field, chunks=(300, 500), codec=previous)
+    with tensordb.open(tmp_path / "p.tdb") as db:
+        stored = db["t"]["/f"]
+        assert stored.codec == previous != DEFAULT_CODEC
+        assert stored[...].tobytes() == field.tobytes()
+        assert stored[290:310, 7:9].tobytes() == field[290:310, 7:9].tobytes()  # partly decoded, across chunks
+        db["t"]["/g"] = field
+        assert db["t"]["/g"].codec == DEFAULT_CODEC and db["t"]["/g"][...].tobytes() == field.tobytes()
+        assert db.check().ok
