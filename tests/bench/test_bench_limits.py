@@ -6,6 +6,7 @@ keeps them working as the schema and the engine change. No figure is checked.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,9 @@ def test_read_limit_replays_the_statements_of_a_read_and_decompresses_every_arra
 
 
 def test_node_insert_limit_inserts_into_the_current_node_table() -> None:
-    lines = _run("bench.node_insert_limit", "--leaves", "1000", "--repeat", "1")
-    assert len(lines) == 3
-    assert all("for 1,001 node rows" in line for line in lines)
+    lines = _run("bench.node_insert_limit", "--leaves", "1000", "--arrays", "100", "--repeat", "1")
+    assert len(lines) == 6
+    assert all("for 1,001 node rows" in line for line in lines[:3])
+    assert re.match(r"tensordb's own W3 rows \([\d,]+: dicts, scalars and [\d,]+ array nodes", lines[3])
+    assert [line.split(":")[0].strip() for line in lines[4:]] == [
+        "512 rows per statement, as tensordb inserts them", "one row per statement"]
