@@ -271,9 +271,10 @@ class NodeTable:
         source = self.row_at(src_tree, src_path)
         if source is None:
             raise PathNotFoundError(f"{src_path or '(root)'}: the source subtree no longer exists")
-        lo, hi = paths.subtree_bounds(src_path)
+        params = _subtree_params(src_path)
+        _, hi, _, lo = params
         min_id = int(self.conn.scalar(
-            f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *_subtree_params(src_path))
+            f"SELECT min(node_id) FROM node WHERE tree_id = ? AND {_IN_SUBTREE}", (src_tree, *params)
         ))
         delta = self.next_node_id() - min_id
         self.conn.execute(
